@@ -1,0 +1,102 @@
+"""Consent stage: every cameo in a request must be usable by this requester.
+
+A cameo is usable when it is registered to an owner, verified by an accepted
+method within the validity window, not withdrawn, and its owner's settings admit
+the requester:
+
+    requester is owner ............................ allowed
+    on the owner's deny list ...................... refused
+    audience everyone ............................. allowed
+    audience approved / mutuals + on allow list ... allowed
+    anything else ................................. refused (fail closed)
+
+The app has no follower graph here, so "mutuals" is honoured only through explicit
+grants the app sends when two accounts become mutuals.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.consent_registry import CameoState, ConsentRegistry
+from pipeline.stage import Clock, Verdict
+from policies.loader import LoadedPolicy
+from schemas.models import AccessLevel, Audience, PipelineItem, Reason
+
+
+class ConsentRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_cameos_per_request: int = Field(default=4, ge=0, le=16)
+    accepted_verification_methods: list[str] = Field(default_factory=lambda: ["liveness"], min_length=1)
+    verification_valid_days: int | None = Field(default=365, ge=1)
+
+
+def cameo_problem(cameo_id: str, state: CameoState | None, requester: str, rules: ConsentRules,
+                  clock: Clock) -> Reason | None:
+    """Why this requester may not use this cameo, or None when they may."""
+    if state is None:
+        return Reason(code="cameo_unknown", message=f"Cameo {cameo_id} does not exist.")
+    if state.revoked_at is not None:
+        return Reason(code="cameo_revoked", message=f"The owner of cameo {cameo_id} has withdrawn it.")
+    if state.verified_at is None:
+        return Reason(code="cameo_unverified", message=f"Cameo {cameo_id} has not been verified by its owner yet.")
+    if state.verification_method not in rules.accepted_verification_methods:
+        return Reason(code="cameo_verification_method",
+                      message=f"Cameo {cameo_id} was verified by '{state.verification_method}', which this "
+                              f"policy does not accept.")
+    if rules.verification_valid_days is not None and \
+            clock() - state.verified_at > timedelta(days=rules.verification_valid_days):
+        return Reason(code="cameo_verification_expired",
+                      message=f"The verification of cameo {cameo_id} is older than "
+                              f"{rules.verification_valid_days} days; its owner must verify again.")
+    if requester == state.owner_account:
+        return None
+    access = state.access.get(requester, AccessLevel.NONE)
+    if access is AccessLevel.DENY:
+        return Reason(code="cameo_requester_denied",
+                      message=f"The owner of cameo {cameo_id} does not allow this account to use it.")
+    if state.audience is Audience.EVERYONE:
+        return None
+    if state.audience in (Audience.APPROVED, Audience.MUTUALS) and access is AccessLevel.ALLOW:
+        return None
+    return Reason(code="cameo_not_allowed",
+                  message=f"The owner of cameo {cameo_id} has not allowed this account to use it "
+                          f"(audience: {state.audience.value if state.audience else 'unset'}).")
+
+
+def check_cameos(item: PipelineItem, registry: ConsentRegistry, rules: ConsentRules, clock: Clock) -> Verdict:
+    request = item.request
+    cameo_ids = list(dict.fromkeys(request.cameo_ids))
+    if len(cameo_ids) > rules.max_cameos_per_request:
+        return Verdict.reject([Reason(code="too_many_cameos",
+                                      message=f"A video may use at most {rules.max_cameos_per_request} cameos; "
+                                              f"this request names {len(cameo_ids)}.")])
+    problems = []
+    owners = {}
+    for cameo_id in cameo_ids:
+        state = registry.get(cameo_id)
+        problem = cameo_problem(cameo_id, state, request.requester_account, rules, clock)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            owners[cameo_id] = state.owner_account
+    if problems:
+        return Verdict.reject(problems, checked_cameos=cameo_ids)
+    return Verdict.approve(checked_cameos=cameo_ids, cameo_owners=owners)
+
+
+class ConsentStage:
+    """Stage 'consent': the first gate; also reused by publish for the final re-check."""
+
+    name = "consent"
+
+    def __init__(self, policy: LoadedPolicy[ConsentRules], registry: ConsentRegistry, clock: Clock) -> None:
+        self.policy = policy
+        self._registry = registry
+        self._clock = clock
+
+    def decide(self, item: PipelineItem) -> Verdict:
+        return check_cameos(item, self._registry, self.policy.rules, self._clock)

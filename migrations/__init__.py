@@ -1,0 +1,1 @@
+"""Alembic migrations for the audit database (see pipeline.db.upgrade)."""

@@ -1,0 +1,1 @@
+"""trustreel's shared stream runtime, stage wiring, storage and command line."""

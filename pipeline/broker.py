@@ -1,0 +1,236 @@
+"""A single-node Apache Kafka (KRaft) broker on localhost, for the demo and the tests.
+
+    broker start: jars cached? -no-> mvn copy-dependencies (Maven Central)
+                  running?     -yes-> reuse
+                  storage formatted? -no-> kafka.tools.StorageTool format
+                  java kafka.Kafka server.properties (detached) -> wait until it answers
+    broker stop:  SIGTERM the recorded pid, wait, SIGKILL if it hangs
+
+Kafka stays on 3.9.x: 4.x removed protocol versions older clients still speak.
+Jars live in a cache outside the clone so reruns start in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "3.9.1"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    home: Path
+    port: int = 9092
+    kafka_version: str = KAFKA_VERSION
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.home / f"libs-{self.kafka_version}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / f"node-{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "broker.log"
+
+    def fetch_jars(self) -> Path:
+        """Resolve Kafka from Maven Central once; later calls reuse the cache."""
+        marker = self.libs_dir / ".complete"
+        if marker.exists():
+            return self.libs_dir
+        if shutil.which("mvn") is None:
+            raise BrokerError("Maven (mvn) is needed once to fetch Kafka from Maven Central")
+        self.home.mkdir(parents=True, exist_ok=True)
+        pom = self.home / "kafka-broker-pom.xml"
+        pom.write_text(resources.files("pipeline").joinpath("kafka-broker-pom.xml").read_text())
+        staging = self.libs_dir.with_name(self.libs_dir.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        result = subprocess.run(
+            [
+                "mvn", "-q", "-B", "-f", str(pom), f"-Dkafka.version={self.kafka_version}",
+                "dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+            ],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"mvn could not fetch Kafka {self.kafka_version}:\n{result.stdout}\n{result.stderr}")
+        shutil.rmtree(self.libs_dir, ignore_errors=True)
+        staging.rename(self.libs_dir)
+        marker.touch()
+        return self.libs_dir
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"kafka.Kafka" not in cmdline.read_bytes():
+            return None  # the pid was recycled by something else
+        return pid
+
+    def answers(self, timeout: float = 5.0) -> bool:
+        """True when the broker serves metadata requests (not just an open port)."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                pass
+        except OSError:
+            return False
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=int(timeout * 1000),
+                client_id="trustreel-broker-probe",
+            )
+        except KafkaError:
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except KafkaError:
+            return False
+        finally:
+            admin.close()
+
+    def _write_config(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        data = self.run_dir / "data"
+        properties = self.run_dir / "server.properties"
+        properties.write_text(
+            "\n".join([
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=5",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "num.partitions=3",
+                "log.cleaner.backoff.ms=1000",
+                "",
+            ])
+        )
+        (self.run_dir / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, stdout\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        )
+        return properties
+
+    def _java(self, *args: str, heap: str = "256m") -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("java is needed to run the local Kafka broker")
+        return [
+            java, f"-Xmx{heap}", "-cp", f"{self.libs_dir}/*",
+            f"-Dlog4j.configuration=file:{self.run_dir / 'log4j.properties'}", *args,
+        ]
+
+    def start(self, wait_seconds: float = 90.0) -> str:
+        """Start (or reuse) the broker and return its bootstrap address once it answers."""
+        if self.running_pid() is not None and self.answers():
+            return self.bootstrap
+        if self.answers():
+            raise BrokerError(f"port {self.port} already serves a Kafka broker this project did not start; "
+                              f"use it with --bootstrap-servers {self.bootstrap} or pick another port")
+        self.fetch_jars()
+        properties = self._write_config()
+        if not (self.run_dir / "data" / "meta.properties").exists():
+            cluster_id = subprocess.run(
+                self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
+            ).stdout.strip().splitlines()[-1]
+            formatted = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+                capture_output=True, text=True,
+            )
+            if formatted.returncode != 0:
+                raise BrokerError(f"formatting KRaft storage failed:\n{formatted.stdout}\n{formatted.stderr}")
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(
+                self._java("kafka.Kafka", str(properties), heap="768m"),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(f"the broker exited with {process.returncode}; see {self.log_file}")
+            if self.answers(timeout=2.0):
+                return self.bootstrap
+            time.sleep(0.5)
+        self.stop()
+        raise BrokerError(f"the broker did not answer within {wait_seconds:.0f}s; see {self.log_file}")
+
+    def stop(self, wait_seconds: float = 30.0) -> bool:
+        """Stop the broker this project started; False when none was running."""
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            _reap(pid)
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def wipe(self) -> None:
+        """Delete this node's data (topics, offsets); the jar cache stays."""
+        self.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the broker is our own child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

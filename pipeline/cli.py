@@ -1,0 +1,316 @@
+"""The `trustreel` command line: broker, workers, producers, policies, schemas and audit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pipeline.settings import Settings, load_settings
+
+app = typer.Typer(help="trustreel: moderation and trust pipeline for AI-generated video, on Apache Kafka.",
+                  no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
+broker_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) for development and tests.",
+                         no_args_is_help=True)
+topics_app = typer.Typer(help="Create and list the pipeline's topics.", no_args_is_help=True)
+db_app = typer.Typer(help="Audit database schema (Alembic).", no_args_is_help=True)
+schemas_app = typer.Typer(help="Message schemas as JSON Schema files.", no_args_is_help=True)
+policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
+cameo_app = typer.Typer(help="Cameo consent events and the consent registry.", no_args_is_help=True)
+audit_app = typer.Typer(help="Query the audit database.", no_args_is_help=True)
+for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
+                  (policy_app, "policy"), (cameo_app, "cameo"), (audit_app, "audit")]:
+    app.add_typer(sub, name=name)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    bootstrap_servers: Optional[str] = typer.Option(None, "--bootstrap-servers", "-b",
+                                                    help="Kafka bootstrap servers (env: TRUSTREEL_BOOTSTRAP)"),
+    db_url: Optional[str] = typer.Option(None, "--db-url", help="Audit database URL (env: TRUSTREEL_DB_URL)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level"),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    ctx.obj = load_settings(bootstrap=bootstrap_servers, db_url=db_url)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+# --- broker -------------------------------------------------------------------------------------------------
+
+def _local_broker(settings: Settings):
+    from pipeline.broker import LocalBroker
+
+    return LocalBroker(home=settings.broker_home, port=settings.broker_port)
+
+
+@broker_app.command("start")
+def broker_start(ctx: typer.Context) -> None:
+    """Fetch Kafka from Maven Central (once), start it, wait until it answers. Reuses a running one."""
+    from pipeline.broker import BrokerError
+
+    try:
+        bootstrap = _local_broker(_settings(ctx)).start()
+    except BrokerError as exc:
+        _fail(str(exc))
+    typer.echo(f"Kafka broker ready at {bootstrap}")
+
+
+@broker_app.command("stop")
+def broker_stop(ctx: typer.Context) -> None:
+    """Stop the broker started by `broker start`."""
+    stopped = _local_broker(_settings(ctx)).stop()
+    typer.echo("Kafka broker stopped" if stopped else "no local broker was running")
+
+
+@broker_app.command("status")
+def broker_status(ctx: typer.Context) -> None:
+    """Say whether the local broker runs and answers."""
+    broker = _local_broker(_settings(ctx))
+    pid = broker.running_pid()
+    answering = broker.answers()
+    typer.echo(f"pid={pid or '-'} answering={'yes' if answering else 'no'} bootstrap={broker.bootstrap}")
+    if not answering:
+        raise typer.Exit(1)
+
+
+# --- topics, database, schemas, policies ----------------------------------------------------------------------
+
+@topics_app.command("create")
+def topics_create(ctx: typer.Context) -> None:
+    """Create every pipeline topic that is missing (partitions and replication from settings)."""
+    from pipeline.topics import ensure_topics
+
+    created = ensure_topics(_settings(ctx))
+    typer.echo("created: " + (", ".join(created) if created else "nothing (all present)"))
+
+
+@topics_app.command("list")
+def topics_list(ctx: typer.Context) -> None:
+    """List the pipeline's topics in flow order."""
+    from pipeline.topics import TopicMap
+
+    settings = _settings(ctx)
+    for spec in TopicMap.from_settings(settings).all_topics(settings):
+        extra = " ".join(f"{k}={v}" for k, v in spec.config.items())
+        typer.echo(f"{spec.name} {extra}".rstrip())
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = typer.Argument("head")) -> None:
+    """Migrate the audit database to REVISION (default: head)."""
+    from pipeline.db import upgrade
+
+    upgrade(_settings(ctx).db_url, revision)
+    typer.echo(f"audit database at {revision}")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    check: bool = typer.Option(False, "--check", help="Only report files that differ from the models"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write (default: schemas/json)"),
+) -> None:
+    """Write one JSON Schema file per message model."""
+    from schemas.export import JSON_DIR, stale_files, write_all
+
+    target = directory or JSON_DIR
+    if check:
+        stale = stale_files(target)
+        if stale:
+            _fail("out of date: " + ", ".join(stale) + " (run `trustreel schemas export`)")
+        typer.echo("schema files are current")
+        return
+    for path in write_all(target):
+        typer.echo(str(path))
+
+
+@policy_app.command("check")
+def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files")) -> None:
+    """Validate policy files; prints each one's id, stage and version hash."""
+    import yaml
+
+    from pipeline.stages import RULES
+    from policies.loader import PolicyError, load_policy
+
+    failed = False
+    for path in files:
+        try:
+            stage = (yaml.safe_load(path.read_text()) or {}).get("stage") if path.exists() else None
+            if stage not in RULES:
+                raise PolicyError(f"{path}: stage {stage!r} is not one of {', '.join(sorted(RULES))}")
+            policy = load_policy(path, RULES[stage], expected_stage=stage)
+            typer.echo(f"ok  {path}: {policy.policy_id} (stage {policy.stage}) version {policy.version[:16]}")
+        except (PolicyError, yaml.YAMLError, AttributeError) as exc:
+            failed = True
+            typer.secho(f"bad {exc}", fg=typer.colors.RED, err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- producers ------------------------------------------------------------------------------------------------
+
+@app.command("submit")
+def submit(
+    ctx: typer.Context,
+    requester: Optional[str] = typer.Option(None, help="Requesting account id"),
+    prompt: Optional[str] = typer.Option(None, help="Prompt text"),
+    cameo: list[str] = typer.Option([], help="Cameo id used (repeatable)"),
+    request_id: Optional[str] = typer.Option(None, help="Request id (default: a new UUID)"),
+    duration: float = typer.Option(5.0, help="Requested duration in seconds"),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="JSONL file of requests instead of flags"),
+) -> None:
+    """Validate and send generation requests to gen.requests."""
+    from pydantic import ValidationError
+
+    from pipeline.producer import PipelineProducer, read_requests_jsonl
+    from pipeline.runtime import describe_validation_error
+    from schemas.models import GenerationRequest
+
+    if file is not None:
+        requests, problems = read_requests_jsonl(file)
+        for problem in problems:
+            typer.secho(f"{file}:{problem.line}: not sent: {problem.error}", fg=typer.colors.RED, err=True)
+    else:
+        if requester is None or prompt is None:
+            _fail("give --requester and --prompt, or --file")
+        try:
+            requests = [GenerationRequest(request_id=request_id or str(uuid.uuid4()), requester_account=requester,
+                                          prompt=prompt, cameo_ids=cameo, duration_seconds=duration)]
+        except ValidationError as exc:
+            _fail(f"not sent: {describe_validation_error(exc)}")
+        problems = []
+    with PipelineProducer(_settings(ctx)) as producer:
+        for request in requests:
+            producer.submit(request)
+            typer.echo(f"submitted {request.request_id}")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _send_consent(ctx: typer.Context, **fields: object) -> None:
+    from pydantic import ValidationError
+
+    from pipeline.producer import PipelineProducer
+    from pipeline.runtime import describe_validation_error
+    from schemas.models import ConsentEvent
+
+    try:
+        event = ConsentEvent(event_id=str(uuid.uuid4()), **{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        _fail(f"not sent: {describe_validation_error(exc)}")
+    with PipelineProducer(_settings(ctx)) as producer:
+        producer.send_consent(event)
+    typer.echo(f"{event.kind.value} {event.cameo_id} sent ({event.event_id})")
+
+
+@cameo_app.command("register")
+def cameo_register(ctx: typer.Context, cameo_id: str, owner: str = typer.Option(..., help="Owner account"),
+                   audience: str = typer.Option("only_me", help="only_me | approved | mutuals | everyone")) -> None:
+    """Register a cameo to its owner, with who may use it."""
+    _send_consent(ctx, cameo_id=cameo_id, kind="register", owner_account=owner, audience=audience)
+
+
+@cameo_app.command("verify")
+def cameo_verify(ctx: typer.Context, cameo_id: str,
+                 verified_by: str = typer.Option(..., help="Verifier (service or staff id)"),
+                 method: str = typer.Option("liveness", help="Verification method")) -> None:
+    """Record that the owner's likeness was verified (the liveness check itself runs upstream)."""
+    _send_consent(ctx, cameo_id=cameo_id, kind="verify", verified_by=verified_by, verification_method=method)
+
+
+@cameo_app.command("grant")
+def cameo_grant(ctx: typer.Context, cameo_id: str, account: str,
+                deny: bool = typer.Option(False, "--deny", help="Put the account on the deny list instead")) -> None:
+    """Allow (or with --deny, forbid) an account to use the cameo."""
+    _send_consent(ctx, cameo_id=cameo_id, kind="grant", account=account, access="deny" if deny else "allow")
+
+
+@cameo_app.command("revoke")
+def cameo_revoke(ctx: typer.Context, cameo_id: str,
+                 account: Optional[str] = typer.Option(None, help="Only take this account off the lists"),
+                 reason: Optional[str] = typer.Option(None, help="Why (kept in the registry)")) -> None:
+    """Withdraw the whole cameo for good, or one account's access with --account."""
+    _send_consent(ctx, cameo_id=cameo_id, kind="revoke", account=account, reason=reason)
+
+
+@cameo_app.command("show")
+def cameo_show(ctx: typer.Context, cameo_id: str) -> None:
+    """Print the registry's current state of a cameo."""
+    from pipeline.consent_registry import SqlConsentRegistry
+    from pipeline.db import make_engine, make_sessionmaker
+
+    state = SqlConsentRegistry(make_sessionmaker(make_engine(_settings(ctx).db_url))).get(cameo_id)
+    if state is None:
+        _fail(f"cameo {cameo_id} is not registered")
+    typer.echo(json.dumps({k: (v.value if hasattr(v, "value") else v) for k, v in vars(state).items()
+                           if k != "access"} | {"access": {a: l.value for a, l in state.access.items()}},
+                          default=str, indent=2))
+
+
+@cameo_app.command("rebuild")
+def cameo_rebuild(ctx: typer.Context) -> None:
+    """Rebuild the consent registry table from the cameo.consents topic."""
+    from pipeline.consent_registry import SqlConsentRegistry
+    from pipeline.db import make_engine, make_sessionmaker, upgrade
+    from pipeline.worker import replay_consents
+
+    settings = _settings(ctx)
+    upgrade(settings.db_url)
+    applied = replay_consents(settings, SqlConsentRegistry(make_sessionmaker(make_engine(settings.db_url))))
+    typer.echo(f"consent registry rebuilt: {applied} events applied")
+
+
+# --- workers, audit, demo -------------------------------------------------------------------------------------
+
+@app.command("worker")
+def worker(ctx: typer.Context,
+           stage: list[str] = typer.Option([], help="Stage to run (repeatable; default: every configured stage)"),
+           loglevel: str = typer.Option("warning", help="faust log level")) -> None:
+    """Run stage workers until stopped (SIGTERM / Ctrl-C)."""
+    from pipeline.worker import run_worker
+
+    settings = _settings(ctx)
+    run_worker(settings, stage or list(settings.stages), loglevel=loglevel)
+
+
+@audit_app.command("show")
+def audit_show(ctx: typer.Context, request_id: str,
+               as_json: bool = typer.Option(False, "--json", help="Machine-readable output")) -> None:
+    """Print a request's full path through the stages, with reasons and policy versions."""
+    from pipeline.audit_queries import request_path
+
+    path = request_path(_settings(ctx).db_url, request_id)
+    if path is None:
+        _fail(f"no audit record for request {request_id}")
+    if as_json:
+        typer.echo(json.dumps(path.as_dict(), indent=2, default=str))
+    else:
+        typer.echo(path.render())
+
+
+@app.command("demo")
+def demo(ctx: typer.Context,
+         keep_running: bool = typer.Option(False, help="Leave the broker running afterwards")) -> None:
+    """Start the local broker and workers, send sample cameos and requests, print each request's path."""
+    from pipeline.demo import run_demo
+
+    sys.exit(run_demo(_settings(ctx), keep_broker=keep_running))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,156 @@
+"""The cameo consent registry: state materialized from the cameo.consents topic.
+
+    cameo app --ConsentEvent--> cameo.consents (compacted) --apply()--> registry (table)
+                                         \\--replay_consents() at worker start / `cameo rebuild`
+
+Compaction keeps the newest record per key, so each key is one *slot* of a cameo's
+state, ``<cameo_id>|<aspect>`` (registration, verification, revocation, access:<acct>);
+the topic alone can always rebuild the full state. All slots of a cameo go to the
+partition chosen by the cameo id, so their offsets order them; a slot only moves
+forward (an older offset never overwrites a newer one), which makes replays harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from pipeline.db import CameoAccessRow, CameoRow
+from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind
+
+
+@dataclass(frozen=True)
+class CameoState:
+    cameo_id: str
+    owner_account: str | None = None
+    audience: Audience | None = None
+    registered_at: datetime | None = None
+    verified_by: str | None = None
+    verification_method: str | None = None
+    verified_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+    access: dict[str, AccessLevel] = field(default_factory=dict)
+
+
+class ConsentRegistry(Protocol):
+    """Storage for cameo consent state. Real: SqlConsentRegistry. Tests: InMemoryConsentRegistry."""
+
+    def get(self, cameo_id: str) -> CameoState | None: ...
+
+    def apply(self, event: ConsentEvent, offset: int) -> bool:
+        """Apply one event read at `offset`; False when a newer event already set that slot."""
+        ...
+
+
+def consent_key(event: ConsentEvent) -> bytes:
+    return f"{event.cameo_id}|{event.aspect()}".encode()
+
+
+def consent_partition(cameo_id: str, partitions: int) -> int:
+    """Kafka's default (murmur2) partition for the cameo id, so all of a cameo's slots stay in order."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(cameo_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class InMemoryConsentRegistry:
+    """Dict-backed registry for unit tests of decision code."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, CameoState] = {}
+        self._slot_offsets: dict[tuple[str, str], int] = {}
+
+    def get(self, cameo_id: str) -> CameoState | None:
+        state = self._states.get(cameo_id)
+        return state if state is not None and state.owner_account is not None else None
+
+    def apply(self, event: ConsentEvent, offset: int) -> bool:
+        slot = (event.cameo_id, event.aspect())
+        if self._slot_offsets.get(slot, -1) >= offset:
+            return False
+        self._slot_offsets[slot] = offset
+        state = self._states.get(event.cameo_id, CameoState(cameo_id=event.cameo_id))
+        self._states[event.cameo_id] = _applied(state, event)
+        return True
+
+
+def _applied(state: CameoState, event: ConsentEvent) -> CameoState:
+    if event.kind is ConsentKind.REGISTER:
+        return replace(state, owner_account=event.owner_account, audience=event.audience,
+                       registered_at=event.occurred_at)
+    if event.kind is ConsentKind.VERIFY:
+        return replace(state, verified_by=event.verified_by, verification_method=event.verification_method,
+                       verified_at=event.occurred_at)
+    if event.account is not None:
+        access = dict(state.access)
+        access[event.account] = event.access if event.kind is ConsentKind.GRANT else AccessLevel.NONE
+        return replace(state, access=access)
+    return replace(state, revoked_at=event.occurred_at, revoked_reason=event.reason)
+
+
+class SqlConsentRegistry:
+    """Registry in the audit database (tables cameos, cameo_access)."""
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def get(self, cameo_id: str) -> CameoState | None:
+        with self._sessions() as session:
+            row = session.get(CameoRow, cameo_id)
+            if row is None or row.owner_account is None:
+                return None
+            access = {
+                entry.account: AccessLevel(entry.access)
+                for entry in session.scalars(select(CameoAccessRow).where(CameoAccessRow.cameo_id == cameo_id))
+            }
+            return CameoState(
+                cameo_id=row.cameo_id,
+                owner_account=row.owner_account,
+                audience=Audience(row.audience) if row.audience else None,
+                registered_at=row.registered_at,
+                verified_by=row.verified_by,
+                verification_method=row.verification_method,
+                verified_at=row.verified_at,
+                revoked_at=row.revoked_at,
+                revoked_reason=row.revoked_reason,
+                access=access,
+            )
+
+    def apply(self, event: ConsentEvent, offset: int) -> bool:
+        with self._sessions.begin() as session:
+            row = session.get(CameoRow, event.cameo_id, with_for_update=True)
+            if row is None:
+                row = CameoRow(cameo_id=event.cameo_id, registration_offset=-1, verification_offset=-1,
+                               revocation_offset=-1)
+                session.add(row)
+                session.flush()
+            if event.kind is ConsentKind.REGISTER:
+                if row.registration_offset >= offset:
+                    return False
+                row.owner_account, row.audience = event.owner_account, event.audience.value
+                row.registered_at, row.registration_offset = event.occurred_at, offset
+            elif event.kind is ConsentKind.VERIFY:
+                if row.verification_offset >= offset:
+                    return False
+                row.verified_by, row.verification_method = event.verified_by, event.verification_method
+                row.verified_at, row.verification_offset = event.occurred_at, offset
+            elif event.account is not None:
+                entry = session.get(CameoAccessRow, (event.cameo_id, event.account))
+                if entry is not None and entry.source_offset >= offset:
+                    return False
+                level = event.access if event.kind is ConsentKind.GRANT else AccessLevel.NONE
+                if entry is None:
+                    session.add(CameoAccessRow(cameo_id=event.cameo_id, account=event.account, access=level.value,
+                                               updated_at=event.occurred_at, source_offset=offset))
+                else:
+                    entry.access, entry.updated_at, entry.source_offset = level.value, event.occurred_at, offset
+            else:
+                if row.revocation_offset >= offset:
+                    return False
+                row.revoked_at, row.revoked_reason, row.revocation_offset = event.occurred_at, event.reason, offset
+            return True

@@ -1,0 +1,185 @@
+"""Audit database: tables, engine and schema upgrade.
+
+Auditors query these tables directly, so names are plain and every decision row
+carries the policy id and content hash that made it. Schema changes go through
+Alembic (migrations/); `upgrade()` brings any database to head.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone; we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous in the audit log; pass an aware one")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RequestRow(Base):
+    """A request as first seen by the pipeline; written once, by whichever stage sees it first."""
+
+    __tablename__ = "requests"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    requester_account: Mapped[str] = mapped_column(String(128), index=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    cameo_ids: Mapped[list[str]] = mapped_column(JSON)
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DecisionRow(Base):
+    """One stage's decision on one request. (request_id, stage) is unique: redelivery is absorbed here."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        UniqueConstraint("request_id", "stage", name="uq_decisions_request_stage"),
+        Index("ix_decisions_stage_outcome_decided", "stage", "outcome", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"), index=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    policy_id: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    duration_ms: Mapped[float] = mapped_column(Float)
+    input_topic: Mapped[str] = mapped_column(String(255))
+    input_partition: Mapped[int] = mapped_column(Integer)
+    input_offset: Mapped[int] = mapped_column(BigInteger)
+    output_topic: Mapped[str] = mapped_column(String(255))
+    output_payload: Mapped[bytes] = mapped_column(LargeBinary)
+    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str] = mapped_column(String(255))
+
+
+class DeadLetterRow(Base):
+    """Input a stage could not read, keyed on where it came from so redelivery adds nothing."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("source_topic", "source_partition", "source_offset", name="uq_dead_letters_source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    source_topic: Mapped[str] = mapped_column(String(255))
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    error_code: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text)
+    original: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CameoRow(Base):
+    """Materialized consent state of one cameo (rebuilt from the cameo.consents topic if lost)."""
+
+    __tablename__ = "cameos"
+
+    cameo_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner_account: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    audience: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    registered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    verified_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    verification_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    registration_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    verification_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    revocation_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+
+
+class CameoAccessRow(Base):
+    """The owner's explicit allow / deny entry for one account."""
+
+    __tablename__ = "cameo_access"
+
+    cameo_id: Mapped[str] = mapped_column(String(128), ForeignKey("cameos.cameo_id"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    access: Mapped[str] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for several workers sharing one SQLite file, or any server database."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str):  # -> alembic.config.Config
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to the given Alembic revision (creating it if empty)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

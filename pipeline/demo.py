@@ -1,0 +1,155 @@
+"""`trustreel demo`: the whole job on one machine, end to end.
+
+    local broker (started unless --bootstrap-servers names another) -> topics -> audit DB
+    -> one worker process running every stage
+    -> sample cameos (verified / unverified / revoked / audience-limited)
+    -> sample requests covering pass, reject and malformed input
+    -> each request's path from the audit database, checked against what it should be
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from pipeline.audit_queries import request_path
+from pipeline.db import DeadLetterRow, make_engine, make_sessionmaker, upgrade
+from pipeline.producer import PipelineProducer
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from schemas.models import ConsentEvent, GenerationRequest
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str
+    expected: str
+    request: GenerationRequest | None = None
+    raw: bytes | None = None
+
+
+def _uses_local_broker(settings: Settings) -> bool:
+    return settings.bootstrap in {f"127.0.0.1:{settings.broker_port}", f"localhost:{settings.broker_port}"}
+
+
+def _consents(run: str) -> list[ConsentEvent]:
+    def event(cameo: str, kind: str, **fields: object) -> ConsentEvent:
+        return ConsentEvent(event_id=str(uuid.uuid4()), cameo_id=f"{cameo}-{run}", kind=kind, **fields)
+
+    return [
+        event("cameo-alice", "register", owner_account="alice", audience="approved"),
+        event("cameo-alice", "verify", verified_by="liveness-service", verification_method="liveness"),
+        event("cameo-alice", "grant", account="bob", access="allow"),
+        event("cameo-dave", "register", owner_account="dave", audience="everyone"),
+        event("cameo-erin", "register", owner_account="erin", audience="everyone"),
+        event("cameo-erin", "verify", verified_by="liveness-service", verification_method="liveness"),
+        event("cameo-erin", "revoke", reason="owner withdrew consent"),
+    ]
+
+
+def _samples(run: str) -> list[Sample]:
+    def request(name: str, requester: str, prompt: str, *cameos: str) -> GenerationRequest:
+        return GenerationRequest(request_id=f"{name}-{run}", requester_account=requester, prompt=prompt,
+                                 cameo_ids=[f"{cameo}-{run}" for cameo in cameos])
+
+    return [
+        Sample("approved friend uses a cameo", "published",
+               request("friend", "bob", "alice and me surfing at sunset", "cameo-alice")),
+        Sample("owner uses own cameo", "published",
+               request("owner", "alice", "me as an astronaut", "cameo-alice")),
+        Sample("no cameo at all", "published", request("plain", "carol", "a paper boat on a river")),
+        Sample("stranger uses a limited cameo", "rejected at consent",
+               request("stranger", "mallory", "alice dancing", "cameo-alice")),
+        Sample("unknown cameo", "rejected at consent", request("unknown", "bob", "who is this", "cameo-nobody")),
+        Sample("unverified cameo", "rejected at consent", request("unverified", "bob", "dave cooking", "cameo-dave")),
+        Sample("revoked cameo", "rejected at consent", request("revoked", "bob", "erin skiing", "cameo-erin")),
+        Sample("malformed JSON", "dead letter", raw=b'{"request_id": "broken-' + run.encode() + b'", '),
+        Sample("wrong schema version", "dead letter",
+               raw=f'{{"schema_version": 99, "request_id": "future-{run}"}}'.encode()),
+        Sample("missing fields", "dead letter",
+               raw=f'{{"schema_version": 1, "request_id": "partial-{run}", "prompt": "x"}}'.encode()),
+    ]
+
+
+def _outcome(settings: Settings, sessions, sample: Sample) -> tuple[str, str]:
+    """(final outcome, printable path) for one sample, from the audit database."""
+    if sample.request is not None:
+        path = request_path(settings.db_url, sample.request.request_id)
+        return (path.final_outcome, path.render()) if path else ("not seen yet", "")
+    digest = hashlib.sha256(sample.raw).digest()
+    with sessions() as session:
+        for letter in session.scalars(select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(200)):
+            if hashlib.sha256(letter.original).digest() == digest:
+                return "dead letter", (f"message {sample.raw[:60]!r}\n  dead letter at {letter.stage}: "
+                                       f"{letter.error_code}: {letter.error}\n  outcome: dead letter")
+    return "not seen yet", ""
+
+
+def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 120.0) -> int:
+    broker = None
+    if _uses_local_broker(settings):
+        from pipeline.broker import LocalBroker
+
+        broker = LocalBroker(home=settings.broker_home, port=settings.broker_port)
+        if broker.running_pid() is not None and broker.answers():
+            broker = None  # someone started it before us: reuse it and leave it running
+        else:
+            print(f"starting local Kafka broker on {broker.bootstrap} (first run fetches Kafka from Maven Central)")
+            broker.start()
+    ensure_topics(settings)
+    upgrade(settings.db_url)
+    run = uuid.uuid4().hex[:8]
+    print(f"demo run {run}: audit database {settings.db_url}")
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
+                              env=os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
+                                                "TRUSTREEL_DB_URL": settings.db_url})
+    samples = _samples(run)
+    try:
+        with PipelineProducer(settings) as producer:
+            for event in _consents(run):
+                producer.send_consent(event)
+            time.sleep(1.0)  # let the registry apply the consents before requests overtake them
+            for sample in samples:
+                if sample.request is not None:
+                    producer.submit(sample.request)
+                else:
+                    producer.send_raw("gen.requests", sample.raw)
+        sessions = make_sessionmaker(make_engine(settings.db_url))
+        deadline = time.monotonic() + timeout_seconds
+        results: dict[str, tuple[str, str]] = {}
+        while time.monotonic() < deadline and len(results) < len(samples):
+            for sample in samples:
+                if sample.label not in results:
+                    outcome, text = _outcome(settings, sessions, sample)
+                    if outcome in ("published", "dead letter") or outcome.startswith("rejected"):
+                        results[sample.label] = (outcome, text)
+            if worker.poll() is not None:
+                print(f"the worker exited with {worker.returncode}")
+                break
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        if broker is not None and not keep_broker:
+            broker.stop()
+    failures = 0
+    for sample in samples:
+        outcome, text = results.get(sample.label, ("no outcome within the time limit", ""))
+        ok = outcome == sample.expected
+        failures += not ok
+        print(f"\n[{'ok' if ok else 'UNEXPECTED'}] {sample.label}: expected {sample.expected}, got {outcome}")
+        if text:
+            print(text)
+    print(f"\n{len(samples) - failures} of {len(samples)} requests ended as expected")
+    return 1 if failures else 0

@@ -1,0 +1,246 @@
+"""The shared stage runtime: everything a stage does except deciding.
+
+For each input message (the faust agent in pipeline.worker feeds them in order):
+
+    raw bytes --too big / not JSON / wrong schema--> dead letter (original bytes kept) -> ack
+        |
+    already decided for (request, stage)?  --forwarded--> ack (duplicate absorbed)
+        |                                  --not yet----> re-send the stored output -> ack
+    stage.decide(item)                      (stage bug: retried, then dead letter)
+        |
+    record decision + output in the audit store (unique per request+stage)
+    send output (next stage / gen.rejected / feed.published), wait for the broker ack
+    mark forwarded -> ack; faust commits acked offsets after flushing the producer
+
+Infrastructure failures (database down, broker unreachable) are retried without
+end and never ack, so nothing is lost and the message is redone after recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from pipeline.audit import AuditStore, DeadLetterRecord, DecisionRecord, StoredOutput
+from pipeline.stage import Clock, Stage, Verdict
+from pipeline.topics import TopicMap
+from schemas.models import (
+    SCHEMA_VERSION,
+    DeadLetter,
+    DeadLetterSource,
+    GenerationRequest,
+    Outcome,
+    PipelineItem,
+    PublishedItem,
+    Rejection,
+    StageDecision,
+)
+
+log = logging.getLogger("trustreel.runtime")
+
+
+class Emitter(Protocol):
+    async def emit(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send and return only once the broker has acknowledged the message."""
+        ...
+
+
+class UnreadableMessage(Exception):
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, ConnectionError, OSError)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the field path: what a human fixing the producer needs."""
+    parts = []
+    for item in error.errors()[:10]:
+        where = ".".join(str(part) for part in item["loc"]) or "(message)"
+        parts.append(f"{where}: {item['msg']}")
+    more = len(error.errors()) - 10
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def read_message(raw: bytes | None, expects_request: bool, max_bytes: int) -> PipelineItem:
+    """Parse a stage's input or raise UnreadableMessage with a reason a person can act on."""
+    if raw is None or len(raw) == 0:
+        raise UnreadableMessage("empty_message", "the message has no value")
+    if len(raw) > max_bytes:
+        raise UnreadableMessage("oversize_message", f"the message is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnreadableMessage("malformed_json", f"the message is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except json.JSONDecodeError as exc:
+        raise UnreadableMessage("malformed_json", f"the message is not valid JSON: {exc.msg} at line {exc.lineno} "
+                                                  f"column {exc.colno}")
+    except RecursionError:
+        raise UnreadableMessage("malformed_json", "the message nests JSON too deeply")
+    if not isinstance(document, dict):
+        raise UnreadableMessage("invalid_message", f"the message must be a JSON object, not {type(document).__name__}")
+    request_part = document if expects_request else document.get("request")
+    request_id = _peek_request_id(request_part)
+    version = document.get("schema_version")
+    if version is None:
+        raise UnreadableMessage("invalid_message", "schema_version: Field required", request_id)
+    if version != SCHEMA_VERSION:
+        raise UnreadableMessage("unsupported_schema_version",
+                                f"schema_version {version!r} is not supported; this worker reads version "
+                                f"{SCHEMA_VERSION}", request_id)
+    try:
+        if expects_request:
+            return PipelineItem(request=GenerationRequest.model_validate(document))
+        return PipelineItem.model_validate(document)
+    except ValidationError as exc:
+        raise UnreadableMessage("invalid_message", describe_validation_error(exc), request_id)
+
+
+def _peek_request_id(part: Any) -> str | None:
+    if isinstance(part, dict) and isinstance(part.get("request_id"), str):
+        return part["request_id"][:128]
+    return None
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    worker_id: str
+    max_message_bytes: int
+    stage_error_retries: int = 3
+    infrastructure_backoff_seconds: float = 1.0
+    infrastructure_backoff_max_seconds: float = 30.0
+
+
+class StageRunner:
+    """Runs one stage over its input topic's messages; see the module docstring for the lifecycle."""
+
+    def __init__(self, stage: Stage, topics: TopicMap, audit: AuditStore, emitter: Emitter,
+                 config: RuntimeConfig, clock: Clock) -> None:
+        self.stage = stage
+        self.topics = topics
+        self.audit = audit
+        self.emitter = emitter
+        self.config = config
+        self.clock = clock
+        self.is_first = topics.stages[0] == stage.name
+        self.is_last = topics.stages[-1] == stage.name
+
+    async def handle(self, raw: bytes | None, source: DeadLetterSource) -> str:
+        """Process one message until its effect is durable; returns what happened (for logs and tests)."""
+        try:
+            item = read_message(raw, self.is_first, self.config.max_message_bytes)
+        except UnreadableMessage as problem:
+            return await self._dead_letter(raw or b"", source, problem.code, str(problem), problem.request_id)
+        request_id = item.request.request_id
+        stored = await self._durably(self.audit.stored_decision_output, request_id, self.stage.name)
+        if stored is not None:
+            if stored.forwarded:
+                return "duplicate"
+            await self._forward(stored, request_id)
+            return "resent"
+        try:
+            started = time.perf_counter()
+            verdict = await self._decide(item)
+            duration_ms = (time.perf_counter() - started) * 1000
+        except StageFailed as failure:
+            return await self._dead_letter(raw or b"", source, "stage_error", str(failure), request_id)
+        decision = StageDecision(
+            request_id=request_id, stage=self.stage.name, outcome=verdict.outcome, reasons=list(verdict.reasons),
+            policy_id=self.stage.policy.policy_id, policy_version=self.stage.policy.version,
+            decided_at=self.clock(), details=verdict.details,
+        )
+        output = self._output_for(item, decision)
+        record = DecisionRecord(decision=decision, duration_ms=duration_ms, source=source,
+                                worker=self.config.worker_id)
+        stored = await self._durably(self.audit.record_decision, item.request, record, output)
+        if stored.forwarded:
+            return "duplicate"
+        await self._forward(stored, request_id)
+        return decision.outcome.value
+
+    async def _decide(self, item: PipelineItem) -> Verdict:
+        attempts = self.config.stage_error_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._durably(self.stage.decide, item)
+            except Exception as exc:  # a bug or bad data in the stage, not infrastructure
+                log.exception("stage %s failed on %s (attempt %d/%d)", self.stage.name, item.request.request_id,
+                              attempt, attempts)
+                if attempt == attempts:
+                    raise StageFailed(f"stage {self.stage.name} failed {attempts} times: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+                await asyncio.sleep(min(0.2 * attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def _output_for(self, item: PipelineItem, decision: StageDecision) -> StoredOutput:
+        request = item.request
+        decisions = [*item.decisions, decision]
+        if decision.outcome is Outcome.REJECTED:
+            message = Rejection(request_id=request.request_id, requester_account=request.requester_account,
+                                stage=self.stage.name, reasons=decision.reasons, decision=decision,
+                                rejected_at=decision.decided_at)
+            topic = self.topics.rejected
+        elif self.is_last:
+            message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
+                                    prompt=request.prompt, cameo_ids=request.cameo_ids, assets=item.assets,
+                                    decisions=decisions, published_at=decision.decided_at)
+            topic = self.topics.output_of(self.stage.name)
+        else:
+            message = PipelineItem(request=request, decisions=decisions, assets=item.assets)
+            topic = self.topics.output_of(self.stage.name)
+        return StoredOutput(key=request.request_id, topic=topic, payload=message.model_dump_json().encode(),
+                            forwarded=False)
+
+    async def _forward(self, output: StoredOutput, request_id: str) -> None:
+        await self._durably_async(self.emitter.emit, output.topic, output.key.encode(), output.payload)
+        await self._durably(self.audit.mark_decision_forwarded, request_id, self.stage.name)
+
+    async def _dead_letter(self, raw: bytes, source: DeadLetterSource, code: str, error: str,
+                           request_id: str | None) -> str:
+        received_at = self.clock()
+        letter = DeadLetter(stage=self.stage.name, source=source, error_code=code, error=error,
+                            request_id=request_id, original_base64=base64.b64encode(raw).decode(),
+                            original_sha256=hashlib.sha256(raw).hexdigest(), original_size=len(raw),
+                            received_at=received_at)
+        key = request_id or f"{source.topic}/{source.partition}/{source.offset}"
+        output = StoredOutput(key=key, topic=self.topics.deadletter, payload=letter.model_dump_json().encode(),
+                              forwarded=False)
+        record = DeadLetterRecord(stage=self.stage.name, source=source, request_id=request_id, error_code=code,
+                                  error=error, original=raw, received_at=received_at)
+        stored = await self._durably(self.audit.record_dead_letter, record, output)
+        if stored.forwarded:
+            return "duplicate"
+        await self._durably_async(self.emitter.emit, output.topic, key.encode(), output.payload)
+        await self._durably(self.audit.mark_dead_letter_forwarded, source)
+        log.warning("dead letter from %s: %s: %s", self.stage.name, code, error)
+        return Outcome.DEAD_LETTER.value
+
+    async def _durably(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking storage work off the event loop, retrying infrastructure failures until they pass."""
+        return await self._durably_async(asyncio.to_thread, function, *args)
+
+    async def _durably_async(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        delay = self.config.infrastructure_backoff_seconds
+        while True:
+            try:
+                return await function(*args)
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("infrastructure unavailable (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.infrastructure_backoff_max_seconds)
+
+
+class StageFailed(Exception):
+    pass

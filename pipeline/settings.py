@@ -1,0 +1,60 @@
+"""Runtime configuration, read from TRUSTREEL_* environment variables.
+
+Embedded defaults run everything locally (broker on localhost, SQLite file in the
+working directory), so the demo needs no setup; deployments override by env.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_STAGES = ("consent", "publish")
+"""Stage order. Later stages (likeness, age, generate, provenance) slot in here by config."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRUSTREEL_", frozen=True)
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    db_url: str = Field(default="sqlite:///trustreel.db", description="SQLAlchemy URL of the audit database")
+    topic_prefix: str = Field(default="", description="Prefix for every topic name (isolates tenants and tests)")
+    group_prefix: str = Field(default="trustreel", description="Prefix for consumer group ids")
+    stages: Annotated[tuple[str, ...], NoDecode] = Field(default=DEFAULT_STAGES, description="Stage order, comma separated")
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    policy_dir: Path | None = Field(default=None, description="Directory of policy YAML files (default: packaged)")
+    max_message_bytes: int = Field(default=65536, ge=1024, description="Larger stage input is dead-lettered")
+    deadletter_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    broker_home: Path = Field(
+        default=Path.home() / ".cache" / "trustreel" / "kafka",
+        description="Where `broker start` keeps Kafka jars, config, data and logs",
+    )
+    broker_port: int = Field(default=9092, ge=1, le=65535)
+    worker_web_port: int = Field(default=0, ge=0, description="faust web port; 0 picks a free one")
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _split_stage_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("stages")
+    @classmethod
+    def _publish_is_last(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or value[-1] != "publish":
+            raise ValueError("the stage list must end with 'publish' (the final consent re-check)")
+        if len(set(value)) != len(value):
+            raise ValueError("a stage may appear once in the stage list")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

@@ -1,0 +1,48 @@
+"""What a stage is: a named decision function over a request in flight.
+
+The shared runtime (pipeline.runtime) does everything else: reading, validating,
+de-duplicating, recording, routing and committing. A stage module only decides.
+
+    PipelineItem --stage.decide()--> Verdict(approved | rejected, reasons, details)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
+
+from policies.loader import LoadedPolicy
+from schemas.models import Outcome, PipelineItem, Reason
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reasons: tuple[Reason, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def approve(cls, **details: Any) -> "Verdict":
+        return cls(Outcome.APPROVED, (), details)
+
+    @classmethod
+    def reject(cls, reasons: list[Reason], **details: Any) -> "Verdict":
+        if not reasons:
+            raise ValueError("a rejection needs at least one reason")
+        return cls(Outcome.REJECTED, tuple(reasons), details)
+
+
+class Stage(Protocol):
+    name: str
+    policy: LoadedPolicy
+
+    def decide(self, item: PipelineItem) -> Verdict:
+        """Judge one request. Must be deterministic for the same inputs and registry state."""
+        ...

@@ -1,0 +1,223 @@
+"""Message models for every trustreel topic.
+
+These are the wire contract between request producers, stage workers and feed
+consumers. Every model forbids unknown fields so that a typo in a producer is a
+dead letter with a clear reason, not a silently ignored field.
+
+    producer --GenerationRequest--> gen.requests
+    stage N  --PipelineItem-------> gen.passed.<stage N>   (next stage's input)
+    any stage --Rejection---------> gen.rejected
+    any stage --DeadLetter--------> gen.deadletter
+    publish  --PublishedItem------> feed.published
+    owner app --ConsentEvent------> cameo.consents (compacted)
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SCHEMA_VERSION = 1
+"""The message schema version this code writes and accepts."""
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
+]
+"""Ids travel into Kafka keys, database keys and log lines: keep them plain."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MediaReference(StrictModel):
+    """A claim-check pointer to media in the asset store; bytes never travel on Kafka."""
+
+    uri: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    media_type: Annotated[str, StringConstraints(min_length=3, max_length=100)]
+
+
+class Resolution(StrictModel):
+    width: int = Field(ge=16, le=7680)
+    height: int = Field(ge=16, le=7680)
+
+
+class GenerationRequest(StrictModel):
+    """What a client service asks for: one video from a prompt, maybe with cameos."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: Identifier
+    requester_account: Identifier
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    cameo_ids: list[Identifier] = Field(default_factory=list, max_length=16)
+    input_media: list[MediaReference] = Field(default_factory=list, max_length=8)
+    duration_seconds: float = Field(default=5.0, gt=0, le=120)
+    resolution: Resolution = Field(default_factory=lambda: Resolution(width=720, height=1280))
+    client_metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    submitted_at: datetime = Field(default_factory=utc_now)
+
+
+class Outcome(str, enum.Enum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DEAD_LETTER = "dead_letter"
+
+
+class Reason(StrictModel):
+    """A machine code plus a sentence a support agent can read to the user."""
+
+    code: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class StageDecision(StrictModel):
+    """One stage's verdict on one request, as recorded and carried downstream."""
+
+    request_id: Identifier
+    stage: Identifier
+    outcome: Outcome
+    reasons: list[Reason] = Field(default_factory=list)
+    policy_id: str
+    policy_version: str
+    decided_at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineItem(StrictModel):
+    """A request in flight between stages, with the decisions made so far."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request: GenerationRequest
+    decisions: list[StageDecision] = Field(default_factory=list)
+    assets: dict[str, MediaReference] = Field(default_factory=dict)
+
+
+class Rejection(StrictModel):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: Identifier
+    requester_account: Identifier
+    stage: Identifier
+    reasons: list[Reason]
+    decision: StageDecision
+    rejected_at: datetime
+
+
+class DeadLetterSource(StrictModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetter(StrictModel):
+    """Input a stage could not read. The original bytes are kept, base64, untouched."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    stage: str
+    source: DeadLetterSource
+    error_code: str
+    error: str
+    request_id: str | None = None
+    original_base64: str
+    original_sha256: str
+    original_size: int
+    received_at: datetime
+
+
+class PublishedItem(StrictModel):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: Identifier
+    requester_account: Identifier
+    prompt: str
+    cameo_ids: list[Identifier]
+    assets: dict[str, MediaReference] = Field(default_factory=dict)
+    decisions: list[StageDecision]
+    published_at: datetime
+
+
+class Audience(str, enum.Enum):
+    """Who, besides the owner, may use a cameo."""
+
+    ONLY_ME = "only_me"
+    APPROVED = "approved"
+    MUTUALS = "mutuals"
+    EVERYONE = "everyone"
+
+
+class AccessLevel(str, enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    NONE = "none"
+
+
+class ConsentKind(str, enum.Enum):
+    REGISTER = "register"
+    VERIFY = "verify"
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+class ConsentEvent(StrictModel):
+    """A change to one cameo's consent.
+
+    register: owner + audience. verify: who verified, how, when (liveness runs upstream).
+    grant: put `account` on the allow (or deny) list. revoke: with `account`, take that
+    account off the lists; without, withdraw the whole cameo for good.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Identifier
+    cameo_id: Identifier
+    kind: ConsentKind
+    occurred_at: datetime = Field(default_factory=utc_now)
+    owner_account: Identifier | None = None
+    audience: Audience | None = None
+    verified_by: Identifier | None = None
+    verification_method: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    account: Identifier | None = None
+    access: AccessLevel | None = None
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> "ConsentEvent":
+        required = {
+            ConsentKind.REGISTER: ("owner_account", "audience"),
+            ConsentKind.VERIFY: ("verified_by", "verification_method"),
+            ConsentKind.GRANT: ("account", "access"),
+            ConsentKind.REVOKE: (),
+        }[self.kind]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind.value} event needs {', '.join(missing)}")
+        if self.kind is ConsentKind.GRANT and self.access is AccessLevel.NONE:
+            raise ValueError("a grant puts an account on the allow or deny list; use revoke to clear it")
+        return self
+
+    def aspect(self) -> str:
+        """The slot of the cameo's state this event replaces (see consent topic keys)."""
+        if self.kind is ConsentKind.REGISTER:
+            return "registration"
+        if self.kind is ConsentKind.VERIFY:
+            return "verification"
+        if self.account is not None:
+            return f"access:{self.account}"
+        return "revocation"
+
+
+ALL_MODELS: dict[str, type[BaseModel]] = {
+    "generation_request": GenerationRequest,
+    "pipeline_item": PipelineItem,
+    "stage_decision": StageDecision,
+    "rejection": Rejection,
+    "dead_letter": DeadLetter,
+    "published_item": PublishedItem,
+    "consent_event": ConsentEvent,
+}
