@@ -1,0 +1,223 @@
+"""Shared fixtures: one real Kafka broker per test session, an isolated pipeline per test.
+
+    session: LocalBroker on TRUSTREEL_TEST_BROKER_PORT (default 19092), started by the project's own code
+    test:    topic prefix t<random>. + a fresh SQLite file -> topics created, database migrated
+             WorkerProcess runs `python -m pipeline.cli worker` exactly as an operator would
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from pipeline.broker import LocalBroker
+from pipeline.db import upgrade
+from pipeline.settings import Settings
+from pipeline.topics import TopicMap, ensure_topics
+
+TEST_BROKER_PORT = int(os.environ.get("TRUSTREEL_TEST_BROKER_PORT", "19092"))
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25,
+             what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[LocalBroker]:
+    external = os.environ.get("TRUSTREEL_TEST_BOOTSTRAP")
+    if external:
+        raise pytest.UsageError("TRUSTREEL_TEST_BOOTSTRAP is not supported: tests start their own broker")
+    node = LocalBroker(home=Settings().broker_home, port=TEST_BROKER_PORT)
+    node.wipe()  # stale topics from an earlier run would only slow the broker down
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def settings(broker: LocalBroker, tmp_path: Path) -> Settings:
+    configured = Settings(
+        bootstrap=broker.bootstrap,
+        db_url=f"sqlite:///{tmp_path / 'audit.db'}",
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        partitions=3,
+        commit_interval_seconds=0.5,
+    )
+    ensure_topics(configured)
+    upgrade(configured.db_url)
+    return configured
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    return {
+        "TRUSTREEL_BOOTSTRAP": settings.bootstrap,
+        "TRUSTREEL_DB_URL": settings.db_url,
+        "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix,
+        "TRUSTREEL_PARTITIONS": str(settings.partitions),
+        "TRUSTREEL_STAGES": ",".join(settings.stages),
+        "TRUSTREEL_COMMIT_INTERVAL_SECONDS": str(settings.commit_interval_seconds),
+        **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
+    }
+
+
+class WorkerProcess:
+    """A real worker process (`python -m pipeline.cli worker`), with its output kept for failures."""
+
+    def __init__(self, settings: Settings, stages: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        command = [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "info"]
+        for stage in stages:
+            command += ["--stage", stage]
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(command, env=os.environ | settings_env(settings), stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*stages: str, settings_override: Settings | None = None) -> WorkerProcess:
+        worker = WorkerProcess(settings_override or settings, list(stages),
+                               tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.alive:
+            worker.stop()
+
+
+class TopicReader:
+    """Reads a whole topic (all partitions, from the beginning) with a plain kafka-python consumer."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.topic = topic
+        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None,
+                                       enable_auto_commit=False, client_id="trustreel-test-reader")
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        self._consumer.assign([TopicPartition(topic, p) for p in partitions])
+        self._consumer.seek_to_beginning()
+        self.records: list = []
+
+    def poll(self) -> list:
+        for batch in self._consumer.poll(timeout_ms=300).values():
+            self.records.extend(batch)
+        return self.records
+
+    def json_values(self) -> list[dict]:
+        return [json.loads(record.value) for record in self.poll()]
+
+    def wait_for_count(self, count: int, timeout: float = 60.0) -> list[dict]:
+        wait_for(lambda: len(self.poll()) >= count, timeout, what=f"{count} messages on {self.topic}")
+        return self.json_values()
+
+    def settle(self, quiet_seconds: float = 3.0) -> list[dict]:
+        """Keep reading until nothing new arrives for quiet_seconds (to prove there is no extra message)."""
+        last, since = len(self.poll()), time.monotonic()
+        while time.monotonic() - since < quiet_seconds:
+            if len(self.poll()) != last:
+                last, since = len(self.records), time.monotonic()
+        return self.json_values()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@pytest.fixture
+def read_topic(settings: Settings) -> Iterator[Callable[[str], TopicReader]]:
+    readers: list[TopicReader] = []
+    topics = TopicMap.from_settings(settings)
+
+    def open_reader(logical: str) -> TopicReader:
+        reader = TopicReader(settings, topics.name(logical))
+        readers.append(reader)
+        return reader
+
+    yield open_reader
+    for reader in readers:
+        reader.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server from the machine's packages, or a skip that says why."""
+    explicit = os.environ.get("TRUSTREEL_TEST_POSTGRES_URL")
+    if explicit:
+        yield explicit
+        return
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
+                    "install Debian's postgresql package or set TRUSTREEL_TEST_POSTGRES_URL")
+    base = Path(tempfile.mkdtemp(prefix="trustreel-pg-"))  # outside pytest's 0700 tree: the postgres user reads it
+    data = base / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(base, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = 15432 + os.getpid() % 1000
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "trustreel"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                    f"-p {port} -k {base} -h 127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "trustreel",
+                        "audit"], check=True, capture_output=True)
+        yield f"postgresql+psycopg://trustreel@127.0.0.1:{port}/audit"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _postgres_bindir() -> Path | None:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for candidate in candidates:
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    return None

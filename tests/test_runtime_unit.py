@@ -1,0 +1,152 @@
+"""Unit tests of the shared runtime with in-memory storage and emitter (no broker).
+
+The same behaviours are tested against the real broker in test_pipeline_broker.py;
+these pin down the edge cases that are hard to time on a live system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.audit import InMemoryAuditStore
+from pipeline.runtime import RuntimeConfig, StageRunner, UnreadableMessage, read_message
+from pipeline.stage import Verdict
+from pipeline.topics import TopicMap
+from policies.loader import LoadedPolicy
+from schemas.models import DeadLetterSource, GenerationRequest, PipelineItem, Reason
+
+TOPICS = TopicMap(prefix="", stages=("consent", "publish"))
+CLOCK = lambda: datetime(2026, 11, 25, tzinfo=timezone.utc)  # noqa: E731
+
+
+class RecordingEmitter:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.fail_times = fail_times
+
+    async def emit(self, topic: str, key: bytes, value: bytes) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("broker unreachable")
+        self.sent.append((topic, key, value))
+
+
+class ScriptedStage:
+    name = "consent"
+    policy = LoadedPolicy(policy_id="p", stage="consent", version="v" * 64, path=None, rules=None)
+
+    def __init__(self, *verdicts_or_errors) -> None:
+        self.script = list(verdicts_or_errors)
+        self.calls = 0
+
+    def decide(self, item: PipelineItem) -> Verdict:
+        self.calls += 1
+        step = self.script[min(self.calls, len(self.script)) - 1]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def runner(stage, emitter, audit=None) -> StageRunner:
+    config = RuntimeConfig(worker_id="test", max_message_bytes=4096, stage_error_retries=2,
+                           infrastructure_backoff_seconds=0.01)
+    return StageRunner(stage, TOPICS, audit or InMemoryAuditStore(), emitter, config, CLOCK)
+
+
+def request_bytes(request_id: str = "r1") -> bytes:
+    return GenerationRequest(request_id=request_id, requester_account="bob", prompt="a cat").model_dump_json().encode()
+
+
+def source(offset: int = 0) -> DeadLetterSource:
+    return DeadLetterSource(topic="gen.requests", partition=0, offset=offset)
+
+
+def test_redelivered_message_gives_one_decision_and_one_output() -> None:
+    emitter, stage, audit = RecordingEmitter(), ScriptedStage(Verdict.approve()), InMemoryAuditStore()
+    run = runner(stage, emitter, audit)
+    assert asyncio.run(run.handle(request_bytes(), source(0))) == "approved"
+    assert asyncio.run(run.handle(request_bytes(), source(7))) == "duplicate"
+    assert stage.calls == 1 and len(audit.decisions) == 1
+    assert [topic for topic, _, _ in emitter.sent] == ["gen.passed.consent"]
+
+
+def test_crash_after_recording_resends_the_stored_output_once() -> None:
+    audit = InMemoryAuditStore()
+    failing = runner(ScriptedStage(Verdict.approve()), RecordingEmitter(fail_times=10**6), audit)
+    with pytest.raises(asyncio.TimeoutError):  # the worker dies while the broker is unreachable
+        asyncio.run(asyncio.wait_for(failing.handle(request_bytes(), source()), timeout=0.3))
+    assert len(audit.decisions) == 1
+    emitter, stage = RecordingEmitter(), ScriptedStage(Verdict.reject([Reason(code="x", message="changed")]))
+    restarted = runner(stage, emitter, audit)
+    assert asyncio.run(restarted.handle(request_bytes(), source())) == "resent"
+    assert stage.calls == 0, "the recorded decision is replayed, never re-decided"
+    assert len(emitter.sent) == 1 and emitter.sent[0][0] == "gen.passed.consent"
+    assert asyncio.run(restarted.handle(request_bytes(), source())) == "duplicate"
+
+
+def test_broker_outage_is_retried_not_dead_lettered() -> None:
+    emitter = RecordingEmitter(fail_times=3)
+    assert asyncio.run(runner(ScriptedStage(Verdict.approve()), emitter).handle(request_bytes(), source())) == "approved"
+    assert len(emitter.sent) == 1
+
+
+def test_a_failing_stage_is_retried_then_dead_lettered_with_the_error() -> None:
+    emitter, audit = RecordingEmitter(), InMemoryAuditStore()
+    stage, raw = ScriptedStage(KeyError("boom")), request_bytes()
+    assert asyncio.run(runner(stage, emitter, audit).handle(raw, source())) == "dead_letter"
+    assert stage.calls == 3
+    topic, key, value = emitter.sent[0]
+    letter = json.loads(value)
+    assert (topic, key, letter["error_code"], letter["request_id"]) == ("gen.deadletter", b"r1", "stage_error", "r1")
+    assert "KeyError" in letter["error"]
+    assert base64.b64decode(letter["original_base64"]) == raw
+
+
+def test_a_flaky_stage_that_recovers_is_not_dead_lettered() -> None:
+    emitter = RecordingEmitter()
+    stage = ScriptedStage(RuntimeError("once"), Verdict.approve())
+    assert asyncio.run(runner(stage, emitter).handle(request_bytes(), source())) == "approved"
+
+
+def test_rejection_goes_to_the_rejected_topic_with_reasons() -> None:
+    emitter = RecordingEmitter()
+    stage = ScriptedStage(Verdict.reject([Reason(code="cameo_unknown", message="Cameo c does not exist.")]))
+    assert asyncio.run(runner(stage, emitter).handle(request_bytes(), source())) == "rejected"
+    topic, _, value = emitter.sent[0]
+    assert topic == "gen.rejected"
+    assert json.loads(value)["reasons"] == [{"code": "cameo_unknown", "message": "Cameo c does not exist."}]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "fragment"),
+    [
+        (b"", "empty_message", "no value"),
+        (b"x" * 5000, "oversize_message", "5000 bytes; the limit is 4096"),
+        (b"\xff\xfe{}", "malformed_json", "not UTF-8"),
+        (b'{"a": ', "malformed_json", "not valid JSON"),
+        (b"[1, 2]", "invalid_message", "must be a JSON object, not list"),
+        (b'{"request_id": "r9"}', "invalid_message", "schema_version: Field required"),
+        (b'{"schema_version": 2, "request_id": "r9"}', "unsupported_schema_version", "schema_version 2"),
+        (b'{"schema_version": 1, "request_id": "r9", "prompt": "p"}', "invalid_message",
+         "requester_account: Field required"),
+        (b"[" * 3000 + b"]" * 3000, "malformed_json", "nests JSON too deeply"),
+    ],
+)
+def test_unreadable_input_is_explained(raw: bytes, code: str, fragment: str) -> None:
+    with pytest.raises(UnreadableMessage) as problem:
+        read_message(raw, expects_request=True, max_bytes=4096 if code == "oversize_message" else 10**6)
+    assert problem.value.code == code
+    assert fragment in str(problem.value)
+
+
+def test_dead_letter_of_the_same_input_position_is_written_once() -> None:
+    emitter, audit = RecordingEmitter(), InMemoryAuditStore()
+    run = runner(ScriptedStage(Verdict.approve()), emitter, audit)
+    assert asyncio.run(run.handle(b"not json", source(3))) == "dead_letter"
+    assert asyncio.run(run.handle(b"not json", source(3))) == "duplicate"
+    assert len(emitter.sent) == 1 and len(audit.dead_letters) == 1
