@@ -1,11 +1,12 @@
 """Audit store: the durable record of every decision and dead letter.
 
-The runtime's exactly-one-outcome promise rests on this store:
+The runtime's exactly-one-outcome promise rests on this store and on Kafka transactions:
 
-    record_decision(request, stage)  -- unique (request_id, stage); a second call returns the first row
-    emit output to Kafka, wait for the broker's ack
-    mark_decision_forwarded()        -- a redelivered input now finds "already forwarded" and stops
-    commit the input offset
+    record_decision(request, stage, output, source position)
+        -- unique (request_id, stage): a second call returns the first decision, never a new one
+    send the stored output + commit the input offset, in one Kafka transaction
+    redelivery of the same position (the transaction never committed) -> the stored output is sent again
+    another copy of the request (a different position)                -> nothing is sent
 
 Real: SqlAuditStore (SQLAlchemy, SQLite or PostgreSQL). Tests: InMemoryAuditStore.
 """
@@ -16,22 +17,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.db import DeadLetterRow, DecisionRow, RequestRow
+from pipeline.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
 
 @dataclass(frozen=True)
-class StoredOutput:
-    """What a stage decided to send, kept so a crash between record and send can be replayed."""
+class StoredDecision:
+    """What a stage decided to send and which input position it decided on."""
 
-    key: str
-    topic: str
-    payload: bytes
-    forwarded: bool
+    output: OutgoingMessage
+    source: DeadLetterSource
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,16 @@ class DeadLetterRecord:
 
 
 class AuditStore(Protocol):
-    def stored_decision_output(self, request_id: str, stage: str) -> StoredOutput | None: ...
+    def stored_decision(self, request_id: str, stage: str) -> StoredDecision | None: ...
 
-    def record_decision(self, request: GenerationRequest, record: DecisionRecord, output: StoredOutput) -> StoredOutput:
+    def record_decision(self, request: GenerationRequest, record: DecisionRecord,
+                        output: OutgoingMessage) -> StoredDecision:
         """Store the decision and its output; if one exists for (request, stage), return that instead."""
         ...
 
-    def mark_decision_forwarded(self, request_id: str, stage: str) -> None: ...
-
-    def record_dead_letter(self, record: DeadLetterRecord, output: StoredOutput) -> StoredOutput: ...
-
-    def mark_dead_letter_forwarded(self, source: DeadLetterSource) -> None: ...
+    def record_dead_letter(self, record: DeadLetterRecord) -> None:
+        """Store unreadable input once per source position (a redelivery adds nothing)."""
+        ...
 
     def approved_stages(self, request_id: str) -> set[str]: ...
 
@@ -74,54 +73,45 @@ class InMemoryAuditStore:
 
     def __init__(self) -> None:
         self.requests: dict[str, GenerationRequest] = {}
-        self.decisions: dict[tuple[str, str], tuple[DecisionRecord, StoredOutput]] = {}
-        self.dead_letters: dict[tuple[str, int, int], tuple[DeadLetterRecord, StoredOutput]] = {}
+        self.decisions: dict[tuple[str, str], tuple[DecisionRecord, StoredDecision]] = {}
+        self.dead_letters: dict[tuple[str, int, int], DeadLetterRecord] = {}
 
-    def stored_decision_output(self, request_id: str, stage: str) -> StoredOutput | None:
+    def stored_decision(self, request_id: str, stage: str) -> StoredDecision | None:
         entry = self.decisions.get((request_id, stage))
         return entry[1] if entry else None
 
-    def record_decision(self, request: GenerationRequest, record: DecisionRecord, output: StoredOutput) -> StoredOutput:
+    def record_decision(self, request: GenerationRequest, record: DecisionRecord,
+                        output: OutgoingMessage) -> StoredDecision:
         self.requests.setdefault(request.request_id, request)
-        entry = self.decisions.setdefault((request.request_id, record.decision.stage), (record, output))
-        return entry[1]
+        stored = StoredDecision(output=output, source=record.source)
+        return self.decisions.setdefault((request.request_id, record.decision.stage), (record, stored))[1]
 
-    def mark_decision_forwarded(self, request_id: str, stage: str) -> None:
-        record, output = self.decisions[(request_id, stage)]
-        self.decisions[(request_id, stage)] = (record, _forwarded(output))
-
-    def record_dead_letter(self, record: DeadLetterRecord, output: StoredOutput) -> StoredOutput:
-        return self.dead_letters.setdefault(_source_key(record.source), (record, output))[1]
-
-    def mark_dead_letter_forwarded(self, source: DeadLetterSource) -> None:
-        record, output = self.dead_letters[_source_key(source)]
-        self.dead_letters[_source_key(source)] = (record, _forwarded(output))
+    def record_dead_letter(self, record: DeadLetterRecord) -> None:
+        source = record.source
+        self.dead_letters.setdefault((source.topic, source.partition, source.offset), record)
 
     def approved_stages(self, request_id: str) -> set[str]:
         return {stage for (rid, stage), (record, _) in self.decisions.items()
                 if rid == request_id and record.decision.outcome is Outcome.APPROVED}
 
 
-def _forwarded(output: StoredOutput) -> StoredOutput:
-    return StoredOutput(output.key, output.topic, output.payload, True)
-
-
-def _source_key(source: DeadLetterSource) -> tuple[str, int, int]:
-    return (source.topic, source.partition, source.offset)
-
-
 class SqlAuditStore:
     def __init__(self, sessions: sessionmaker) -> None:
         self._sessions = sessions
 
-    def stored_decision_output(self, request_id: str, stage: str) -> StoredOutput | None:
+    def stored_decision(self, request_id: str, stage: str) -> StoredDecision | None:
         with self._sessions() as session:
             row = session.scalar(select(DecisionRow).where(DecisionRow.request_id == request_id,
                                                            DecisionRow.stage == stage))
-            return None if row is None else StoredOutput(row.request_id, row.output_topic, row.output_payload,
-                                                         row.forwarded)
+            if row is None:
+                return None
+            return StoredDecision(
+                output=OutgoingMessage(topic=row.output_topic, key=row.request_id.encode(), value=row.output_payload),
+                source=DeadLetterSource(topic=row.input_topic, partition=row.input_partition, offset=row.input_offset),
+            )
 
-    def record_decision(self, request: GenerationRequest, record: DecisionRecord, output: StoredOutput) -> StoredOutput:
+    def record_decision(self, request: GenerationRequest, record: DecisionRecord,
+                        output: OutgoingMessage) -> StoredDecision:
         decision = record.decision
         try:
             with self._sessions.begin() as session:
@@ -139,42 +129,28 @@ class SqlAuditStore:
                     policy_version=decision.policy_version, decided_at=decision.decided_at,
                     duration_ms=record.duration_ms, input_topic=record.source.topic,
                     input_partition=record.source.partition, input_offset=record.source.offset,
-                    output_topic=output.topic, output_payload=output.payload, forwarded=False,
-                    worker=record.worker,
+                    output_topic=output.topic, output_payload=output.value, worker=record.worker,
                 ))
-            return output
+            return StoredDecision(output=output, source=record.source)
         except IntegrityError:
-            existing = self.stored_decision_output(decision.request_id, decision.stage)
+            existing = self.stored_decision(decision.request_id, decision.stage)
             if existing is None:
                 raise
             return existing
 
-    def mark_decision_forwarded(self, request_id: str, stage: str) -> None:
-        with self._sessions.begin() as session:
-            session.execute(update(DecisionRow)
-                            .where(DecisionRow.request_id == request_id, DecisionRow.stage == stage)
-                            .values(forwarded=True))
-
-    def record_dead_letter(self, record: DeadLetterRecord, output: StoredOutput) -> StoredOutput:
+    def record_dead_letter(self, record: DeadLetterRecord) -> None:
         try:
             with self._sessions.begin() as session:
                 session.add(DeadLetterRow(
                     stage=record.stage, source_topic=record.source.topic,
                     source_partition=record.source.partition, source_offset=record.source.offset,
                     request_id=record.request_id, error_code=record.error_code, error=record.error,
-                    original=record.original, received_at=record.received_at, forwarded=False,
+                    original=record.original, received_at=record.received_at,
                 ))
-            return output
         except IntegrityError:
             with self._sessions() as session:
-                row = session.scalar(select(DeadLetterRow).where(*_source_filter(record.source)))
-                if row is None:
+                if session.scalar(select(DeadLetterRow.id).where(*_source_filter(record.source))) is None:
                     raise
-                return StoredOutput(output.key, output.topic, output.payload, row.forwarded)
-
-    def mark_dead_letter_forwarded(self, source: DeadLetterSource) -> None:
-        with self._sessions.begin() as session:
-            session.execute(update(DeadLetterRow).where(*_source_filter(source)).values(forwarded=True))
 
     def approved_stages(self, request_id: str) -> set[str]:
         with self._sessions() as session:

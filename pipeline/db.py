@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -92,7 +91,6 @@ class DecisionRow(Base):
     input_offset: Mapped[int] = mapped_column(BigInteger)
     output_topic: Mapped[str] = mapped_column(String(255))
     output_payload: Mapped[bytes] = mapped_column(LargeBinary)
-    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str] = mapped_column(String(255))
 
 
@@ -114,7 +112,6 @@ class DeadLetterRow(Base):
     error: Mapped[str] = mapped_column(Text)
     original: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CameoRow(Base):

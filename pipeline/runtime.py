@@ -2,18 +2,20 @@
 
 For each input message (the faust agent in pipeline.worker feeds them in order):
 
-    raw bytes --too big / not JSON / wrong schema--> dead letter (original bytes kept) -> ack
+    raw bytes --too big / not JSON / wrong schema--> record dead letter -> [send letter + commit offset]
         |
-    already decided for (request, stage)?  --forwarded--> ack (duplicate absorbed)
-        |                                  --not yet----> re-send the stored output -> ack
+    already decided for (request, stage)?  --from this very position--> [re-send stored output + commit]
+        |                                  --from another copy-------> [commit offset only] (duplicate)
     stage.decide(item)                      (stage bug: retried, then dead letter)
         |
     record decision + output in the audit store (unique per request+stage)
-    send output (next stage / gen.rejected / feed.published), wait for the broker ack
-    mark forwarded -> ack; faust commits acked offsets after flushing the producer
+    [send output (next stage / gen.rejected / feed.published) + commit offset]
 
+[...] is one Kafka transaction (pipeline.transactions): the output and the input's
+progress become visible together, so a crash anywhere leaves either nothing (the
+record is redelivered and the stored decision re-sent) or everything.
 Infrastructure failures (database down, broker unreachable) are retried without
-end and never ack, so nothing is lost and the message is redone after recovery.
+end and commit nothing, so nothing is lost and the message is redone after recovery.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Any, Awaitable, Callable, Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline.audit import AuditStore, DeadLetterRecord, DecisionRecord, StoredOutput
+from pipeline.audit import AuditStore, DeadLetterRecord, DecisionRecord, StoredDecision
+from pipeline.transactions import FencedOut, OutgoingMessage
 from pipeline.stage import Clock, Stage, Verdict
 from pipeline.topics import TopicMap
 from schemas.models import (
@@ -48,9 +51,9 @@ from schemas.models import (
 log = logging.getLogger("trustreel.runtime")
 
 
-class Emitter(Protocol):
-    async def emit(self, topic: str, key: bytes, value: bytes) -> None:
-        """Send and return only once the broker has acknowledged the message."""
+class AtomicSender(Protocol):
+    async def send_atomically(self, source: DeadLetterSource, messages: list[OutgoingMessage]) -> None:
+        """Make `messages` visible and mark `source` consumed, both or neither."""
         ...
 
 
@@ -126,30 +129,34 @@ class RuntimeConfig:
 class StageRunner:
     """Runs one stage over its input topic's messages; see the module docstring for the lifecycle."""
 
-    def __init__(self, stage: Stage, topics: TopicMap, audit: AuditStore, emitter: Emitter,
+    def __init__(self, stage: Stage, topics: TopicMap, audit: AuditStore, sender: AtomicSender,
                  config: RuntimeConfig, clock: Clock) -> None:
         self.stage = stage
         self.topics = topics
         self.audit = audit
-        self.emitter = emitter
+        self.sender = sender
         self.config = config
         self.clock = clock
         self.is_first = topics.stages[0] == stage.name
         self.is_last = topics.stages[-1] == stage.name
 
     async def handle(self, raw: bytes | None, source: DeadLetterSource) -> str:
-        """Process one message until its effect is durable; returns what happened (for logs and tests)."""
+        """Process one message until its effect is committed; returns what happened (for logs and tests)."""
+        try:
+            return await self._handle(raw, source)
+        except FencedOut as fenced:
+            log.warning("%s: %s; leaving the record to its new owner", self.stage.name, fenced)
+            return "fenced"
+
+    async def _handle(self, raw: bytes | None, source: DeadLetterSource) -> str:
         try:
             item = read_message(raw, self.is_first, self.config.max_message_bytes)
         except UnreadableMessage as problem:
             return await self._dead_letter(raw or b"", source, problem.code, str(problem), problem.request_id)
         request_id = item.request.request_id
-        stored = await self._durably(self.audit.stored_decision_output, request_id, self.stage.name)
+        stored = await self._durably(self.audit.stored_decision, request_id, self.stage.name)
         if stored is not None:
-            if stored.forwarded:
-                return "duplicate"
-            await self._forward(stored, request_id)
-            return "resent"
+            return await self._commit_stored(stored, source, "resent")
         try:
             started = time.perf_counter()
             verdict = await self._decide(item)
@@ -161,14 +168,19 @@ class StageRunner:
             policy_id=self.stage.policy.policy_id, policy_version=self.stage.policy.version,
             decided_at=self.clock(), details=verdict.details,
         )
-        output = self._output_for(item, decision)
         record = DecisionRecord(decision=decision, duration_ms=duration_ms, source=source,
                                 worker=self.config.worker_id)
-        stored = await self._durably(self.audit.record_decision, item.request, record, output)
-        if stored.forwarded:
+        stored = await self._durably(self.audit.record_decision, item.request, record,
+                                     self._output_for(item, decision))
+        return await self._commit_stored(stored, source, decision.outcome.value)
+
+    async def _commit_stored(self, stored: StoredDecision, source: DeadLetterSource, label: str) -> str:
+        """Send the recorded output if this position made it (first try or redelivery); else skip the copy."""
+        if stored.source != source:
+            await self._durably_async(self.sender.send_atomically, source, [])
             return "duplicate"
-        await self._forward(stored, request_id)
-        return decision.outcome.value
+        await self._durably_async(self.sender.send_atomically, source, [stored.output])
+        return label
 
     async def _decide(self, item: PipelineItem) -> Verdict:
         attempts = self.config.stage_error_retries + 1
@@ -184,7 +196,7 @@ class StageRunner:
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
         raise AssertionError("unreachable")
 
-    def _output_for(self, item: PipelineItem, decision: StageDecision) -> StoredOutput:
+    def _output_for(self, item: PipelineItem, decision: StageDecision) -> OutgoingMessage:
         request = item.request
         decisions = [*item.decisions, decision]
         if decision.outcome is Outcome.REJECTED:
@@ -200,12 +212,7 @@ class StageRunner:
         else:
             message = PipelineItem(request=request, decisions=decisions, assets=item.assets)
             topic = self.topics.output_of(self.stage.name)
-        return StoredOutput(key=request.request_id, topic=topic, payload=message.model_dump_json().encode(),
-                            forwarded=False)
-
-    async def _forward(self, output: StoredOutput, request_id: str) -> None:
-        await self._durably_async(self.emitter.emit, output.topic, output.key.encode(), output.payload)
-        await self._durably(self.audit.mark_decision_forwarded, request_id, self.stage.name)
+        return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
 
     async def _dead_letter(self, raw: bytes, source: DeadLetterSource, code: str, error: str,
                            request_id: str | None) -> str:
@@ -215,15 +222,11 @@ class StageRunner:
                             original_sha256=hashlib.sha256(raw).hexdigest(), original_size=len(raw),
                             received_at=received_at)
         key = request_id or f"{source.topic}/{source.partition}/{source.offset}"
-        output = StoredOutput(key=key, topic=self.topics.deadletter, payload=letter.model_dump_json().encode(),
-                              forwarded=False)
         record = DeadLetterRecord(stage=self.stage.name, source=source, request_id=request_id, error_code=code,
                                   error=error, original=raw, received_at=received_at)
-        stored = await self._durably(self.audit.record_dead_letter, record, output)
-        if stored.forwarded:
-            return "duplicate"
-        await self._durably_async(self.emitter.emit, output.topic, key.encode(), output.payload)
-        await self._durably(self.audit.mark_dead_letter_forwarded, source)
+        await self._durably(self.audit.record_dead_letter, record)
+        output = OutgoingMessage(topic=self.topics.deadletter, key=key.encode(), value=letter.model_dump_json().encode())
+        await self._durably_async(self.sender.send_atomically, source, [output])
         log.warning("dead letter from %s: %s: %s", self.stage.name, code, error)
         return Outcome.DEAD_LETTER.value
 

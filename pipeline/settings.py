@@ -31,13 +31,11 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=65536, ge=1024, description="Larger stage input is dead-lettered")
     deadletter_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
-    commit_interval_seconds: float = Field(default=1.0, gt=0)
     broker_home: Path = Field(
         default=Path.home() / ".cache" / "trustreel" / "kafka",
         description="Where `broker start` keeps Kafka jars, config, data and logs",
     )
     broker_port: int = Field(default=9092, ge=1, le=65535)
-    worker_web_port: int = Field(default=0, ge=0, description="faust web port; 0 picks a free one")
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -18,10 +18,8 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -29,31 +27,15 @@ from pipeline import stages as stage_catalog
 from pipeline.audit import SqlAuditStore
 from pipeline.consent_registry import ConsentRegistry, SqlConsentRegistry
 from pipeline.db import make_engine, make_sessionmaker, upgrade
+from pipeline.faust_transport import StageApp
 from pipeline.runtime import RuntimeConfig, StageRunner, describe_validation_error
 from pipeline.settings import Settings
 from pipeline.stage import system_clock
 from pipeline.topics import TopicMap, ensure_topics
+from pipeline.transactions import TransactionalSender
 from schemas.models import ConsentEvent, DeadLetterSource
 
 log = logging.getLogger("trustreel.worker")
-
-
-class FaustEmitter:
-    """Sends through the app's producer and waits for the broker's acknowledgement."""
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-        self._topics: dict[str, Any] = {}
-
-    async def emit(self, topic: str, key: bytes, value: bytes) -> None:
-        channel = self._topics.get(topic)
-        if channel is None:
-            channel = self._topics[topic] = self._app.topic(topic, key_serializer="raw", value_serializer="raw")
-        try:
-            pending = await channel.send(key=key, value=value, force=True)
-            await pending
-        except KafkaError as exc:
-            raise ConnectionError(f"could not produce to {topic}: {exc}") from exc
 
 
 def apply_consent(registry: ConsentRegistry, raw: bytes | None, offset: int) -> str:
@@ -123,7 +105,7 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
     log.info("consent registry caught up (%d events applied)", replayed)
 
     group = f"{settings.group_prefix}-{settings.topic_prefix}{'-'.join(stage_names)}".replace(".", "-")
-    app = faust.App(
+    app = StageApp(
         group,
         broker=f"kafka://{settings.bootstrap.split(',')[0]}",
         store="memory://",
@@ -135,13 +117,13 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
         topic_allow_declare=False,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
-        broker_commit_every=100,
-        broker_commit_interval=settings.commit_interval_seconds,
+        broker_commit_livelock_soft_timeout=10**6,  # faust commits nothing itself (see faust_transport)
         producer_acks=-1,
         producer_max_request_size=settings.deadletter_max_message_bytes + 65536,
         consumer_max_fetch_size=settings.deadletter_max_message_bytes + 65536,
     )
-    emitter = FaustEmitter(app)
+    sender = TransactionalSender(settings.bootstrap, group, settings.deadletter_max_message_bytes + 65536)
+    app.on_stop_callbacks.append(sender.close)
     config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
@@ -149,11 +131,11 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
     runners: dict[str, StageRunner] = {}
     for name in stage_names:
         stage = stage_catalog.build_stage(name, services)
-        runner = StageRunner(stage, topics, audit, emitter, config, system_clock)
+        runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         runners[name] = runner
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))
     if any(stage_catalog.needs_consent_registry(name) for name in stage_names):
-        app.agent(app.topic(topics.consents), name="consent-registry")(_registry_agent(registry))
+        app.agent(app.topic(topics.consents), name="consent-registry")(_registry_agent(registry, sender))
     return WorkerParts(app=app, runners=runners)
 
 
@@ -171,11 +153,13 @@ def _stage_agent(runner: StageRunner):
     return process
 
 
-def _registry_agent(registry: ConsentRegistry):
+def _registry_agent(registry: ConsentRegistry, sender: TransactionalSender):
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             outcome = await asyncio.to_thread(apply_consent, registry, message.value, message.offset)
+            await sender.send_atomically(
+                DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset), [])
             log.info("consent registry %s@%d/%d -> %s", message.topic, message.partition, message.offset, outcome)
 
     return process

@@ -59,7 +59,6 @@ def settings(broker: LocalBroker, tmp_path: Path) -> Settings:
         db_url=f"sqlite:///{tmp_path / 'audit.db'}",
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
         partitions=3,
-        commit_interval_seconds=0.5,
     )
     ensure_topics(configured)
     upgrade(configured.db_url)
@@ -73,7 +72,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix,
         "TRUSTREEL_PARTITIONS": str(settings.partitions),
         "TRUSTREEL_STAGES": ",".join(settings.stages),
-        "TRUSTREEL_COMMIT_INTERVAL_SECONDS": str(settings.commit_interval_seconds),
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }
 
@@ -131,14 +129,15 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
 
 
 class TopicReader:
-    """Reads a whole topic (all partitions, from the beginning) with a plain kafka-python consumer."""
+    """Reads a whole topic (all partitions, from the beginning), committed transactions only, as a feed reader must."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         self.topic = topic
         self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None,
-                                       enable_auto_commit=False, client_id="trustreel-test-reader")
+                                       enable_auto_commit=False, isolation_level="read_committed",
+                                       client_id="trustreel-test-reader")
         partitions = self._consumer.partitions_for_topic(topic) or set()
         self._consumer.assign([TopicPartition(topic, p) for p in partitions])
         self._consumer.seek_to_beginning()

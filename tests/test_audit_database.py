@@ -9,11 +9,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
-from pipeline.audit import DeadLetterRecord, DecisionRecord, SqlAuditStore, StoredOutput
+from pipeline.audit import DeadLetterRecord, DecisionRecord, SqlAuditStore
+from pipeline.transactions import OutgoingMessage
 from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.db import Base, alembic_config, make_engine, make_sessionmaker, upgrade
+from pipeline.db import Base, DeadLetterRow, alembic_config, make_engine, make_sessionmaker, upgrade
 from schemas.models import ConsentEvent, DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -55,14 +56,14 @@ def test_decisions_are_unique_per_request_and_stage(db_url: str) -> None:
     upgrade(db_url)
     store = SqlAuditStore(make_sessionmaker(make_engine(db_url)))
     request = GenerationRequest(request_id="r1", requester_account="bob", prompt="p", submitted_at=T0)
-    first = StoredOutput("r1", "gen.passed.consent", b"first", False)
-    assert store.record_decision(request, decision("r1", "consent", Outcome.APPROVED), first) == first
+    first = OutgoingMessage("gen.passed.consent", b"r1", b"first")
+    stored = store.record_decision(request, decision("r1", "consent", Outcome.APPROVED), first)
+    assert stored.output == first and stored.source.offset == 1
     second = store.record_decision(request, decision("r1", "consent", Outcome.REJECTED),
-                                   StoredOutput("r1", "gen.rejected", b"second", False))
-    assert second == first, "a second decision for the same stage returns the first one"
-    store.mark_decision_forwarded("r1", "consent")
-    assert store.stored_decision_output("r1", "consent").forwarded is True
-    store.record_decision(request, decision("r1", "publish", Outcome.REJECTED), StoredOutput("r1", "x", b"", False))
+                                   OutgoingMessage("gen.rejected", b"r1", b"second"))
+    assert second == stored, "a second decision for the same stage returns the first one"
+    assert store.stored_decision("r1", "consent") == stored
+    store.record_decision(request, decision("r1", "publish", Outcome.REJECTED), OutgoingMessage("x", b"r1", b""))
     assert store.approved_stages("r1") == {"consent"}
 
 
@@ -72,10 +73,11 @@ def test_dead_letters_are_unique_per_source_position(db_url: str) -> None:
     source = DeadLetterSource(topic="gen.requests", partition=2, offset=9)
     record = DeadLetterRecord(stage="consent", source=source, request_id=None, error_code="malformed_json",
                               error="not JSON", original=b"\xff\x00raw", received_at=T0)
-    output = StoredOutput("k", "gen.deadletter", b"{}", False)
-    assert store.record_dead_letter(record, output).forwarded is False
-    store.mark_dead_letter_forwarded(source)
-    assert store.record_dead_letter(record, output).forwarded is True
+    store.record_dead_letter(record)
+    store.record_dead_letter(record)  # redelivery of the same position adds nothing
+    with make_sessionmaker(make_engine(db_url))() as session:
+        rows = session.scalars(select(DeadLetterRow)).all()
+    assert [(row.source_offset, row.original) for row in rows] == [(9, b"\xff\x00raw")]
 
 
 def test_consent_registry_applies_slots_in_offset_order(db_url: str) -> None:

@@ -17,6 +17,7 @@ from pipeline.audit import InMemoryAuditStore
 from pipeline.runtime import RuntimeConfig, StageRunner, UnreadableMessage, read_message
 from pipeline.stage import Verdict
 from pipeline.topics import TopicMap
+from pipeline.transactions import OutgoingMessage
 from policies.loader import LoadedPolicy
 from schemas.models import DeadLetterSource, GenerationRequest, PipelineItem, Reason
 
@@ -24,16 +25,20 @@ TOPICS = TopicMap(prefix="", stages=("consent", "publish"))
 CLOCK = lambda: datetime(2026, 11, 25, tzinfo=timezone.utc)  # noqa: E731
 
 
-class RecordingEmitter:
+class RecordingSender:
+    """Stands in for the Kafka transaction: records what became visible and which offsets were committed."""
+
     def __init__(self, fail_times: int = 0) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.committed: list[int] = []
         self.fail_times = fail_times
 
-    async def emit(self, topic: str, key: bytes, value: bytes) -> None:
+    async def send_atomically(self, source: DeadLetterSource, messages: list[OutgoingMessage]) -> None:
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionError("broker unreachable")
-        self.sent.append((topic, key, value))
+        self.sent.extend((m.topic, m.key, m.value) for m in messages)
+        self.committed.append(source.offset + 1)
 
 
 class ScriptedStage:
@@ -66,37 +71,38 @@ def source(offset: int = 0) -> DeadLetterSource:
     return DeadLetterSource(topic="gen.requests", partition=0, offset=offset)
 
 
-def test_redelivered_message_gives_one_decision_and_one_output() -> None:
-    emitter, stage, audit = RecordingEmitter(), ScriptedStage(Verdict.approve()), InMemoryAuditStore()
+def test_a_second_copy_of_a_request_gives_one_decision_and_one_output() -> None:
+    emitter, stage, audit = RecordingSender(), ScriptedStage(Verdict.approve()), InMemoryAuditStore()
     run = runner(stage, emitter, audit)
     assert asyncio.run(run.handle(request_bytes(), source(0))) == "approved"
     assert asyncio.run(run.handle(request_bytes(), source(7))) == "duplicate"
     assert stage.calls == 1 and len(audit.decisions) == 1
     assert [topic for topic, _, _ in emitter.sent] == ["gen.passed.consent"]
+    assert emitter.committed == [1, 8], "the copy's offset is committed too, with nothing sent"
 
 
-def test_crash_after_recording_resends_the_stored_output_once() -> None:
-    audit = InMemoryAuditStore()
-    failing = runner(ScriptedStage(Verdict.approve()), RecordingEmitter(fail_times=10**6), audit)
-    with pytest.raises(asyncio.TimeoutError):  # the worker dies while the broker is unreachable
-        asyncio.run(asyncio.wait_for(failing.handle(request_bytes(), source()), timeout=0.3))
+def test_redelivery_after_a_crash_resends_the_recorded_decision() -> None:
+    audit, raw = InMemoryAuditStore(), request_bytes()
+    failing = runner(ScriptedStage(Verdict.approve()), RecordingSender(fail_times=10**6), audit)
+    with pytest.raises(asyncio.TimeoutError):  # the worker dies before its transaction commits
+        asyncio.run(asyncio.wait_for(failing.handle(raw, source(4)), timeout=0.3))
     assert len(audit.decisions) == 1
-    emitter, stage = RecordingEmitter(), ScriptedStage(Verdict.reject([Reason(code="x", message="changed")]))
+    emitter, stage = RecordingSender(), ScriptedStage(Verdict.reject([Reason(code="x", message="changed")]))
     restarted = runner(stage, emitter, audit)
-    assert asyncio.run(restarted.handle(request_bytes(), source())) == "resent"
+    assert asyncio.run(restarted.handle(raw, source(4))) == "resent"
     assert stage.calls == 0, "the recorded decision is replayed, never re-decided"
     assert len(emitter.sent) == 1 and emitter.sent[0][0] == "gen.passed.consent"
-    assert asyncio.run(restarted.handle(request_bytes(), source())) == "duplicate"
+    assert emitter.committed == [5]
 
 
 def test_broker_outage_is_retried_not_dead_lettered() -> None:
-    emitter = RecordingEmitter(fail_times=3)
+    emitter = RecordingSender(fail_times=3)
     assert asyncio.run(runner(ScriptedStage(Verdict.approve()), emitter).handle(request_bytes(), source())) == "approved"
     assert len(emitter.sent) == 1
 
 
 def test_a_failing_stage_is_retried_then_dead_lettered_with_the_error() -> None:
-    emitter, audit = RecordingEmitter(), InMemoryAuditStore()
+    emitter, audit = RecordingSender(), InMemoryAuditStore()
     stage, raw = ScriptedStage(KeyError("boom")), request_bytes()
     assert asyncio.run(runner(stage, emitter, audit).handle(raw, source())) == "dead_letter"
     assert stage.calls == 3
@@ -108,13 +114,13 @@ def test_a_failing_stage_is_retried_then_dead_lettered_with_the_error() -> None:
 
 
 def test_a_flaky_stage_that_recovers_is_not_dead_lettered() -> None:
-    emitter = RecordingEmitter()
+    emitter = RecordingSender()
     stage = ScriptedStage(RuntimeError("once"), Verdict.approve())
     assert asyncio.run(runner(stage, emitter).handle(request_bytes(), source())) == "approved"
 
 
 def test_rejection_goes_to_the_rejected_topic_with_reasons() -> None:
-    emitter = RecordingEmitter()
+    emitter = RecordingSender()
     stage = ScriptedStage(Verdict.reject([Reason(code="cameo_unknown", message="Cameo c does not exist.")]))
     assert asyncio.run(runner(stage, emitter).handle(request_bytes(), source())) == "rejected"
     topic, _, value = emitter.sent[0]
@@ -145,8 +151,8 @@ def test_unreadable_input_is_explained(raw: bytes, code: str, fragment: str) -> 
 
 
 def test_dead_letter_of_the_same_input_position_is_written_once() -> None:
-    emitter, audit = RecordingEmitter(), InMemoryAuditStore()
+    emitter, audit = RecordingSender(), InMemoryAuditStore()
     run = runner(ScriptedStage(Verdict.approve()), emitter, audit)
     assert asyncio.run(run.handle(b"not json", source(3))) == "dead_letter"
-    assert asyncio.run(run.handle(b"not json", source(3))) == "duplicate"
-    assert len(emitter.sent) == 1 and len(audit.dead_letters) == 1
+    assert asyncio.run(run.handle(b"not json", source(3))) == "dead_letter"  # redelivered: the transaction failed
+    assert len(audit.dead_letters) == 1

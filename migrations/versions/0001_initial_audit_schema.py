@@ -44,7 +44,6 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('original', sa.LargeBinary(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('forwarded', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('source_topic', 'source_partition', 'source_offset', name='uq_dead_letters_source')
     )
@@ -88,7 +87,6 @@ def upgrade() -> None:
     sa.Column('input_offset', sa.BigInteger(), nullable=False),
     sa.Column('output_topic', sa.String(length=255), nullable=False),
     sa.Column('output_payload', sa.LargeBinary(), nullable=False),
-    sa.Column('forwarded', sa.Boolean(), nullable=False),
     sa.Column('worker', sa.String(length=255), nullable=False),
     sa.ForeignKeyConstraint(['request_id'], ['requests.request_id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -1,0 +1,53 @@
+"""faust-streaming, adjusted for transactional stage hand-offs.
+
+Two changes to faust's aiokafka transport, both needed by pipeline.transactions:
+- the consumer reads with isolation_level=read_committed, so a stage never sees the
+  output of an aborted transaction (faust only does this in its own exactly-once mode,
+  which cannot route outputs to topics the app does not consume);
+- faust never commits offsets itself: the stage's transaction commits them together
+  with the outputs, and a second, independent committer could move them backwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        if not hasattr(consumer, "_isolation_level"):
+            raise RuntimeError("this aiokafka version hides the isolation level; update pipeline.faust_transport")
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class _TransactionCommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return _ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        return False  # offsets are committed inside each stage transaction
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _TransactionCommittedConsumer
+
+
+class StageApp(faust.App):
+    """A faust App whose consumer reads committed data and leaves offset commits to the stages."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_stop_callbacks: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        for callback in self.on_stop_callbacks:
+            await callback()
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
