@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline.audit import AuditStore, DeadLetterRecord, DecisionRecord, StoredDecision
 from pipeline.transactions import FencedOut, OutgoingMessage
@@ -64,7 +64,8 @@ class UnreadableMessage(Exception):
         self.request_id = request_id
 
 
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, ConnectionError, OSError)
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, OSError)
+"""Worth waiting out. Integrity or programming errors are bugs: they must not stall a partition forever."""
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     policy_dir: Path | None = Field(default=None, description="Directory of policy YAML files (default: packaged)")
     max_message_bytes: int = Field(default=65536, ge=1024, description="Larger stage input is dead-lettered")
     deadletter_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    session_timeout_seconds: float = Field(default=10.0, ge=6, le=300,
+                                           description="How soon a dead worker's partitions move to the others")
     stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
     broker_home: Path = Field(
         default=Path.home() / ".cache" / "trustreel" / "kafka",

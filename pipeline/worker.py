@@ -119,6 +119,8 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
         consumer_auto_offset_reset="earliest",
         broker_commit_livelock_soft_timeout=10**6,  # faust commits nothing itself (see faust_transport)
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         producer_max_request_size=settings.deadletter_max_message_bytes + 65536,
         consumer_max_fetch_size=settings.deadletter_max_message_bytes + 65536,
     )
