@@ -1,0 +1,27 @@
+# Two commands on a fresh machine (Python 3.11+, Java 17+, Maven):
+#   make demo   install into .venv, start a local Kafka broker and the workers, run sample requests
+#   make test   install into .venv and run the whole test suite (it starts its own broker)
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/trustreel demo
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -ra; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
