@@ -150,12 +150,13 @@ def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files
     failed = False
     for path in files:
         try:
-            stage = (yaml.safe_load(path.read_text()) or {}).get("stage") if path.exists() else None
+            document = yaml.safe_load(path.read_text()) if path.is_file() else None
+            stage = document.get("stage") if isinstance(document, dict) else None
             if stage not in RULES:
                 raise PolicyError(f"{path}: stage {stage!r} is not one of {', '.join(sorted(RULES))}")
             policy = load_policy(path, RULES[stage], expected_stage=stage)
             typer.echo(f"ok  {path}: {policy.policy_id} (stage {policy.stage}) version {policy.version[:16]}")
-        except (PolicyError, yaml.YAMLError, AttributeError) as exc:
+        except (PolicyError, yaml.YAMLError) as exc:
             failed = True
             typer.secho(f"bad {exc}", fg=typer.colors.RED, err=True)
     if failed:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from pipeline.audit_queries import request_path
+from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.db import DeadLetterRow, make_engine, make_sessionmaker, upgrade
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
@@ -93,6 +94,14 @@ def _outcome(settings: Settings, sessions, sample: Sample) -> tuple[str, str]:
     return "not seen yet", ""
 
 
+def _wait_for_registry(registry: SqlConsentRegistry, cameo_ids: set[str], timeout_seconds: float) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while any(registry.get(cameo_id) is None for cameo_id in cameo_ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker did not apply the sample consent events in time")
+        time.sleep(0.2)
+
+
 def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 120.0) -> int:
     broker = None
     if _uses_local_broker(settings):
@@ -113,10 +122,14 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
                                                 "TRUSTREEL_DB_URL": settings.db_url})
     samples = _samples(run)
     try:
+        registry = SqlConsentRegistry(make_sessionmaker(make_engine(settings.db_url)))
+        consents = _consents(run)
         with PipelineProducer(settings) as producer:
-            for event in _consents(run):
+            for event in consents:
                 producer.send_consent(event)
-            time.sleep(1.0)  # let the registry apply the consents before requests overtake them
+            # Consent and requests travel on different topics; the app lets an owner share a cameo only
+            # once its registration is confirmed, so wait for the registry like the app would.
+            _wait_for_registry(registry, {event.cameo_id for event in consents}, timeout_seconds)
             for sample in samples:
                 if sample.request is not None:
                     producer.submit(sample.request)

@@ -10,7 +10,6 @@ refused here, before they cost a dead letter downstream.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +80,3 @@ class PipelineProducer:
         """Send bytes as they are: for replays and for exercising the dead-letter path."""
         future = self._producer.send(self._topics.name(logical_topic), key=key, value=value)
         future.get(timeout=timeout)
-
-
-def request_from_json(text: str) -> GenerationRequest:
-    return GenerationRequest.model_validate(json.loads(text))
