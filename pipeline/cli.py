@@ -23,8 +23,10 @@ schemas_app = typer.Typer(help="Message schemas as JSON Schema files.", no_args_
 policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
 cameo_app = typer.Typer(help="Cameo consent events and the consent registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="Query the audit database.", no_args_is_help=True)
+account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
 for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
-                  (policy_app, "policy"), (cameo_app, "cameo"), (audit_app, "audit")]:
+                  (policy_app, "policy"), (cameo_app, "cameo"), (account_app, "account"),
+                  (audit_app, "audit")]:
     app.add_typer(sub, name=name)
 
 
@@ -263,17 +265,82 @@ def cameo_show(ctx: typer.Context, cameo_id: str) -> None:
                           default=str, indent=2))
 
 
-@cameo_app.command("rebuild")
-def cameo_rebuild(ctx: typer.Context) -> None:
-    """Rebuild the consent registry table from the cameo.consents topic."""
-    from pipeline.consent_registry import SqlConsentRegistry
+def _rebuild(ctx: typer.Context, feed_name: str) -> None:
     from pipeline.db import make_engine, make_sessionmaker, upgrade
-    from pipeline.worker import replay_consents
+    from pipeline.state_feeds import state_feeds
 
     settings = _settings(ctx)
     upgrade(settings.db_url)
-    applied = replay_consents(settings, SqlConsentRegistry(make_sessionmaker(make_engine(settings.db_url))))
-    typer.echo(f"consent registry rebuilt: {applied} events applied")
+    feed = next(f for f in state_feeds(settings, make_sessionmaker(make_engine(settings.db_url)))
+                if f.name == feed_name)
+    typer.echo(f"{feed_name} registry rebuilt: {feed.replay(settings)} events applied")
+
+
+@cameo_app.command("rebuild")
+def cameo_rebuild(ctx: typer.Context) -> None:
+    """Rebuild the consent registry table from the cameo.consents topic."""
+    _rebuild(ctx, "consents")
+
+
+def _send_account_event(ctx: typer.Context, **fields: object) -> None:
+    from pydantic import ValidationError
+
+    from pipeline.producer import PipelineProducer
+    from pipeline.runtime import describe_validation_error
+    from schemas.models import AccountEvent
+
+    try:
+        event = AccountEvent(event_id=str(uuid.uuid4()), **fields)
+    except ValidationError as exc:
+        _fail(f"not sent: {describe_validation_error(exc)}")
+    with PipelineProducer(_settings(ctx)) as producer:
+        producer.send_account_event(event)
+    typer.echo(f"{event.kind.value} {event.account_id} sent ({event.event_id})")
+
+
+@account_app.command("profile")
+def account_profile(ctx: typer.Context, account_id: str,
+                    birth_date: str = typer.Option(..., help="YYYY-MM-DD"),
+                    assurance: str = typer.Option("self_declared",
+                                                  help="self_declared | estimated | verified_document")) -> None:
+    """Set an account's birth date and how it was assured."""
+    _send_account_event(ctx, account_id=account_id, kind="profile", birth_date=birth_date, assurance=assurance)
+
+
+@account_app.command("link-parent")
+def account_link_parent(ctx: typer.Context, account_id: str,
+                        parent: Optional[str] = typer.Option(None, help="Parent account (omit to unlink)")) -> None:
+    """Link a minor's account to a parent or guardian account."""
+    _send_account_event(ctx, account_id=account_id, kind="parental_link", parent_account=parent)
+
+
+@account_app.command("controls")
+def account_controls(ctx: typer.Context, account_id: str,
+                     generation: bool = typer.Option(True, "--generation/--no-generation",
+                                                     help="Allow video generation"),
+                     cameos: bool = typer.Option(True, "--cameos/--no-cameos", help="Allow cameo use")) -> None:
+    """Set the parental controls of a linked account."""
+    _send_account_event(ctx, account_id=account_id, kind="parental_controls",
+                        generation_disabled=not generation, cameo_use_disabled=not cameos)
+
+
+@account_app.command("show")
+def account_show(ctx: typer.Context, account_id: str) -> None:
+    """Print the registry's age data for an account."""
+    from pipeline.account_registry import SqlAccountRegistry
+    from pipeline.db import make_engine, make_sessionmaker
+
+    state = SqlAccountRegistry(make_sessionmaker(make_engine(_settings(ctx).db_url))).get(account_id)
+    if state is None:
+        _fail(f"account {account_id} has no age data")
+    typer.echo(json.dumps({k: (v.value if hasattr(v, "value") else v) for k, v in vars(state).items()},
+                          default=str, indent=2))
+
+
+@account_app.command("rebuild")
+def account_rebuild(ctx: typer.Context) -> None:
+    """Rebuild the account registry table from the accounts.events topic."""
+    _rebuild(ctx, "accounts")
 
 
 # --- workers, audit, demo -------------------------------------------------------------------------------------

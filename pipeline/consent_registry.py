@@ -1,13 +1,11 @@
 """The cameo consent registry: state materialized from the cameo.consents topic.
 
     cameo app --ConsentEvent--> cameo.consents (compacted) --apply()--> registry (table)
-                                         \\--replay_consents() at worker start / `cameo rebuild`
+                                         \\--StateFeed.replay() at worker start / `cameo rebuild`
 
-Compaction keeps the newest record per key, so each key is one *slot* of a cameo's
-state, ``<cameo_id>|<aspect>`` (registration, verification, revocation, access:<acct>);
-the topic alone can always rebuild the full state. All slots of a cameo go to the
-partition chosen by the cameo id, so their offsets order them; a slot only moves
-forward (an older offset never overwrites a newer one), which makes replays harmless.
+Each record's key is one slot of a cameo's state (pipeline.keys): registration,
+verification, revocation or access:<account>. A slot only moves forward (an older
+offset never overwrites a newer one), which makes replays harmless.
 """
 
 from __future__ import annotations
@@ -45,17 +43,6 @@ class ConsentRegistry(Protocol):
     def apply(self, event: ConsentEvent, offset: int) -> bool:
         """Apply one event read at `offset`; False when a newer event already set that slot."""
         ...
-
-
-def consent_key(event: ConsentEvent) -> bytes:
-    return f"{event.cameo_id}|{event.aspect()}".encode()
-
-
-def consent_partition(cameo_id: str, partitions: int) -> int:
-    """Kafka's default (murmur2) partition for the cameo id, so all of a cameo's slots stay in order."""
-    from kafka.partitioner.default import murmur2
-
-    return (murmur2(cameo_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class InMemoryConsentRegistry:

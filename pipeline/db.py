@@ -7,13 +7,15 @@ Alembic (migrations/); `upgrade()` brings any database to head.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from importlib import resources
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -143,6 +145,45 @@ class CameoAccessRow(Base):
     access: Mapped[str] = mapped_column(String(8))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     source_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountRow(Base):
+    """Materialized age data of one account (rebuilt from the accounts.events topic if lost)."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    assurance: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    parent_account: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    generation_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    cameo_use_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    profile_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    parental_link_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    parental_controls_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class GenerationCountRow(Base):
+    """Generations charged to an account on one day (policy time zone); the cap compares against this."""
+
+    __tablename__ = "generation_counts"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GenerationChargeRow(Base):
+    """One row per charged request, so a redelivered request is never charged twice."""
+
+    __tablename__ = "generation_charges"
+    __table_args__ = (Index("ix_generation_charges_account_day", "account_id", "day"),)
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(128))
+    day: Mapped[date] = mapped_column(Date)
+    charged_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 def make_engine(url: str) -> Engine:

@@ -2,7 +2,8 @@
 
     local broker (started unless --bootstrap-servers names another) -> topics -> audit DB
     -> one worker process running every stage
-    -> sample cameos (verified / unverified / revoked / audience-limited)
+    -> sample accounts (adults, a 14-year-old, an 11-year-old) and cameos
+       (verified / unverified / revoked / audience-limited)
     -> sample requests covering pass, reject and malformed input
     -> each request's path from the audit database, checked against what it should be
 """
@@ -17,16 +18,18 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from sqlalchemy import select
 
 from pipeline.audit_queries import request_path
+from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.db import DeadLetterRow, make_engine, make_sessionmaker, upgrade
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas.models import ConsentEvent, GenerationRequest
+from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,23 @@ def _consents(run: str) -> list[ConsentEvent]:
     ]
 
 
+def _accounts(run: str) -> list[AccountEvent]:
+    """Birth dates for the sample accounts: most are adults, one is 14 and one is 11."""
+    today = date.today()
+
+    def born(account: str, years_ago: int, assurance: str = "self_declared") -> AccountEvent:
+        birth = today.replace(year=today.year - years_ago, day=min(today.day, 28)) - timedelta(days=1)
+        return AccountEvent(event_id=str(uuid.uuid4()), account_id=account, kind="profile", birth_date=birth,
+                            assurance=assurance)
+
+    return [born(name, 30) for name in ("alice", "bob", "carol", "mallory", "dave", "erin")] + [
+        born(f"teen-{run}", 14, "estimated"), born(f"child-{run}", 11, "estimated")]
+
+
 def _samples(run: str) -> list[Sample]:
-    def request(name: str, requester: str, prompt: str, *cameos: str) -> GenerationRequest:
+    def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = ()) -> GenerationRequest:
         return GenerationRequest(request_id=f"{name}-{run}", requester_account=requester, prompt=prompt,
-                                 cameo_ids=[f"{cameo}-{run}" for cameo in cameos])
+                                 cameo_ids=[f"{cameo}-{run}" for cameo in cameos], content_labels=list(labels))
 
     return [
         Sample("approved friend uses a cameo", "published",
@@ -72,6 +88,9 @@ def _samples(run: str) -> list[Sample]:
         Sample("unknown cameo", "rejected at consent", request("unknown", "bob", "who is this", "cameo-nobody")),
         Sample("unverified cameo", "rejected at consent", request("unverified", "bob", "dave cooking", "cameo-dave")),
         Sample("revoked cameo", "rejected at consent", request("revoked", "bob", "erin skiing", "cameo-erin")),
+        Sample("an 11-year-old's account", "rejected at age", request("child", f"child-{run}", "my dog flying")),
+        Sample("a 14-year-old asks for mature content", "rejected at age",
+               request("teen", f"teen-{run}", "a horror scene", labels=["mature"])),
         Sample("malformed JSON", "dead letter", raw=b'{"request_id": "broken-' + run.encode() + b'", '),
         Sample("wrong schema version", "dead letter",
                raw=f'{{"schema_version": 99, "request_id": "future-{run}"}}'.encode()),
@@ -94,11 +113,11 @@ def _outcome(settings: Settings, sessions, sample: Sample) -> tuple[str, str]:
     return "not seen yet", ""
 
 
-def _wait_for_registry(registry: SqlConsentRegistry, cameo_ids: set[str], timeout_seconds: float) -> None:
+def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, ids: set[str], timeout_seconds: float) -> None:
     deadline = time.monotonic() + timeout_seconds
-    while any(registry.get(cameo_id) is None for cameo_id in cameo_ids):
+    while any(registry.get(entity_id) is None for entity_id in ids):
         if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not apply the sample consent events in time")
+            raise TimeoutError("the worker did not apply the sample consent and account events in time")
         time.sleep(0.2)
 
 
@@ -122,20 +141,22 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
                                                 "TRUSTREEL_DB_URL": settings.db_url})
     samples = _samples(run)
     try:
-        registry = SqlConsentRegistry(make_sessionmaker(make_engine(settings.db_url)))
-        consents = _consents(run)
+        sessions = make_sessionmaker(make_engine(settings.db_url))
+        consents, accounts = _consents(run), _accounts(run)
         with PipelineProducer(settings) as producer:
             for event in consents:
                 producer.send_consent(event)
-            # Consent and requests travel on different topics; the app lets an owner share a cameo only
-            # once its registration is confirmed, so wait for the registry like the app would.
-            _wait_for_registry(registry, {event.cameo_id for event in consents}, timeout_seconds)
+            for account in accounts:
+                producer.send_account_event(account)
+            # Consent, accounts and requests travel on different topics; the app lets people use the
+            # service once their setup is confirmed, so wait for the registries like the app would.
+            _wait_for(SqlConsentRegistry(sessions), {event.cameo_id for event in consents}, timeout_seconds)
+            _wait_for(SqlAccountRegistry(sessions), {event.account_id for event in accounts}, timeout_seconds)
             for sample in samples:
                 if sample.request is not None:
                     producer.submit(sample.request)
                 else:
                     producer.send_raw("gen.requests", sample.raw)
-        sessions = make_sessionmaker(make_engine(settings.db_url))
         deadline = time.monotonic() + timeout_seconds
         results: dict[str, tuple[str, str]] = {}
         while time.monotonic() < deadline and len(results) < len(samples):

@@ -1,8 +1,8 @@
 """Producer side for client services (kafka-python): validate, then send and wait for the ack.
 
-    service -> RequestProducer.submit(GenerationRequest) -> gen.requests (key: request id)
-    cameo app -> RequestProducer.send_consent(ConsentEvent) -> cameo.consents
-                 (key: "<cameo>|<slot>", partition chosen by cameo id; see pipeline.consent_registry)
+    service -> PipelineProducer.submit(GenerationRequest) -> gen.requests (key: request id)
+    cameo app -> send_consent(ConsentEvent) -> cameo.consents            (slot keys: pipeline.keys)
+    account service -> send_account_event(AccountEvent) -> accounts.events
 
 The producer is idempotent (no duplicates from its own retries). Invalid messages are
 refused here, before they cost a dead letter downstream.
@@ -16,11 +16,11 @@ from pathlib import Path
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
-from pipeline.consent_registry import consent_key, consent_partition
+from pipeline.keys import entity_partition, slot_key
 from pipeline.runtime import describe_validation_error
 from pipeline.settings import Settings
 from pipeline.topics import TopicMap
-from schemas.models import ConsentEvent, GenerationRequest
+from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,17 @@ class PipelineProducer:
         future.get(timeout=timeout)
 
     def send_consent(self, event: ConsentEvent, timeout: float = 30.0) -> None:
-        topic = self._topics.consents
+        self._send_slot(self._topics.consents, event.cameo_id, event.aspect(), event.model_dump_json().encode(),
+                        timeout)
+
+    def send_account_event(self, event: AccountEvent, timeout: float = 30.0) -> None:
+        self._send_slot(self._topics.accounts, event.account_id, event.aspect(), event.model_dump_json().encode(),
+                        timeout)
+
+    def _send_slot(self, topic: str, entity_id: str, slot: str, value: bytes, timeout: float) -> None:
         partitions = self._producer.partitions_for(topic)
-        future = self._producer.send(topic, key=consent_key(event), value=event.model_dump_json().encode(),
-                                     partition=consent_partition(event.cameo_id, len(partitions)))
+        future = self._producer.send(topic, key=slot_key(entity_id, slot), value=value,
+                                     partition=entity_partition(entity_id, len(partitions)))
         future.get(timeout=timeout)
 
     def send_raw(self, logical_topic: str, value: bytes | None, key: bytes | None = None,

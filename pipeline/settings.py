@@ -13,8 +13,8 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("consent", "publish")
-"""Stage order. Later stages (likeness, age, generate, provenance) slot in here by config."""
+DEFAULT_STAGES = ("consent", "age", "publish")
+"""Stage order. Later stages (likeness, generate, provenance) slot in here by config."""
 
 
 class Settings(BaseSettings):

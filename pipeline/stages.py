@@ -1,6 +1,6 @@
 """The stage catalog: stage name -> how to build it from its policy and shared services.
 
-The runtime never names a stage; later stages (likeness, age, generate, provenance)
+The runtime never names a stage; later stages (likeness, generate, provenance)
 register here and are switched on by listing them in TRUSTREEL_STAGES.
 """
 
@@ -11,10 +11,13 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from consumers.consent import ConsentRules, ConsentStage
-from consumers.publish import PublishRules, PublishStage
+from consumers.age import AgeRules, AgeStage
+from consumers.consent import ConsentRules, ConsentStage, check_cameos
+from consumers.publish import PublishRules, PublishStage, Recheck
+from pipeline.account_registry import AccountRegistry
 from pipeline.audit import AuditStore
 from pipeline.consent_registry import ConsentRegistry
+from pipeline.generation_caps import CapLedger
 from pipeline.settings import Settings
 from pipeline.stage import Clock, Stage
 from policies.loader import LoadedPolicy, load_policy, policy_path
@@ -24,26 +27,37 @@ from policies.loader import LoadedPolicy, load_policy, policy_path
 class StageServices:
     settings: Settings
     audit: AuditStore
-    registry: ConsentRegistry
+    cameos: ConsentRegistry
+    accounts: AccountRegistry
+    caps: CapLedger
     clock: Clock
 
     def policy(self, stage: str) -> LoadedPolicy:
         return load_policy(policy_path(stage, self.settings.policy_dir), RULES[stage], expected_stage=stage)
 
 
-def _consent(services: StageServices) -> Stage:
-    return ConsentStage(services.policy("consent"), services.registry, services.clock)
+def _consent(services: StageServices) -> ConsentStage:
+    return ConsentStage(services.policy("consent"), services.cameos, services.clock)
+
+
+def _age(services: StageServices) -> AgeStage:
+    return AgeStage(services.policy("age"), services.accounts, services.cameos, services.caps, services.clock)
 
 
 def _publish(services: StageServices) -> Stage:
     stages = services.settings.stages
-    return PublishStage(services.policy("publish"), services.policy("consent"), services.registry, services.audit,
-                        earlier_stages=stages[: stages.index("publish")], clock=services.clock)
+    consent_policy = services.policy("consent")
+    rechecks = [Recheck("consent", consent_policy.version,
+                        lambda item: check_cameos(item, services.cameos, consent_policy.rules, services.clock))]
+    if "age" in stages:
+        age = _age(services)
+        rechecks.append(Recheck("age", age.policy.version, age.recheck))
+    return PublishStage(services.policy("publish"), services.audit, earlier_stages=stages[: stages.index("publish")],
+                        rechecks=rechecks)
 
 
-RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "publish": PublishRules}
-BUILDERS: dict[str, Callable[[StageServices], Stage]] = {"consent": _consent, "publish": _publish}
-USES_CONSENT_REGISTRY = frozenset({"consent", "publish"})
+RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "age": AgeRules, "publish": PublishRules}
+BUILDERS: dict[str, Callable[[StageServices], Stage]] = {"consent": _consent, "age": _age, "publish": _publish}
 
 
 def build_stage(name: str, services: StageServices) -> Stage:
@@ -52,7 +66,3 @@ def build_stage(name: str, services: StageServices) -> Stage:
     except KeyError:
         raise ValueError(f"unknown stage '{name}'; known stages: {', '.join(sorted(BUILDERS))}") from None
     return builder(services)
-
-
-def needs_consent_registry(name: str) -> bool:
-    return name in USES_CONSENT_REGISTRY

@@ -3,6 +3,7 @@
     gen.requests -> [stage 1] -> gen.passed.<stage 1> -> [stage 2] -> ... -> [publish] -> feed.published
                           \\-> gen.rejected        \\-> gen.deadletter (unreadable input)
     cameo.consents (compacted) -> consent registry table
+    accounts.events (compacted) -> account registry table
 
 Names derive from the configured stage order, so adding a stage adds its hand-off topic.
 """
@@ -18,6 +19,7 @@ REJECTED = "gen.rejected"
 DEADLETTER = "gen.deadletter"
 PUBLISHED = "feed.published"
 CONSENTS = "cameo.consents"
+ACCOUNTS = "accounts.events"
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,16 @@ class TopicMap:
     def consents(self) -> str:
         return self.name(CONSENTS)
 
+    @property
+    def accounts(self) -> str:
+        return self.name(ACCOUNTS)
+
     def all_topics(self, settings: Settings) -> list[TopicSpec]:
         flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected]
         specs = [TopicSpec(name, {}) for name in flow]
         specs.append(TopicSpec(self.deadletter, {"max.message.bytes": str(settings.deadletter_max_message_bytes)}))
         specs.append(TopicSpec(self.consents, {"cleanup.policy": "compact"}))
+        specs.append(TopicSpec(self.accounts, {"cleanup.policy": "compact"}))
         return specs
 
 

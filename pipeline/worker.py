@@ -2,9 +2,9 @@
 
     trustreel worker --stage consent --stage publish
       -> ensure topics, upgrade the audit database
-      -> replay cameo.consents into the registry (so decisions never see a stale registry at start)
-      -> faust app "<group_prefix>-<stages>": one agent per stage + the consent registry agent
-      -> run until SIGTERM / SIGINT (faust stops agents and commits acked offsets)
+      -> replay cameo.consents and accounts.events into their registries (no decision on stale state at start)
+      -> faust app "<group_prefix>-<stages>": one agent per stage + one per state feed
+      -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
 
 Workers started with the same stage list form one consumer group and share partitions.
 """
@@ -16,71 +16,26 @@ import logging
 import os
 import socket
 import tempfile
-import time
 from dataclasses import dataclass
 
 import faust
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 
 from pipeline import stages as stage_catalog
 from pipeline.audit import SqlAuditStore
-from pipeline.consent_registry import ConsentRegistry, SqlConsentRegistry
+from pipeline.account_registry import SqlAccountRegistry
+from pipeline.consent_registry import SqlConsentRegistry
+from pipeline.generation_caps import SqlCapLedger
 from pipeline.db import make_engine, make_sessionmaker, upgrade
 from pipeline.faust_transport import StageApp
-from pipeline.runtime import RuntimeConfig, StageRunner, describe_validation_error
+from pipeline.runtime import RuntimeConfig, StageRunner
 from pipeline.settings import Settings
 from pipeline.stage import system_clock
+from pipeline.state_feeds import StateFeed, state_feeds
 from pipeline.topics import TopicMap, ensure_topics
 from pipeline.transactions import TransactionalSender
-from schemas.models import ConsentEvent, DeadLetterSource
+from schemas.models import DeadLetterSource
 
 log = logging.getLogger("trustreel.worker")
-
-
-def apply_consent(registry: ConsentRegistry, raw: bytes | None, offset: int) -> str:
-    """Apply one cameo.consents record; unreadable records are logged and skipped (the topic is the truth)."""
-    if raw is None:
-        return "tombstone"
-    try:
-        event = ConsentEvent.model_validate_json(raw)
-    except ValidationError as exc:
-        log.error("unreadable consent event at offset %d: %s", offset, describe_validation_error(exc))
-        return "unreadable"
-    for _ in range(3):
-        try:
-            return "applied" if registry.apply(event, offset) else "stale"
-        except IntegrityError:
-            continue  # another worker created the cameo row at the same moment; read it and retry
-    raise RuntimeError(f"could not apply consent event {event.event_id}")
-
-
-def replay_consents(settings: Settings, registry: ConsentRegistry, timeout_seconds: float = 60.0) -> int:
-    """Read cameo.consents from the beginning to its current end and apply every record."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    topic = TopicMap.from_settings(settings).consents
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
-                             client_id="trustreel-consent-replay")
-    try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            return 0
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        applied = 0
-        deadline = time.monotonic() + timeout_seconds
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"replaying {topic} took longer than {timeout_seconds}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    if apply_consent(registry, record.value, record.offset) == "applied":
-                        applied += 1
-        return applied
-    finally:
-        consumer.close()
 
 
 @dataclass
@@ -100,9 +55,9 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
     engine = make_engine(settings.db_url)
     sessions = make_sessionmaker(engine)
     audit = SqlAuditStore(sessions)
-    registry = SqlConsentRegistry(sessions)
-    replayed = replay_consents(settings, registry)
-    log.info("consent registry caught up (%d events applied)", replayed)
+    feeds = state_feeds(settings, sessions)
+    for feed in feeds:
+        log.info("%s registry caught up (%d records applied)", feed.name, feed.replay(settings))
 
     group = f"{settings.group_prefix}-{settings.topic_prefix}{'-'.join(stage_names)}".replace(".", "-")
     app = StageApp(
@@ -129,15 +84,17 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
     config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
-    services = stage_catalog.StageServices(settings=settings, audit=audit, registry=registry, clock=system_clock)
+    services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
+                                           accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
+                                           clock=system_clock)
     runners: dict[str, StageRunner] = {}
     for name in stage_names:
         stage = stage_catalog.build_stage(name, services)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         runners[name] = runner
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))
-    if any(stage_catalog.needs_consent_registry(name) for name in stage_names):
-        app.agent(app.topic(topics.consents), name="consent-registry")(_registry_agent(registry, sender))
+    for feed in feeds:
+        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(_feed_agent(feed, sender))
     return WorkerParts(app=app, runners=runners)
 
 
@@ -155,14 +112,14 @@ def _stage_agent(runner: StageRunner):
     return process
 
 
-def _registry_agent(registry: ConsentRegistry, sender: TransactionalSender):
+def _feed_agent(feed: StateFeed, sender: TransactionalSender):
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
-            outcome = await asyncio.to_thread(apply_consent, registry, message.value, message.offset)
+            outcome = await asyncio.to_thread(feed.apply_record, message.value, message.offset)
             await sender.send_atomically(
                 DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset), [])
-            log.info("consent registry %s@%d/%d -> %s", message.topic, message.partition, message.offset, outcome)
+            log.info("%s registry %s@%d/%d -> %s", feed.name, message.topic, message.partition, message.offset, outcome)
 
     return process
 

@@ -10,12 +10,13 @@ dead letter with a clear reason, not a silently ignored field.
     any stage --DeadLetter--------> gen.deadletter
     publish  --PublishedItem------> feed.published
     owner app --ConsentEvent------> cameo.consents (compacted)
+    account service --AccountEvent-> accounts.events (compacted)
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -62,7 +63,12 @@ class GenerationRequest(StrictModel):
     input_media: list[MediaReference] = Field(default_factory=list, max_length=8)
     duration_seconds: float = Field(default=5.0, gt=0, le=120)
     resolution: Resolution = Field(default_factory=lambda: Resolution(width=720, height=1280))
-    client_metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    content_labels: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]] = Field(
+        default_factory=list, max_length=16,
+        description="Content classes the client declares (empty means general); checked against age policy")
+    client_metadata: dict[str, str] = Field(
+        default_factory=dict, max_length=32,
+        description="Opaque client data; never trusted for decisions (age comes from the account registry)")
     submitted_at: datetime = Field(default_factory=utc_now)
 
 
@@ -212,6 +218,54 @@ class ConsentEvent(StrictModel):
         return "revocation"
 
 
+class AgeAssurance(str, enum.Enum):
+    """How sure the platform is of a birth date, weakest first."""
+
+    SELF_DECLARED = "self_declared"
+    ESTIMATED = "estimated"
+    VERIFIED_DOCUMENT = "verified_document"
+
+
+class AccountKind(str, enum.Enum):
+    PROFILE = "profile"
+    PARENTAL_LINK = "parental_link"
+    PARENTAL_CONTROLS = "parental_controls"
+
+
+class AccountEvent(StrictModel):
+    """A change to one account's age data, from the account service.
+
+    profile: birth date and how it was assured. parental_link: the parent account of a
+    minor (None clears it). parental_controls: what the linked parent switched off.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Identifier
+    account_id: Identifier
+    kind: AccountKind
+    occurred_at: datetime = Field(default_factory=utc_now)
+    birth_date: date | None = None
+    assurance: AgeAssurance | None = None
+    parent_account: Identifier | None = None
+    generation_disabled: bool | None = None
+    cameo_use_disabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> "AccountEvent":
+        required = {
+            AccountKind.PROFILE: ("birth_date", "assurance"),
+            AccountKind.PARENTAL_LINK: (),
+            AccountKind.PARENTAL_CONTROLS: ("generation_disabled", "cameo_use_disabled"),
+        }[self.kind]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind.value} event needs {', '.join(missing)}")
+        return self
+
+    def aspect(self) -> str:
+        return self.kind.value
+
+
 ALL_MODELS: dict[str, type[BaseModel]] = {
     "generation_request": GenerationRequest,
     "pipeline_item": PipelineItem,
@@ -220,4 +274,5 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetter,
     "published_item": PublishedItem,
     "consent_event": ConsentEvent,
+    "account_event": AccountEvent,
 }

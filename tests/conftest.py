@@ -53,8 +53,11 @@ def broker() -> Iterator[LocalBroker]:
 
 
 @pytest.fixture
-def settings(broker: LocalBroker, tmp_path: Path) -> Settings:
+def settings(broker: LocalBroker, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings of an isolated pipeline; `@pytest.mark.stages(...)` picks the stage list (default: the product's)."""
+    marker = request.node.get_closest_marker("stages")
     configured = Settings(
+        stages=marker.args if marker else Settings().stages,
         bootstrap=broker.bootstrap,
         db_url=f"sqlite:///{tmp_path / 'audit.db'}",
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",

@@ -16,7 +16,8 @@ from pipeline.settings import Settings
 from schemas.models import ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.broker
+# The backbone's behaviours on the smallest pipeline; stage-specific suites add their stage.
+pytestmark = [pytest.mark.broker, pytest.mark.stages("consent", "publish")]
 
 
 def consent(cameo: str, kind: str, **fields) -> ConsentEvent:

@@ -1,0 +1,118 @@
+"""The account registry: age data materialized from the accounts.events topic.
+
+    account service --AccountEvent--> accounts.events (compacted, slot keys: pipeline.keys)
+                                          --apply()--> registry (table accounts)
+
+Slots: profile (birth date + assurance), parental_link, parental_controls. As in the
+consent registry, a slot only moves forward by offset, so replays change nothing.
+The age stage reads it at decision time; the request payload is never trusted for age.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Protocol
+
+from sqlalchemy.orm import sessionmaker
+
+from pipeline.db import AccountRow
+from schemas.models import AccountEvent, AccountKind, AgeAssurance
+
+
+@dataclass(frozen=True)
+class AccountState:
+    account_id: str
+    birth_date: date | None = None
+    assurance: AgeAssurance | None = None
+    parent_account: str | None = None
+    generation_disabled: bool = False
+    cameo_use_disabled: bool = False
+
+
+class AccountRegistry(Protocol):
+    """Storage for account age data. Real: SqlAccountRegistry. Tests: InMemoryAccountRegistry."""
+
+    def get(self, account_id: str) -> AccountState | None: ...
+
+    def apply(self, event: AccountEvent, offset: int) -> bool:
+        """Apply one event read at `offset`; False when a newer event already set that slot."""
+        ...
+
+
+def _applied(state: AccountState, event: AccountEvent) -> AccountState:
+    if event.kind is AccountKind.PROFILE:
+        return replace(state, birth_date=event.birth_date, assurance=event.assurance)
+    if event.kind is AccountKind.PARENTAL_LINK:
+        return replace(state, parent_account=event.parent_account)
+    return replace(state, generation_disabled=bool(event.generation_disabled),
+                   cameo_use_disabled=bool(event.cameo_use_disabled))
+
+
+class InMemoryAccountRegistry:
+    def __init__(self) -> None:
+        self._states: dict[str, AccountState] = {}
+        self._slot_offsets: dict[tuple[str, str], int] = {}
+
+    def get(self, account_id: str) -> AccountState | None:
+        return self._states.get(account_id)
+
+    def apply(self, event: AccountEvent, offset: int) -> bool:
+        slot = (event.account_id, event.aspect())
+        if self._slot_offsets.get(slot, -1) >= offset:
+            return False
+        self._slot_offsets[slot] = offset
+        self._states[event.account_id] = _applied(
+            self._states.get(event.account_id, AccountState(account_id=event.account_id)), event)
+        return True
+
+
+class SqlAccountRegistry:
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def get(self, account_id: str) -> AccountState | None:
+        with self._sessions() as session:
+            row = session.get(AccountRow, account_id)
+            if row is None:
+                return None
+            return AccountState(
+                account_id=row.account_id, birth_date=row.birth_date,
+                assurance=AgeAssurance(row.assurance) if row.assurance else None,
+                parent_account=row.parent_account, generation_disabled=row.generation_disabled,
+                cameo_use_disabled=row.cameo_use_disabled,
+            )
+
+    def apply(self, event: AccountEvent, offset: int) -> bool:
+        offset_column = f"{event.aspect()}_offset"
+        with self._sessions.begin() as session:
+            row = session.get(AccountRow, event.account_id, with_for_update=True)
+            if row is None:
+                row = AccountRow(account_id=event.account_id, generation_disabled=False, cameo_use_disabled=False,
+                                 profile_offset=-1, parental_link_offset=-1, parental_controls_offset=-1,
+                                 updated_at=event.occurred_at)
+                session.add(row)
+                session.flush()
+            if getattr(row, offset_column) >= offset:
+                return False
+            state = _applied(AccountState(account_id=row.account_id, birth_date=row.birth_date,
+                                          assurance=AgeAssurance(row.assurance) if row.assurance else None,
+                                          parent_account=row.parent_account,
+                                          generation_disabled=row.generation_disabled,
+                                          cameo_use_disabled=row.cameo_use_disabled), event)
+            row.birth_date = state.birth_date
+            row.assurance = state.assurance.value if state.assurance else None
+            row.parent_account = state.parent_account
+            row.generation_disabled = state.generation_disabled
+            row.cameo_use_disabled = state.cameo_use_disabled
+            row.updated_at = max(row.updated_at, event.occurred_at) if row.updated_at else event.occurred_at
+            setattr(row, offset_column, offset)
+            return True
+
+
+def age_on(birth_date: date, day: date) -> int:
+    """Whole years completed on `day` (a 29 February birthday counts from 1 March in other years)."""
+    years = day.year - birth_date.year
+    if (day.month, day.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years

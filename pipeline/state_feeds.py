@@ -1,0 +1,86 @@
+"""State feeds: compacted topics materialized into registries (consents, accounts).
+
+    topic record --parse (model)--> registry.apply(event, offset)      # idempotent, slot by slot
+    replay(): from the beginning to the current end, before a worker starts deciding
+    live: a faust agent applies new records and commits its progress
+
+An unreadable record is logged and skipped: the producer validated it, so this is a
+foreign writer; the topic stays the source of truth and nothing is invented.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from pipeline.runtime import describe_validation_error
+from pipeline.settings import Settings
+
+log = logging.getLogger("trustreel.state")
+
+
+class Applies(Protocol):
+    def apply(self, event, offset: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StateFeed:
+    name: str
+    topic: str
+    model: type[BaseModel]
+    registry: Applies
+
+    def apply_record(self, raw: bytes | None, offset: int) -> str:
+        if raw is None:
+            return "tombstone"
+        try:
+            event = self.model.model_validate_json(raw)
+        except ValidationError as exc:
+            log.error("unreadable %s record at offset %d: %s", self.name, offset, describe_validation_error(exc))
+            return "unreadable"
+        for _ in range(3):
+            try:
+                return "applied" if self.registry.apply(event, offset) else "stale"
+            except IntegrityError:
+                continue  # another worker created the same row at the same moment; read it and retry
+        raise RuntimeError(f"could not apply {self.name} record at offset {offset}")
+
+    def replay(self, settings: Settings, timeout_seconds: float = 60.0) -> int:
+        """Apply every record from the beginning to the topic's current end; returns how many changed state."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
+                                 client_id=f"trustreel-{self.name}-replay")
+        try:
+            partitions = [TopicPartition(self.topic, p) for p in (consumer.partitions_for_topic(self.topic) or [])]
+            if not partitions:
+                return 0
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            end = consumer.end_offsets(partitions)
+            applied = 0
+            deadline = time.monotonic() + timeout_seconds
+            while any(consumer.position(tp) < end[tp] for tp in partitions):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"replaying {self.topic} took longer than {timeout_seconds}s")
+                for records in consumer.poll(timeout_ms=500).values():
+                    applied += sum(self.apply_record(r.value, r.offset) == "applied" for r in records)
+            return applied
+        finally:
+            consumer.close()
+
+
+def state_feeds(settings: Settings, sessions) -> list[StateFeed]:
+    from pipeline.account_registry import SqlAccountRegistry
+    from pipeline.consent_registry import SqlConsentRegistry
+    from pipeline.topics import TopicMap
+    from schemas.models import AccountEvent, ConsentEvent
+
+    topics = TopicMap.from_settings(settings)
+    return [StateFeed("consents", topics.consents, ConsentEvent, SqlConsentRegistry(sessions)),
+            StateFeed("accounts", topics.accounts, AccountEvent, SqlAccountRegistry(sessions))]
