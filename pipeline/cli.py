@@ -23,10 +23,12 @@ schemas_app = typer.Typer(help="Message schemas as JSON Schema files.", no_args_
 policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
 cameo_app = typer.Typer(help="Cameo consent events and the consent registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="Query the audit database.", no_args_is_help=True)
+gallery_app = typer.Typer(help="Face galleries: public figures and cameo owners.", no_args_is_help=True)
+asset_app = typer.Typer(help="The content-addressed asset store (media travels by reference).", no_args_is_help=True)
 account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
 for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
                   (policy_app, "policy"), (cameo_app, "cameo"), (account_app, "account"),
-                  (audit_app, "audit")]:
+                  (gallery_app, "gallery"), (asset_app, "asset"), (audit_app, "audit")]:
     app.add_typer(sub, name=name)
 
 
@@ -175,6 +177,8 @@ def submit(
     cameo: list[str] = typer.Option([], help="Cameo id used (repeatable)"),
     request_id: Optional[str] = typer.Option(None, help="Request id (default: a new UUID)"),
     duration: float = typer.Option(5.0, help="Requested duration in seconds"),
+    media: list[Path] = typer.Option([], exists=True, dir_okay=False, help="Input image or video (repeatable)"),
+    label: list[str] = typer.Option([], help="Declared content label (repeatable)"),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="JSONL file of requests instead of flags"),
 ) -> None:
     """Validate and send generation requests to gen.requests."""
@@ -191,9 +195,14 @@ def submit(
     else:
         if requester is None or prompt is None:
             _fail("give --requester and --prompt, or --file")
+        from pipeline.assets import LocalAssetStore
+
+        store = LocalAssetStore(_settings(ctx).asset_dir)
+        references = [store.put(path.read_bytes(), _guess_type(path)) for path in media]
         try:
             requests = [GenerationRequest(request_id=request_id or str(uuid.uuid4()), requester_account=requester,
-                                          prompt=prompt, cameo_ids=cameo, duration_seconds=duration)]
+                                          prompt=prompt, cameo_ids=cameo, duration_seconds=duration,
+                                          input_media=references, content_labels=label)]
         except ValidationError as exc:
             _fail(f"not sent: {describe_validation_error(exc)}")
         problems = []
@@ -341,6 +350,73 @@ def account_show(ctx: typer.Context, account_id: str) -> None:
 def account_rebuild(ctx: typer.Context) -> None:
     """Rebuild the account registry table from the accounts.events topic."""
     _rebuild(ctx, "accounts")
+
+
+# --- galleries and assets -----------------------------------------------------------------------------------
+
+def _gallery_store(settings: Settings):
+    from pipeline.db import make_engine, make_sessionmaker, upgrade
+    from pipeline.galleries import GalleryStore
+
+    upgrade(settings.db_url)
+    return GalleryStore(make_sessionmaker(make_engine(settings.db_url)))
+
+
+@gallery_app.command("add")
+def gallery_add(ctx: typer.Context, name: str, images: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+                gallery: str = typer.Option("public_figures", help="public_figures | cameos (name = cameo id)")) -> None:
+    """Embed the most confident face of each image and add it to NAME in the gallery."""
+    from pipeline.faces import decode_image, embedder_from_settings
+
+    settings = _settings(ctx)
+    embedder = embedder_from_settings(settings.face_backend, settings.insightface_model_dir)
+    embeddings = []
+    for image in images:
+        faces = embedder.faces(decode_image(image.read_bytes()))
+        if not faces:
+            typer.secho(f"{image}: no face found; skipped", fg=typer.colors.YELLOW, err=True)
+            continue
+        best = max(faces, key=lambda face: face.score)
+        embeddings.append((best.embedding, image.name))
+    if not embeddings:
+        _fail("no face found in any image; nothing added")
+    _gallery_store(settings).add(gallery, name, embedder.name, embeddings)
+    typer.echo(f"added {len(embeddings)} {embedder.name} embedding(s) to {gallery}/{name}")
+
+
+@gallery_app.command("list")
+def gallery_list(ctx: typer.Context) -> None:
+    """List identities and how many embeddings each backend has for them."""
+    for gallery, name, backend, count in _gallery_store(_settings(ctx)).listing():
+        typer.echo(f"{gallery:<16} {name:<40} {backend:<12} {count}")
+
+
+@gallery_app.command("remove")
+def gallery_remove(ctx: typer.Context, name: str,
+                   gallery: str = typer.Option("public_figures", help="public_figures | cameos")) -> None:
+    """Remove an identity and all its embeddings."""
+    if not _gallery_store(_settings(ctx)).remove(gallery, name):
+        _fail(f"{gallery}/{name} is not in the gallery")
+    typer.echo(f"removed {gallery}/{name}")
+
+
+@asset_app.command("put")
+def asset_put(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
+              media_type: Optional[str] = typer.Option(None, help="Default: guessed from the file name")) -> None:
+    """Store a file and print its reference (JSON) for a request's input_media."""
+    from pipeline.assets import LocalAssetStore
+
+    reference = LocalAssetStore(_settings(ctx).asset_dir).put(file.read_bytes(), media_type or _guess_type(file))
+    typer.echo(reference.model_dump_json())
+
+
+def _guess_type(path: Path) -> str:
+    import mimetypes
+
+    guessed = mimetypes.guess_type(path.name)[0]
+    if guessed is None:
+        _fail(f"cannot tell the media type of {path}; pass --media-type")
+    return guessed
 
 
 # --- workers, audit, demo -------------------------------------------------------------------------------------

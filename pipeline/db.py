@@ -186,6 +186,42 @@ class GenerationChargeRow(Base):
     charged_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class GalleryIdentityRow(Base):
+    """A person in a gallery: a public figure, or a cameo (named by its cameo id)."""
+
+    __tablename__ = "gallery_identities"
+    __table_args__ = (UniqueConstraint("gallery", "name", name="uq_gallery_identities_gallery_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gallery: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class GalleryEmbeddingRow(Base):
+    """One face embedding of an identity, for one embedding backend (float32 bytes)."""
+
+    __tablename__ = "gallery_embeddings"
+    __table_args__ = (Index("ix_gallery_embeddings_backend", "backend"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    identity_id: Mapped[int] = mapped_column(Integer, ForeignKey("gallery_identities.id", ondelete="CASCADE"),
+                                             index=True)
+    backend: Mapped[str] = mapped_column(String(32))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class GalleryVersionRow(Base):
+    """Bumped on every gallery change so workers know when to reload their search index."""
+
+    __tablename__ = "gallery_versions"
+
+    backend: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for several workers sharing one SQLite file, or any server database."""
     if url.startswith("sqlite"):

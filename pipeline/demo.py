@@ -19,9 +19,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
+import insightface
+
+from pipeline.assets import LocalAssetStore
 from pipeline.audit_queries import request_path
 from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
@@ -29,7 +33,7 @@ from pipeline.db import DeadLetterRow, make_engine, make_sessionmaker, upgrade
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
+from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, MediaReference
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,17 @@ def _accounts(run: str) -> list[AccountEvent]:
         born(f"teen-{run}", 14, "estimated"), born(f"child-{run}", 11, "estimated")]
 
 
-def _samples(run: str) -> list[Sample]:
-    def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = ()) -> GenerationRequest:
+def _samples(run: str, asset_dir: Path) -> list[Sample]:
+    def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = (),
+                media: tuple[MediaReference, ...] = ()) -> GenerationRequest:
         return GenerationRequest(request_id=f"{name}-{run}", requester_account=requester, prompt=prompt,
-                                 cameo_ids=[f"{cameo}-{run}" for cameo in cameos], content_labels=list(labels))
+                                 cameo_ids=[f"{cameo}-{run}" for cameo in cameos], content_labels=list(labels),
+                                 input_media=list(media))
+
+    def _sample_photo() -> MediaReference:
+        """A real portrait that ships inside the insightface package, put in the asset store."""
+        photo = Path(insightface.__file__).parent / "data" / "images" / "Tom_Hanks_54745.png"
+        return LocalAssetStore(asset_dir).put(photo.read_bytes(), "image/png")
 
     return [
         Sample("approved friend uses a cameo", "published",
@@ -88,6 +99,10 @@ def _samples(run: str) -> list[Sample]:
         Sample("unknown cameo", "rejected at consent", request("unknown", "bob", "who is this", "cameo-nobody")),
         Sample("unverified cameo", "rejected at consent", request("unverified", "bob", "dave cooking", "cameo-dave")),
         Sample("revoked cameo", "rejected at consent", request("revoked", "bob", "erin skiing", "cameo-erin")),
+        Sample("prompt names a public figure (leetspeak)", "rejected at likeness",
+               request("famous", "bob", "T0m H4nks eating a burger")),
+        Sample("input photo of a person who never consented", "rejected at likeness",
+               request("photo", "carol", "make this man dance", media=(_sample_photo(),))),
         Sample("an 11-year-old's account", "rejected at age", request("child", f"child-{run}", "my dog flying")),
         Sample("a 14-year-old asks for mature content", "rejected at age",
                request("teen", f"teen-{run}", "a horror scene", labels=["mature"])),
@@ -138,8 +153,9 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
     print(f"demo run {run}: audit database {settings.db_url}")
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
                               env=os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
-                                                "TRUSTREEL_DB_URL": settings.db_url})
-    samples = _samples(run)
+                                                "TRUSTREEL_DB_URL": settings.db_url,
+                                                "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve())})
+    samples = _samples(run, settings.asset_dir)
     try:
         sessions = make_sessionmaker(make_engine(settings.db_url))
         consents, accounts = _consents(run), _accounts(run)

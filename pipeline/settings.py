@@ -13,8 +13,8 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("consent", "age", "publish")
-"""Stage order. Later stages (likeness, generate, provenance) slot in here by config."""
+DEFAULT_STAGES = ("consent", "likeness", "age", "publish")
+"""Stage order. Later stages (generate, likeness-post, provenance) slot in here by config."""
 
 
 class Settings(BaseSettings):
@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
     db_url: str = Field(default="sqlite:///trustreel.db", description="SQLAlchemy URL of the audit database")
     topic_prefix: str = Field(default="", description="Prefix for every topic name (isolates tenants and tests)")
-    group_prefix: str = Field(default="trustreel", description="Prefix for consumer group ids")
+    group_id: str = Field(default="trustreel-pipeline",
+                          description="Consumer group (and transactional id prefix) shared by every stage worker")
     stages: Annotated[tuple[str, ...], NoDecode] = Field(default=DEFAULT_STAGES, description="Stage order, comma separated")
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
@@ -33,11 +34,22 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300,
                                            description="How soon a dead worker's partitions move to the others")
     stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
+    asset_dir: Path = Field(default=Path("trustreel-assets"), description="Local content-addressed asset store")
+    face_backend: str = Field(default="dlib", pattern="^(dlib|insightface)$",
+                              description="Face embedder: dlib (offline default) or insightface (production)")
+    insightface_model_dir: Path | None = Field(default=None, description="SCRFD + ArcFace ONNX model directory")
+    gallery_approximate_above: int = Field(default=50_000, ge=1,
+                                           description="Gallery size above which search is approximate (HNSW)")
     broker_home: Path = Field(
         default=Path.home() / ".cache" / "trustreel" / "kafka",
         description="Where `broker start` keeps Kafka jars, config, data and logs",
     )
     broker_port: int = Field(default=9092, ge=1, le=65535)
+
+    @property
+    def consumer_group(self) -> str:
+        """The group id, distinct per topic prefix so isolated pipelines on one broker never share offsets."""
+        return f"{self.group_id}-{self.topic_prefix}".rstrip("-.").replace(".", "-")
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -1,11 +1,12 @@
 """The stage catalog: stage name -> how to build it from its policy and shared services.
 
-The runtime never names a stage; later stages (likeness, generate, provenance)
+The runtime never names a stage; later stages (generate, provenance)
 register here and are switched on by listing them in TRUSTREEL_STAGES.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,9 +14,13 @@ from pydantic import BaseModel
 
 from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage, check_cameos
+from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.account_registry import AccountRegistry
+from pipeline.assets import AssetStore
 from pipeline.audit import AuditStore
+from pipeline.faces import embedder_from_settings
+from pipeline.galleries import GallerySearch, GalleryStore
 from pipeline.consent_registry import ConsentRegistry
 from pipeline.generation_caps import CapLedger
 from pipeline.settings import Settings
@@ -31,6 +36,8 @@ class StageServices:
     accounts: AccountRegistry
     caps: CapLedger
     clock: Clock
+    assets: AssetStore
+    galleries: GalleryStore
 
     def policy(self, stage: str) -> LoadedPolicy:
         return load_policy(policy_path(stage, self.settings.policy_dir), RULES[stage], expected_stage=stage)
@@ -42,6 +49,19 @@ def _consent(services: StageServices) -> ConsentStage:
 
 def _age(services: StageServices) -> AgeStage:
     return AgeStage(services.policy("age"), services.accounts, services.cameos, services.caps, services.clock)
+
+
+def _likeness(name: str) -> Callable[[StageServices], Stage]:
+    def build(services: StageServices) -> LikenessStage:
+        settings = services.settings
+        policy = services.policy("likeness")
+        embedder = functools.cache(lambda: embedder_from_settings(settings.face_backend,
+                                                                  settings.insightface_model_dir))
+        searches = functools.cache(lambda backend: GallerySearch(services.galleries, backend,
+                                                                 settings.gallery_approximate_above))
+        return LikenessStage(name, policy, build_name_matcher(policy), embedder, searches, services.assets)
+
+    return build
 
 
 def _publish(services: StageServices) -> Stage:
@@ -56,8 +76,12 @@ def _publish(services: StageServices) -> Stage:
                         rechecks=rechecks)
 
 
-RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "age": AgeRules, "publish": PublishRules}
-BUILDERS: dict[str, Callable[[StageServices], Stage]] = {"consent": _consent, "age": _age, "publish": _publish}
+RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "likeness": LikenessRules, "age": AgeRules,
+                                     "publish": PublishRules}
+BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
+    "consent": _consent, "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
+    "age": _age, "publish": _publish,
+}
 
 
 def build_stage(name: str, services: StageServices) -> Stage:

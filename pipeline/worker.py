@@ -3,10 +3,12 @@
     trustreel worker --stage consent --stage publish
       -> ensure topics, upgrade the audit database
       -> replay cameo.consents and accounts.events into their registries (no decision on stale state at start)
-      -> faust app "<group_prefix>-<stages>": one agent per stage + one per state feed
+      -> faust app in the shared consumer group: one agent per stage + one per state feed
       -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
 
-Workers started with the same stage list form one consumer group and share partitions.
+All workers share one consumer group, whatever stages they run: each topic's partitions are
+spread over the workers that consume it (round robin), and changing a worker's stage list never
+makes a new group that would re-read old topics from the beginning.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import dataclass
 import faust
 
 from pipeline import stages as stage_catalog
+from pipeline.assets import LocalAssetStore
 from pipeline.audit import SqlAuditStore
+from pipeline.galleries import GalleryStore
 from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.generation_caps import SqlCapLedger
@@ -59,7 +63,7 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
     for feed in feeds:
         log.info("%s registry caught up (%d records applied)", feed.name, feed.replay(settings))
 
-    group = f"{settings.group_prefix}-{settings.topic_prefix}{'-'.join(stage_names)}".replace(".", "-")
+    group = settings.consumer_group
     app = StageApp(
         group,
         broker=f"kafka://{settings.bootstrap.split(',')[0]}",
@@ -86,7 +90,8 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
                            stage_error_retries=settings.stage_error_retries)
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
-                                           clock=system_clock)
+                                           clock=system_clock, assets=LocalAssetStore(settings.asset_dir),
+                                           galleries=GalleryStore(sessions))
     runners: dict[str, StageRunner] = {}
     for name in stage_names:
         stage = stage_catalog.build_stage(name, services)

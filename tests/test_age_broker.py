@@ -113,7 +113,7 @@ def test_two_workers_share_the_cap_without_exceeding_it(settings, producer, star
     capped = with_age_policy(settings, tmp_path, ("      daily_generation_cap: 100\n", "      daily_generation_cap: 7\n"))
     producer.send_account_event(profile("busy-adult", born_years_ago(40), "verified_document"))
     first, second = start_worker(settings_override=capped), start_worker(settings_override=capped)
-    group = f"{settings.group_prefix}-{settings.topic_prefix}consent-age-publish".replace(".", "-")
+    group = settings.consumer_group
     wait_for(lambda: _stable_members(settings, group) == 2, 60, what="both workers to join the group")
     ids = [f"burst-{n:02d}" for n in range(30)]
     for request_id in ids:

@@ -18,7 +18,8 @@ def test_demo_runs_every_sample_to_its_expected_outcome(settings: Settings, tmp_
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=tmp_path,
                             env=os.environ | settings_env(settings), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 of 12 requests ended as expected" in result.stdout
+    assert "14 of 14 requests ended as expected" in result.stdout
+    assert result.stdout.count("outcome: rejected at likeness") == 2
     assert result.stdout.count("outcome: published") == 3
     assert result.stdout.count("outcome: rejected at consent") == 4
     assert result.stdout.count("outcome: rejected at age") == 2

@@ -1,0 +1,125 @@
+"""Face detection + embedding behind one small interface, with two real backends.
+
+    image bytes -> RGB array -> FaceEmbedder.faces() -> [DetectedFace(box, score, embedding)]
+
+- InsightFaceEmbedder: the production backend. SCRFD detection + ArcFace recognition ONNX
+  files from a model directory (config), run by onnxruntime; 512-d embeddings, L2-normalised.
+- DlibEmbedder: dlib's HOG detector + ResNet descriptor, whose weights install from the package
+  index (face-recognition-models), so it works offline out of the box; 128-d embeddings.
+
+Embeddings of different backends are never compared with each other: galleries keep one
+set per backend, and each backend names the distance at which faces count as the same person.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: tuple[int, int, int, int]  # left, top, right, bottom
+    score: float
+    embedding: np.ndarray
+
+
+class FaceEmbedder(Protocol):
+    name: str
+    dimension: int
+
+    def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
+        """Every face found in an RGB uint8 image (H x W x 3)."""
+        ...
+
+
+def decode_image(data: bytes, max_side: int = 2048) -> np.ndarray:
+    """RGB uint8 array from image bytes, EXIF orientation applied, very large images scaled down."""
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if max(image.size) > max_side:
+            image.thumbnail((max_side, max_side))
+        return np.asarray(image, dtype=np.uint8)
+
+
+class DlibEmbedder:
+    name = "dlib"
+    dimension = 128
+
+    def __init__(self, upsample: int = 1) -> None:
+        import dlib
+        import face_recognition_models
+
+        self._detector = dlib.get_frontal_face_detector()
+        self._shapes = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+        self._upsample = upsample
+
+    def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
+        image = np.ascontiguousarray(rgb)
+        found = []
+        detections, scores, _ = self._detector.run(image, self._upsample, 0.0)
+        for rect, score in zip(detections, scores):
+            shape = self._shapes(image, rect)
+            descriptor = np.asarray(self._encoder.compute_face_descriptor(image, shape), dtype=np.float32)
+            found.append(DetectedFace((rect.left(), rect.top(), rect.right(), rect.bottom()), float(score),
+                                      descriptor))
+        return found
+
+
+class InsightFaceEmbedder:
+    name = "insightface"
+
+    def __init__(self, detector_model: Path, recognizer_model: Path, detection_threshold: float = 0.5,
+                 input_size: tuple[int, int] = (640, 640)) -> None:
+        from insightface.model_zoo import get_model
+
+        providers = ["CPUExecutionProvider"]
+        self._detector = get_model(str(detector_model), providers=providers)
+        self._recognizer = get_model(str(recognizer_model), providers=providers)
+        if self._detector is None or self._recognizer is None:
+            raise ValueError(f"{detector_model} / {recognizer_model} are not an SCRFD detector and an ArcFace model")
+        self._detector.prepare(ctx_id=-1, det_thresh=detection_threshold, input_size=input_size)
+        self._recognizer.prepare(ctx_id=-1)
+        self.dimension = int(self._recognizer.output_shape[1])
+
+    @classmethod
+    def from_directory(cls, directory: Path, **options: object) -> "InsightFaceEmbedder":
+        """A model pack directory holding det_*.onnx (SCRFD) and w600k_*/*rec*.onnx (ArcFace), as insightface ships."""
+        directory = Path(directory)
+        detectors = sorted(directory.glob("det*.onnx")) or sorted(directory.glob("*scrfd*.onnx"))
+        recognizers = sorted(p for p in directory.glob("*.onnx") if p not in detectors)
+        if not detectors or not recognizers:
+            raise FileNotFoundError(f"{directory} needs a det*.onnx detector and a recognition .onnx model")
+        return cls(detectors[0], recognizers[0], **options)
+
+    def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
+        from insightface.app.common import Face
+
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        boxes, keypoints = self._detector.detect(bgr, max_num=0)
+        found = []
+        for index, row in enumerate(boxes):
+            if keypoints is None:
+                continue  # ArcFace alignment needs the five landmarks
+            face = Face(bbox=row[:4], kps=keypoints[index], det_score=float(row[4]))
+            embedding = np.asarray(self._recognizer.get(bgr, face), dtype=np.float32)
+            embedding /= max(float(np.linalg.norm(embedding)), 1e-12)
+            left, top, right, bottom = (int(round(v)) for v in row[:4])
+            found.append(DetectedFace((left, top, right, bottom), float(row[4]), embedding))
+        return found
+
+
+def embedder_from_settings(backend: str, insightface_model_dir: Path | None) -> FaceEmbedder:
+    if backend == "dlib":
+        return DlibEmbedder()
+    if backend == "insightface":
+        if insightface_model_dir is None:
+            raise ValueError("TRUSTREEL_INSIGHTFACE_MODEL_DIR must name the SCRFD + ArcFace model directory")
+        return InsightFaceEmbedder.from_directory(insightface_model_dir)
+    raise ValueError(f"unknown face backend {backend!r}; use dlib or insightface")

@@ -1,0 +1,183 @@
+"""Face galleries ("banks"): identities with embeddings, stored durably, searched fast.
+
+    trustreel gallery add NAME IMAGES... -> embedder.faces() -> one embedding per image -> tables
+    worker: GallerySearch.nearest(embedding) -> (identity, distance)
+      index rebuilt from the tables whenever gallery_versions moves (checked per decision, one row read)
+      exact (faiss IndexFlatL2) up to `approximate_above` vectors, HNSW (approximate) beyond
+
+Galleries: "public_figures" (who must never be depicted) and "cameos" (verified cameo owners,
+named by cameo id, which a request may use only with consent).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import faiss
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import sessionmaker
+
+from pipeline.db import GalleryEmbeddingRow, GalleryIdentityRow, GalleryVersionRow
+
+PUBLIC_FIGURES = "public_figures"
+CAMEOS = "cameos"
+
+
+@dataclass(frozen=True)
+class GalleryMatch:
+    gallery: str
+    name: str
+    distance: float
+
+
+class GalleryStore:
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def add(self, gallery: str, name: str, backend: str, embeddings: list[tuple[np.ndarray, str]]) -> int:
+        """Add embeddings (with their source) to an identity, creating it; returns how many were stored."""
+        now = datetime.now(timezone.utc)
+        with self._sessions.begin() as session:
+            identity = session.scalar(select(GalleryIdentityRow).where(GalleryIdentityRow.gallery == gallery,
+                                                                       GalleryIdentityRow.name == name))
+            if identity is None:
+                identity = GalleryIdentityRow(gallery=gallery, name=name, created_at=now)
+                session.add(identity)
+                session.flush()
+            for vector, source in embeddings:
+                session.add(GalleryEmbeddingRow(identity_id=identity.id, backend=backend, source=source[:500],
+                                                vector=np.asarray(vector, dtype=np.float32).tobytes(),
+                                                created_at=now))
+            _bump(session, backend)
+        return len(embeddings)
+
+    def remove(self, gallery: str, name: str) -> bool:
+        with self._sessions.begin() as session:
+            identity = session.scalar(select(GalleryIdentityRow).where(GalleryIdentityRow.gallery == gallery,
+                                                                       GalleryIdentityRow.name == name))
+            if identity is None:
+                return False
+            backends = set(session.scalars(select(GalleryEmbeddingRow.backend)
+                                           .where(GalleryEmbeddingRow.identity_id == identity.id)))
+            session.execute(delete(GalleryEmbeddingRow).where(GalleryEmbeddingRow.identity_id == identity.id))
+            session.delete(identity)
+            for backend in backends:
+                _bump(session, backend)
+            return True
+
+    def listing(self) -> list[tuple[str, str, str, int]]:
+        """(gallery, name, backend, embeddings) rows for people to read."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(GalleryIdentityRow.gallery, GalleryIdentityRow.name, GalleryEmbeddingRow.backend,
+                       func.count(GalleryEmbeddingRow.id))
+                .join(GalleryEmbeddingRow, GalleryEmbeddingRow.identity_id == GalleryIdentityRow.id, isouter=True)
+                .group_by(GalleryIdentityRow.gallery, GalleryIdentityRow.name, GalleryEmbeddingRow.backend)
+                .order_by(GalleryIdentityRow.gallery, GalleryIdentityRow.name)).all()
+        return [(gallery, name, backend or "-", count) for gallery, name, backend, count in rows]
+
+    def version(self, backend: str) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(GalleryVersionRow.version).where(GalleryVersionRow.backend == backend)) or 0
+
+    def vectors(self, backend: str) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """Every (gallery, name) label and its vector for one backend."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(GalleryIdentityRow.gallery, GalleryIdentityRow.name, GalleryEmbeddingRow.vector)
+                .join(GalleryIdentityRow, GalleryEmbeddingRow.identity_id == GalleryIdentityRow.id)
+                .where(GalleryEmbeddingRow.backend == backend)).all()
+        labels = [(gallery, name) for gallery, name, _ in rows]
+        matrix = np.stack([np.frombuffer(vector, dtype=np.float32) for _, _, vector in rows]) if rows else None
+        return labels, matrix
+
+
+def _bump(session, backend: str) -> None:
+    row = session.get(GalleryVersionRow, backend)
+    if row is None:
+        session.add(GalleryVersionRow(backend=backend, version=1))
+    else:
+        row.version += 1
+
+
+class VectorIndex:
+    """Nearest-neighbour search over labelled vectors: exact when small, HNSW when large."""
+
+    def __init__(self, labels: list, vectors: np.ndarray, approximate_above: int = 50_000,
+                 hnsw_neighbours: int = 32, search_breadth: int = 64) -> None:
+        self.labels = labels
+        dimension = vectors.shape[1]
+        if len(labels) > approximate_above:
+            self.index = faiss.IndexHNSWFlat(dimension, hnsw_neighbours)
+            self.index.hnsw.efConstruction = 2 * search_breadth
+            self.index.hnsw.efSearch = search_breadth
+            self.exact = False
+        else:
+            self.index = faiss.IndexFlatL2(dimension)
+            self.exact = True
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def nearest(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(Euclidean distances, label indexes), each queries x k."""
+        squared, indexes = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return np.sqrt(np.maximum(squared, 0)), indexes
+
+
+class GallerySearch:
+    """One backend's galleries as per-gallery indexes, reloaded when the tables change."""
+
+    def __init__(self, store: GalleryStore, backend: str, approximate_above: int) -> None:
+        self._store = store
+        self._backend = backend
+        self._approximate_above = approximate_above
+        self._lock = threading.Lock()
+        self._version = -1
+        self._indexes: dict[str, VectorIndex] = {}
+        self._vectors: dict[str, dict[str, np.ndarray]] = {}
+
+    def _refresh(self) -> None:
+        version = self._store.version(self._backend)
+        with self._lock:
+            if version == self._version:
+                return
+            labels, matrix = self._store.vectors(self._backend)
+            by_gallery: dict[str, list[int]] = {}
+            for position, (gallery, _) in enumerate(labels):
+                by_gallery.setdefault(gallery, []).append(position)
+            self._indexes = {
+                gallery: VectorIndex([labels[p][1] for p in positions], matrix[positions], self._approximate_above)
+                for gallery, positions in by_gallery.items()
+            }
+            self._vectors = {}
+            for gallery, positions in by_gallery.items():
+                grouped: dict[str, list[np.ndarray]] = {}
+                for p in positions:
+                    grouped.setdefault(labels[p][1], []).append(matrix[p])
+                self._vectors[gallery] = {name: np.stack(vectors) for name, vectors in grouped.items()}
+            self._version = version
+
+    def nearest(self, gallery: str, embedding: np.ndarray) -> GalleryMatch | None:
+        self._refresh()
+        index = self._indexes.get(gallery)
+        if index is None:
+            return None
+        distances, positions = index.nearest(embedding[None, :], 1)
+        if positions[0, 0] < 0:
+            return None
+        return GalleryMatch(gallery, index.labels[positions[0, 0]], float(distances[0, 0]))
+
+    def nearest_among(self, gallery: str, names: list[str], embedding: np.ndarray) -> GalleryMatch | None:
+        """Best match restricted to some identities (a request's cameos): exact, they are few."""
+        self._refresh()
+        best = None
+        for name in names:
+            vectors = self._vectors.get(gallery, {}).get(name)
+            if vectors is None:
+                continue
+            distance = float(np.min(np.linalg.norm(vectors - embedding[None, :], axis=1)))
+            if best is None or distance < best.distance:
+                best = GalleryMatch(gallery, name, distance)
+        return best

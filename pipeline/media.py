@@ -1,0 +1,44 @@
+"""Read media for the checks: images as RGB arrays, videos as sampled RGB frames (PyAV)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from pipeline.faces import decode_image
+
+
+class UnreadableMedia(Exception):
+    pass
+
+
+def frames_of(data: bytes, media_type: str, every: int, max_frames: int) -> list[tuple[int, np.ndarray]]:
+    """(frame index, RGB array) pairs: the image itself, or every `every`-th video frame up to `max_frames`."""
+    try:
+        if media_type.startswith("image/"):
+            return [(0, decode_image(data))]
+        if media_type.startswith("video/"):
+            return _video_frames(data, every, max_frames)
+    except UnreadableMedia:
+        raise
+    except Exception as exc:  # decoders raise many types for corrupt input
+        raise UnreadableMedia(f"cannot decode {media_type}: {type(exc).__name__}: {exc}") from exc
+    raise UnreadableMedia(f"media type {media_type} is neither an image nor a video")
+
+
+def _video_frames(data: bytes, every: int, max_frames: int) -> list[tuple[int, np.ndarray]]:
+    import av
+
+    sampled = []
+    with av.open(io.BytesIO(data)) as container:
+        if not container.streams.video:
+            raise UnreadableMedia("the file has no video stream")
+        for index, frame in enumerate(container.decode(video=0)):
+            if index % every == 0:
+                sampled.append((index, frame.to_ndarray(format="rgb24")))
+                if len(sampled) >= max_frames:
+                    break
+    if not sampled:
+        raise UnreadableMedia("the video has no frames")
+    return sampled

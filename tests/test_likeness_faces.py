@@ -1,0 +1,193 @@
+"""Face checks on real photographs (dlib backend) and the insightface backend on in-test ONNX models."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
+from pipeline.assets import LocalAssetStore
+from pipeline.db import make_engine, make_sessionmaker, upgrade
+from pipeline.faces import DlibEmbedder, InsightFaceEmbedder
+from pipeline.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch, GalleryStore
+from policies.loader import load_policy, policy_path
+from schemas.models import GenerationRequest, Outcome, PipelineItem
+from tests import face_fixtures as photos
+
+POLICY = load_policy(policy_path("likeness"), LikenessRules, expected_stage="likeness")
+
+
+@pytest.fixture(scope="module")
+def dlib_embedder() -> DlibEmbedder:
+    return DlibEmbedder()
+
+
+@pytest.fixture(scope="module")
+def group_faces(dlib_embedder):
+    faces = dlib_embedder.faces(photos.group_photo())
+    assert len(faces) == 6
+    return faces
+
+
+class Pipeline:
+    """A likeness stage on a real SQLite gallery and a real asset store."""
+
+    def __init__(self, tmp_path: Path, embedder, policy=POLICY) -> None:
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+        upgrade(url)
+        self.galleries = GalleryStore(make_sessionmaker(make_engine(url)))
+        self.assets = LocalAssetStore(tmp_path / "assets")
+        self.embedder = embedder
+        search = GallerySearch(self.galleries, embedder.name, approximate_above=50_000)
+        matcher = build_name_matcher(policy)
+        self.before = LikenessStage("likeness", policy, matcher, lambda: embedder, lambda _: search, self.assets)
+        self.after = LikenessStage("likeness-post", policy, matcher, lambda: embedder, lambda _: search, self.assets)
+        self.count = 0
+
+    def enrol(self, gallery: str, name: str, rgb: np.ndarray) -> None:
+        best = max(self.embedder.faces(rgb), key=lambda face: face.score)
+        self.galleries.add(gallery, name, self.embedder.name, [(best.embedding, name)])
+
+    def enrol_embedding(self, gallery: str, name: str, embedding: np.ndarray) -> None:
+        self.galleries.add(gallery, name, self.embedder.name, [(embedding, name)])
+
+    def check_photo(self, rgb: np.ndarray, *cameos: str, prompt: str = "make a video of this"):
+        self.count += 1
+        reference = self.assets.put(photos.png_bytes(rgb), "image/png")
+        item = PipelineItem(request=GenerationRequest(request_id=f"r{self.count}", requester_account="bob",
+                                                      prompt=prompt, cameo_ids=list(cameos),
+                                                      input_media=[reference]))
+        return self.before.decide(item)
+
+    def check_output(self, video: bytes, *cameos: str):
+        self.count += 1
+        reference = self.assets.put(video, "video/mp4")
+        item = PipelineItem(request=GenerationRequest(request_id=f"r{self.count}", requester_account="bob",
+                                                      prompt="generated", cameo_ids=list(cameos)),
+                            assets={"video": reference})
+        return self.after.decide(item)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, dlib_embedder, group_faces) -> Pipeline:
+    world = Pipeline(tmp_path, dlib_embedder)
+    world.enrol(PUBLIC_FIGURES, "Eileen Collins", photos.astronaut())
+    world.enrol_embedding(CAMEOS, "cam-guest-0", group_faces[0].embedding)
+    return world
+
+
+def codes(verdict) -> list[str]:
+    return [reason.code for reason in verdict.reasons]
+
+
+@pytest.mark.parametrize("alteration", ["original", "flip", "crop", "rescale", "jpeg30", "brighter"])
+def test_the_public_figure_and_altered_copies_are_blocked(pipeline: Pipeline, alteration: str) -> None:
+    original = photos.astronaut()
+    image = original if alteration == "original" else photos.altered_copies(original)[alteration]
+    verdict = pipeline.check_photo(image)
+    assert "public_figure_face" in codes(verdict)
+    assert "Eileen Collins" in verdict.reasons[0].message
+    matched = [f for f in verdict.details["faces"] if f["verdict"] == "public_figure"]
+    assert matched and matched[0]["public_figure"]["distance"] <= matched[0]["threshold"]
+
+
+def test_other_peoples_faces_are_not_taken_for_the_public_figure(pipeline: Pipeline) -> None:
+    verdict = pipeline.check_photo(photos.group_photo())
+    faces = verdict.details["faces"]
+    assert len(faces) == 6
+    assert all(face["public_figure"]["distance"] > face["threshold"] for face in faces)
+    assert "public_figure_face" not in codes(verdict)
+
+
+def test_a_consenting_cameo_passes_and_an_unconsented_person_is_rejected(pipeline: Pipeline, group_faces) -> None:
+    photo = photos.group_photo()
+    left, top, right, bottom = group_faces[0].box
+    portrait = photo[max(top - 60, 0):bottom + 60, max(left - 60, 0):right + 60].copy()
+    allowed = pipeline.check_photo(portrait, "cam-guest-0")
+    assert allowed.outcome is Outcome.APPROVED, allowed.reasons
+    assert [face["verdict"] for face in allowed.details["faces"]] == ["consenting_cameo"]
+    not_named = pipeline.check_photo(portrait)  # same person, but the request has no consent to use her
+    assert codes(not_named) == ["unconsented_person_face"]
+    strangers = pipeline.check_photo(photo, "cam-guest-0")  # five other people in the picture
+    assert codes(strangers) == ["unconsented_person_face"]
+    assert sorted(f["verdict"] for f in strangers.details["faces"]).count("consenting_cameo") == 1
+
+
+def test_prompt_names_are_rejected_with_the_entry_named(pipeline: Pipeline) -> None:
+    item = PipelineItem(request=GenerationRequest(request_id="n1", requester_account="bob",
+                                                  prompt="Eileen C0llins walking on the moon"))
+    verdict = pipeline.before.decide(item)
+    assert codes(verdict) == ["public_figure_named"] and "Eileen Collins" in verdict.reasons[0].message
+
+
+def test_tampered_media_is_refused(pipeline: Pipeline) -> None:
+    reference = pipeline.assets.put(photos.png_bytes(photos.astronaut()), "image/png")
+    stored = pipeline.assets.root / reference.sha256[:2] / reference.sha256
+    stored.write_bytes(stored.read_bytes()[:-10])
+    item = PipelineItem(request=GenerationRequest(request_id="t1", requester_account="bob", prompt="p",
+                                                  input_media=[reference]))
+    verdict = pipeline.before.decide(item)
+    assert codes(verdict) == ["media_unreadable"] and "does not match its hash" in verdict.reasons[0].message
+
+
+def test_a_generated_video_showing_the_public_figure_is_blocked_after_generation(pipeline: Pipeline,
+                                                                                  group_faces) -> None:
+    astronaut = photos.even(photos.astronaut())
+    blank = np.full_like(astronaut, 90)
+    blocked = pipeline.check_output(photos.mp4_bytes([blank] * 9 + [astronaut] * 8))
+    assert codes(blocked) == ["public_figure_face"]
+    assert {face["frame"] for face in blocked.details["faces"]} <= {8, 16}
+    photo = photos.group_photo()
+    left, top, right, bottom = group_faces[3].box
+    stranger = photos.even(photo[max(top - 80, 0):bottom + 80, max(left - 80, 0):right + 80].copy())
+    synthetic_looking = pipeline.check_output(photos.mp4_bytes([stranger] * 8))
+    assert synthetic_looking.outcome is Outcome.APPROVED, "a face that matches nobody is not a real person"
+    assert pipeline.check_output(photos.mp4_bytes([blank] * 8)).outcome is Outcome.APPROVED
+    missing = pipeline.after.decide(PipelineItem(request=GenerationRequest(request_id="x", requester_account="b",
+                                                                           prompt="p")))
+    assert codes(missing) == ["no_generated_video"]
+
+
+def test_insightface_backend_runs_scrfd_and_arcface_shaped_models(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    photos.build_scrfd_like(models / "det_tiny.onnx")
+    photos.build_arcface_like(models / "w600k_tiny.onnx")
+    embedder = InsightFaceEmbedder.from_directory(models)
+    assert embedder.dimension == 512
+    first = embedder.faces(photos.bright_square_image((320, 320)))
+    assert len(first) == 1
+    left, top, right, bottom = first[0].box
+    assert left < 336 < right and top < 336 < bottom, "the box is centred on the bright cell"
+    assert abs(float(np.linalg.norm(first[0].embedding)) - 1.0) < 1e-4
+    assert embedder.faces(np.zeros((640, 640, 3), dtype=np.uint8)) == []
+
+    # The toy recogniser is far less discriminative than ArcFace, so its policy sets a tight threshold.
+    rules = POLICY.rules.model_copy(update={"face_match_distance": {"insightface": 0.1}})
+    world = Pipeline(tmp_path, embedder, replace(POLICY, rules=rules))
+    world.enrol(PUBLIC_FIGURES, "Synthetic Figure", photos.bright_square_image((320, 320)))
+    same = world.check_photo(photos.bright_square_image((320, 320)))
+    assert codes(same) == ["public_figure_face"]
+    assert same.details["faces"][0]["public_figure"]["distance"] < 1e-3
+    other = world.check_photo(photos.bright_square_image((128, 448), checkered=True))
+    assert codes(other) == ["unconsented_person_face"]
+    assert other.details["faces"][0]["public_figure"]["distance"] > 0.2
+
+
+def test_gallery_search_switches_to_approximate_above_the_configured_size(tmp_path: Path) -> None:
+    from pipeline.galleries import VectorIndex
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((3000, 64)).astype(np.float32)
+    labels = [f"id{n}" for n in range(3000)]
+    exact = VectorIndex(labels, vectors, approximate_above=10_000)
+    approximate = VectorIndex(labels, vectors, approximate_above=1000)
+    assert exact.exact and not approximate.exact
+    queries = vectors[:50] + 0.01 * rng.standard_normal((50, 64)).astype(np.float32)
+    _, exact_hits = exact.nearest(queries)
+    _, approximate_hits = approximate.nearest(queries)
+    assert (exact_hits[:, 0] == np.arange(50)).all()
+    assert (approximate_hits[:, 0] == np.arange(50)).mean() >= 0.95
