@@ -60,6 +60,7 @@ def settings(broker: LocalBroker, tmp_path: Path, request: pytest.FixtureRequest
         stages=marker.args if marker else Settings().stages,
         bootstrap=broker.bootstrap,
         db_url=f"sqlite:///{tmp_path / 'audit.db'}",
+        asset_dir=tmp_path / "assets",
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
         partitions=3,
     )
@@ -75,6 +76,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix,
         "TRUSTREEL_PARTITIONS": str(settings.partitions),
         "TRUSTREEL_STAGES": ",".join(settings.stages),
+        "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve()),
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }
 

@@ -148,3 +148,13 @@ def bright_square_image(corner: tuple[int, int], size: int = 640, checkered: boo
         block[((yy // 16) + (xx // 16)) % 2 == 1] = 100
     image[top:top + 32, left:left + 32] = block
     return image
+
+
+def group_portrait(index: int, margin: int = 60) -> np.ndarray:
+    """One person's head from the group photo (faces ordered left to right, found with dlib)."""
+    from pipeline.faces import DlibEmbedder
+
+    photo = group_photo()
+    boxes = sorted(face.box for face in DlibEmbedder().faces(photo))
+    left, top, right, bottom = boxes[index]
+    return photo[max(top - margin, 0):bottom + margin, max(left - margin, 0):right + margin].copy()
