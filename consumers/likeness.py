@@ -116,6 +116,7 @@ class LikenessStage:
         if threshold is None:
             raise ValueError(f"policy {self.policy.policy_id} sets no face_match_distance for {embedder.name}")
         search = self._galleries(embedder.name)
+        search.refresh()
         for frame_index, rgb in frames:
             for face in embedder.faces(rgb):
                 if face.score < min_score:

@@ -17,6 +17,7 @@ from typing import Protocol
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.db import AccountRow
+from pipeline.keys import SlotOffsets
 from schemas.models import AccountEvent, AccountKind, AgeAssurance
 
 
@@ -52,16 +53,14 @@ def _applied(state: AccountState, event: AccountEvent) -> AccountState:
 class InMemoryAccountRegistry:
     def __init__(self) -> None:
         self._states: dict[str, AccountState] = {}
-        self._slot_offsets: dict[tuple[str, str], int] = {}
+        self._slots = SlotOffsets()
 
     def get(self, account_id: str) -> AccountState | None:
         return self._states.get(account_id)
 
     def apply(self, event: AccountEvent, offset: int) -> bool:
-        slot = (event.account_id, event.aspect())
-        if self._slot_offsets.get(slot, -1) >= offset:
+        if not self._slots.advance(event.account_id, event.aspect(), offset):
             return False
-        self._slot_offsets[slot] = offset
         self._states[event.account_id] = _applied(
             self._states.get(event.account_id, AccountState(account_id=event.account_id)), event)
         return True

@@ -214,20 +214,31 @@ def submit(
         raise typer.Exit(1)
 
 
-def _send_consent(ctx: typer.Context, **fields: object) -> None:
+def _send_state_event(ctx: typer.Context, model_name: str, **fields: object) -> None:
+    """Validate a consent or account event and send it to its compacted topic."""
     from pydantic import ValidationError
 
     from pipeline.producer import PipelineProducer
     from pipeline.runtime import describe_validation_error
-    from schemas.models import ConsentEvent
+    from schemas.models import AccountEvent, ConsentEvent
 
+    model = {"consent": ConsentEvent, "account": AccountEvent}[model_name]
     try:
-        event = ConsentEvent(event_id=str(uuid.uuid4()), **{k: v for k, v in fields.items() if v is not None})
+        event = model(event_id=str(uuid.uuid4()), **{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         _fail(f"not sent: {describe_validation_error(exc)}")
     with PipelineProducer(_settings(ctx)) as producer:
-        producer.send_consent(event)
-    typer.echo(f"{event.kind.value} {event.cameo_id} sent ({event.event_id})")
+        (producer.send_consent if model_name == "consent" else producer.send_account_event)(event)
+    entity = event.cameo_id if model_name == "consent" else event.account_id
+    typer.echo(f"{event.kind.value} {entity} sent ({event.event_id})")
+
+
+def _send_consent(ctx: typer.Context, **fields: object) -> None:
+    _send_state_event(ctx, "consent", **fields)
+
+
+def _send_account_event(ctx: typer.Context, **fields: object) -> None:
+    _send_state_event(ctx, "account", **fields)
 
 
 @cameo_app.command("register")
@@ -289,22 +300,6 @@ def _rebuild(ctx: typer.Context, feed_name: str) -> None:
 def cameo_rebuild(ctx: typer.Context) -> None:
     """Rebuild the consent registry table from the cameo.consents topic."""
     _rebuild(ctx, "consents")
-
-
-def _send_account_event(ctx: typer.Context, **fields: object) -> None:
-    from pydantic import ValidationError
-
-    from pipeline.producer import PipelineProducer
-    from pipeline.runtime import describe_validation_error
-    from schemas.models import AccountEvent
-
-    try:
-        event = AccountEvent(event_id=str(uuid.uuid4()), **fields)
-    except ValidationError as exc:
-        _fail(f"not sent: {describe_validation_error(exc)}")
-    with PipelineProducer(_settings(ctx)) as producer:
-        producer.send_account_event(event)
-    typer.echo(f"{event.kind.value} {event.account_id} sent ({event.event_id})")
 
 
 @account_app.command("profile")

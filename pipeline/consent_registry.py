@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.db import CameoAccessRow, CameoRow
+from pipeline.keys import SlotOffsets
 from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind
 
 
@@ -50,17 +51,15 @@ class InMemoryConsentRegistry:
 
     def __init__(self) -> None:
         self._states: dict[str, CameoState] = {}
-        self._slot_offsets: dict[tuple[str, str], int] = {}
+        self._slots = SlotOffsets()
 
     def get(self, cameo_id: str) -> CameoState | None:
         state = self._states.get(cameo_id)
         return state if state is not None and state.owner_account is not None else None
 
     def apply(self, event: ConsentEvent, offset: int) -> bool:
-        slot = (event.cameo_id, event.aspect())
-        if self._slot_offsets.get(slot, -1) >= offset:
+        if not self._slots.advance(event.cameo_id, event.aspect(), offset):
             return False
-        self._slot_offsets[slot] = offset
         state = self._states.get(event.cameo_id, CameoState(cameo_id=event.cameo_id))
         self._states[event.cameo_id] = _applied(state, event)
         return True

@@ -137,7 +137,7 @@ class VectorIndex:
 
 
 class GallerySearch:
-    """One backend's galleries as per-gallery indexes, reloaded when the tables change."""
+    """One backend's galleries as per-gallery indexes, reloaded by refresh() when the tables change."""
 
     def __init__(self, store: GalleryStore, backend: str, approximate_above: int) -> None:
         self._store = store
@@ -148,7 +148,8 @@ class GallerySearch:
         self._indexes: dict[str, VectorIndex] = {}
         self._vectors: dict[str, dict[str, np.ndarray]] = {}
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Reload the indexes if the gallery tables changed; callers do this once per media item."""
         version = self._store.version(self._backend)
         with self._lock:
             if version == self._version:
@@ -170,7 +171,6 @@ class GallerySearch:
             self._version = version
 
     def nearest(self, gallery: str, embedding: np.ndarray) -> GalleryMatch | None:
-        self._refresh()
         index = self._indexes.get(gallery)
         if index is None:
             return None
@@ -181,7 +181,6 @@ class GallerySearch:
 
     def nearest_among(self, gallery: str, names: list[str], embedding: np.ndarray) -> GalleryMatch | None:
         """Best match restricted to some identities (a request's cameos): exact, they are few."""
-        self._refresh()
         best = None
         for name in names:
             vectors = self._vectors.get(gallery, {}).get(name)

@@ -18,3 +18,16 @@ def entity_partition(entity_id: str, partitions: int) -> int:
     from kafka.partitioner.default import murmur2
 
     return (murmur2(entity_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class SlotOffsets:
+    """Remembers the offset that last set each (entity, slot), so an older record never wins."""
+
+    def __init__(self) -> None:
+        self._offsets: dict[tuple[str, str], int] = {}
+
+    def advance(self, entity_id: str, slot: str, offset: int) -> bool:
+        if self._offsets.get((entity_id, slot), -1) >= offset:
+            return False
+        self._offsets[(entity_id, slot)] = offset
+        return True

@@ -39,6 +39,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def require_fields(event: BaseModel, kind: enum.Enum, required: tuple[str, ...]) -> None:
+    """Raise the error a producer needs when an event of this kind lacks fields it must carry."""
+    missing = [name for name in required if getattr(event, name) is None]
+    if missing:
+        raise ValueError(f"a {kind.value} event needs {', '.join(missing)}")
+
+
 class MediaReference(StrictModel):
     """A claim-check pointer to media in the asset store; bytes never travel on Kafka."""
 
@@ -194,15 +201,12 @@ class ConsentEvent(StrictModel):
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> "ConsentEvent":
-        required = {
+        require_fields(self, self.kind, {
             ConsentKind.REGISTER: ("owner_account", "audience"),
             ConsentKind.VERIFY: ("verified_by", "verification_method"),
             ConsentKind.GRANT: ("account", "access"),
             ConsentKind.REVOKE: (),
-        }[self.kind]
-        missing = [name for name in required if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"a {self.kind.value} event needs {', '.join(missing)}")
+        }[self.kind])
         if self.kind is ConsentKind.GRANT and self.access is AccessLevel.NONE:
             raise ValueError("a grant puts an account on the allow or deny list; use revoke to clear it")
         return self
@@ -252,14 +256,11 @@ class AccountEvent(StrictModel):
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> "AccountEvent":
-        required = {
+        require_fields(self, self.kind, {
             AccountKind.PROFILE: ("birth_date", "assurance"),
             AccountKind.PARENTAL_LINK: (),
             AccountKind.PARENTAL_CONTROLS: ("generation_disabled", "cameo_use_disabled"),
-        }[self.kind]
-        missing = [name for name in required if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"a {self.kind.value} event needs {', '.join(missing)}")
+        }[self.kind])
         return self
 
     def aspect(self) -> str:

@@ -225,3 +225,20 @@ def _postgres_bindir() -> Path | None:
         if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
             return candidate
     return None
+
+
+@pytest.fixture
+def producer(settings: Settings):
+    from pipeline.producer import PipelineProducer
+
+    with PipelineProducer(settings) as client:
+        yield client
+
+
+@pytest.fixture
+def sessions(settings: Settings):
+    from pipeline.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

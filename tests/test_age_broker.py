@@ -11,8 +11,7 @@ from kafka.admin import KafkaAdminClient
 from sqlalchemy import select
 
 from pipeline.account_registry import SqlAccountRegistry
-from pipeline.db import DecisionRow, make_engine, make_sessionmaker
-from pipeline.producer import PipelineProducer
+from pipeline.db import DecisionRow
 from pipeline.settings import Settings
 from policies.loader import policy_path
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
@@ -38,19 +37,6 @@ def born_years_ago(years: int, days_later: int = 0) -> date:
 def request(request_id: str, requester: str, *cameos: str, labels=(), metadata=None) -> GenerationRequest:
     return GenerationRequest(request_id=request_id, requester_account=requester, prompt="a video",
                              cameo_ids=list(cameos), content_labels=list(labels), client_metadata=metadata or {})
-
-
-@pytest.fixture
-def producer(settings: Settings):
-    with PipelineProducer(settings) as client:
-        yield client
-
-
-@pytest.fixture
-def sessions(settings: Settings):
-    engine = make_engine(settings.db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def with_age_policy(settings: Settings, tmp_path: Path, replace: tuple[str, str]) -> Settings:

@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from pipeline.audit_queries import request_path
-from pipeline.db import CameoAccessRow, CameoRow, DeadLetterRow, DecisionRow, make_engine, make_sessionmaker
-from pipeline.producer import PipelineProducer
+from pipeline.db import CameoAccessRow, CameoRow, DeadLetterRow, DecisionRow
 from pipeline.settings import Settings
 from schemas.models import ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
@@ -33,19 +32,6 @@ def verified_cameo(cameo: str, owner: str, audience: str = "approved", *allowed:
 def request(request_id: str, requester: str, *cameos: str) -> GenerationRequest:
     return GenerationRequest(request_id=request_id, requester_account=requester, prompt=f"video {request_id}",
                              cameo_ids=list(cameos))
-
-
-@pytest.fixture
-def producer(settings: Settings):
-    with PipelineProducer(settings) as client:
-        yield client
-
-
-@pytest.fixture
-def sessions(settings: Settings):
-    engine = make_engine(settings.db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def outcome(settings: Settings, request_id: str) -> str:
