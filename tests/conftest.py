@@ -187,36 +187,63 @@ def read_topic(settings: Settings) -> Iterator[Callable[[str], TopicReader]]:
         reader.close()
 
 
+class LocalPostgres:
+    """A throwaway PostgreSQL server from the machine's packages, which tests may stop and start."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.base = Path(tempfile.mkdtemp(prefix="trustreel-pg-"))  # outside pytest's 0700 tree
+        self.data = self.base / "data"
+        self.port = 15432 + os.getpid() % 1000
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(self.base, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "trustreel")
+        self.start()
+        self.create_database("audit")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / tool), *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-o",
+                  f"-p {self.port} -k {self.base} -h 127.0.0.1", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def url(self, database: str = "audit") -> str:
+        return f"postgresql+psycopg://trustreel@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "trustreel", name)
+        return self.url(name)
+
+    def remove(self) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server from the machine's packages, or a skip that says why."""
-    explicit = os.environ.get("TRUSTREEL_TEST_POSTGRES_URL")
-    if explicit:
-        yield explicit
-        return
+def postgres_server() -> Iterator[LocalPostgres]:
     bindir = _postgres_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
                     "install Debian's postgresql package or set TRUSTREEL_TEST_POSTGRES_URL")
-    base = Path(tempfile.mkdtemp(prefix="trustreel-pg-"))  # outside pytest's 0700 tree: the postgres user reads it
-    data = base / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = 15432 + os.getpid() % 1000
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "trustreel"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                    f"-p {port} -k {base} -h 127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "trustreel",
-                        "audit"], check=True, capture_output=True)
-        yield f"postgresql+psycopg://trustreel@127.0.0.1:{port}/audit"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    server = LocalPostgres(bindir)
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> str:
+    """The audit database URL on PostgreSQL: TRUSTREEL_TEST_POSTGRES_URL, or the local throwaway server."""
+    explicit = os.environ.get("TRUSTREEL_TEST_POSTGRES_URL")
+    if explicit:
+        return explicit
+    return request.getfixturevalue("postgres_server").url()
 
 
 def _postgres_bindir() -> Path | None:
