@@ -207,9 +207,9 @@ def submit(
             _fail(f"not sent: {describe_validation_error(exc)}")
         problems = []
     with PipelineProducer(_settings(ctx)) as producer:
-        for request in requests:
-            producer.submit(request)
-            typer.echo(f"submitted {request.request_id}")
+        producer.submit_many(requests)
+    for request in requests:
+        typer.echo(f"submitted {request.request_id}")
     if problems:
         raise typer.Exit(1)
 

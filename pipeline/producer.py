@@ -68,6 +68,15 @@ class PipelineProducer:
                                      value=request.model_dump_json().encode())
         future.get(timeout=timeout)
 
+    def submit_many(self, requests: list[GenerationRequest], timeout: float = 60.0) -> None:
+        """Send a batch without waiting for each acknowledgement in turn; raises if any send failed."""
+        topic = self._topics.name("gen.requests")
+        futures = [self._producer.send(topic, key=r.request_id.encode(), value=r.model_dump_json().encode())
+                   for r in requests]
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            future.get(timeout=timeout)
+
     def send_consent(self, event: ConsentEvent, timeout: float = 30.0) -> None:
         self._send_slot(self._topics.consents, event.cameo_id, event.aspect(), event.model_dump_json().encode(),
                         timeout)
