@@ -124,3 +124,18 @@ def test_hostile_input_is_dead_lettered_while_good_traffic_flows(settings: Setti
     assert worker.alive, worker.output()
     with sessions() as session:  # the hostile values were data, never SQL
         assert session.scalar(select(func.count()).select_from(DecisionRow)) == 2 * len(good)
+
+
+def test_three_workers_share_the_load_and_survive_one_dying(settings: Settings, producer, start_worker,
+                                                            read_topic, sessions) -> None:
+    workers = [start_worker() for _ in range(3)]
+    ids = [f"scale-{n:03d}" for n in range(120)]
+    producer.submit_many([request(request_id) for request_id in ids[:60]])
+    wait_for(lambda: len(read_topic("feed.published").poll()) >= 10, 90, what="the three workers to get going")
+    workers[0].kill()
+    producer.submit_many([request(request_id) for request_id in ids[60:]])
+    assert_published_exactly_once(read_topic, ids, timeout=180)
+    assert workers[1].alive and workers[2].alive
+    with sessions() as session:
+        deciders = set(session.scalars(select(DecisionRow.worker).where(DecisionRow.request_id.in_(ids[60:]))))
+    assert len(deciders) == 2, "both survivors took work after the rebalance"
