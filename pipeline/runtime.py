@@ -236,14 +236,21 @@ class StageRunner:
         return await self._durably_async(asyncio.to_thread, function, *args)
 
     async def _durably_async(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        delay = self.config.infrastructure_backoff_seconds
-        while True:
-            try:
-                return await function(*args)
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("infrastructure unavailable (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.infrastructure_backoff_max_seconds)
+        return await until_infrastructure_answers(function, *args, first_delay=self.config.infrastructure_backoff_seconds,
+                                                  max_delay=self.config.infrastructure_backoff_max_seconds)
+
+
+async def until_infrastructure_answers(function: Callable[..., Awaitable[Any]], *args: Any, first_delay: float = 1.0,
+                                       max_delay: float = 30.0) -> Any:
+    """Await `function(*args)`, retrying database and broker outages with backoff until it succeeds."""
+    delay = first_delay
+    while True:
+        try:
+            return await function(*args)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("infrastructure unavailable (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 class StageFailed(Exception):

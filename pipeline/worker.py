@@ -31,12 +31,12 @@ from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.generation_caps import SqlCapLedger
 from pipeline.db import make_engine, make_sessionmaker, upgrade
 from pipeline.faust_transport import StageApp
-from pipeline.runtime import RuntimeConfig, StageRunner
+from pipeline.runtime import RuntimeConfig, StageRunner, until_infrastructure_answers
 from pipeline.settings import Settings
 from pipeline.stage import system_clock
 from pipeline.state_feeds import StateFeed, state_feeds
 from pipeline.topics import TopicMap, ensure_topics
-from pipeline.transactions import TransactionalSender
+from pipeline.transactions import FencedOut, TransactionalSender
 from schemas.models import DeadLetterSource
 
 log = logging.getLogger("trustreel.worker")
@@ -66,7 +66,7 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
     group = settings.consumer_group
     app = StageApp(
         group,
-        broker=f"kafka://{settings.bootstrap.split(',')[0]}",
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
         store="memory://",
         datadir=tempfile.mkdtemp(prefix=f"{group}-"),  # memory store: faust keeps only bookkeeping here
         value_serializer="raw",
@@ -121,16 +121,20 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender):
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
-            outcome = await asyncio.to_thread(feed.apply_record, message.value, message.offset)
-            await sender.send_atomically(
-                DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset), [])
+            position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
+            outcome = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value,
+                                                         message.offset)
+            try:
+                await until_infrastructure_answers(sender.send_atomically, position, [])
+            except FencedOut:
+                outcome += " (partition moved to another worker)"
             log.info("%s registry %s@%d/%d -> %s", feed.name, message.topic, message.partition, message.offset, outcome)
 
     return process
 
 
 def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info") -> None:
-    """Run until stopped; faust handles SIGTERM/SIGINT and commits acked offsets on the way out."""
+    """Run until stopped; faust handles SIGTERM/SIGINT (progress is committed by each stage's transactions)."""
     parts = build_worker(settings, stage_names)
     worker = faust.Worker(parts.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

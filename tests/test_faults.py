@@ -14,10 +14,11 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.db import DecisionRow, make_engine, make_sessionmaker, upgrade
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas.models import GenerationRequest
+from schemas.models import ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.stages("consent", "publish")]
@@ -50,10 +51,23 @@ def test_database_outage_is_waited_out(settings: Settings, postgres_server, prod
     try:
         for request_id in ids[20:]:
             producer.submit(request(request_id))
+        for event in [ConsentEvent(event_id="late-1", cameo_id="cam-late", kind="register", owner_account="carol",
+                                   audience="everyone"),
+                      ConsentEvent(event_id="late-2", cameo_id="cam-late", kind="verify", verified_by="svc",
+                                   verification_method="liveness")]:
+            producer.send_consent(event)  # the registry must apply these once the database is back
         time.sleep(6)
         assert worker.alive, worker.output()
     finally:
         postgres_server.start()
+    registry_engine = make_engine(url)
+    registry = SqlConsentRegistry(make_sessionmaker(registry_engine))
+    wait_for(lambda: (state := registry.get("cam-late")) is not None and state.verified_at is not None, 90,
+             what="the consent registry to apply what arrived during the outage")
+    registry_engine.dispose()
+    producer.submit(GenerationRequest(request_id="db-cameo", requester_account="dave", prompt="with carol",
+                                      cameo_ids=["cam-late"]))
+    ids.append("db-cameo")
     assert_published_exactly_once(read_topic, ids)
     engine = make_engine(url)
     with make_sessionmaker(engine)() as session:
