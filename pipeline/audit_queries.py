@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pipeline.db import DeadLetterRow, DecisionRow, RequestRow, make_engine, make_sessionmaker
+from sqlalchemy.orm import sessionmaker
+
+from pipeline.db import DeadLetterRow, DecisionRow, RequestRow
 
 
 @dataclass(frozen=True)
@@ -59,27 +61,24 @@ class RequestPath:
         return "\n".join(lines)
 
 
-def request_path(db_url: str, request_id: str) -> RequestPath | None:
-    engine = make_engine(db_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            request = session.get(RequestRow, request_id)
-            decisions = session.scalars(select(DecisionRow).where(DecisionRow.request_id == request_id)
-                                        .order_by(DecisionRow.decided_at, DecisionRow.id)).all()
-            letters = session.scalars(select(DeadLetterRow).where(DeadLetterRow.request_id == request_id)
-                                      .order_by(DeadLetterRow.id)).all()
-            if request is None and not letters:
-                return None
-            return RequestPath(
-                request_id=request_id,
-                requester_account=request.requester_account if request else None,
-                prompt=request.prompt if request else None,
-                cameo_ids=list(request.cameo_ids) if request else [],
-                steps=[PathStep(d.stage, d.outcome, list(d.reasons), d.policy_id, d.policy_version, d.decided_at,
-                                d.duration_ms, d.output_topic) for d in decisions],
-                dead_letters=[{"stage": l.stage, "error_code": l.error_code, "error": l.error,
-                               "source": f"{l.source_topic}/{l.source_partition}/{l.source_offset}"}
-                              for l in letters],
-            )
-    finally:
-        engine.dispose()
+def request_path(sessions: sessionmaker, request_id: str) -> RequestPath | None:
+    """Everything the audit database knows about one request, in decision order."""
+    with sessions() as session:
+        request = session.get(RequestRow, request_id)
+        decisions = session.scalars(select(DecisionRow).where(DecisionRow.request_id == request_id)
+                                    .order_by(DecisionRow.decided_at, DecisionRow.id)).all()
+        letters = session.scalars(select(DeadLetterRow).where(DeadLetterRow.request_id == request_id)
+                                  .order_by(DeadLetterRow.id)).all()
+        if request is None and not letters:
+            return None
+        return RequestPath(
+            request_id=request_id,
+            requester_account=request.requester_account if request else None,
+            prompt=request.prompt if request else None,
+            cameo_ids=list(request.cameo_ids) if request else [],
+            steps=[PathStep(d.stage, d.outcome, list(d.reasons), d.policy_id, d.policy_version, d.decided_at,
+                            d.duration_ms, d.output_topic) for d in decisions],
+            dead_letters=[{"stage": l.stage, "error_code": l.error_code, "error": l.error,
+                           "source": f"{l.source_topic}/{l.source_partition}/{l.source_offset}"}
+                          for l in letters],
+        )

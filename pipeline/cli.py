@@ -433,7 +433,9 @@ def audit_show(ctx: typer.Context, request_id: str,
     """Print a request's full path through the stages, with reasons and policy versions."""
     from pipeline.audit_queries import request_path
 
-    path = request_path(_settings(ctx).db_url, request_id)
+    from pipeline.db import make_engine, make_sessionmaker
+
+    path = request_path(make_sessionmaker(make_engine(_settings(ctx).db_url)), request_id)
     if path is None:
         _fail(f"no audit record for request {request_id}")
     if as_json:

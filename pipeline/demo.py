@@ -114,10 +114,10 @@ def _samples(run: str, asset_dir: Path) -> list[Sample]:
     ]
 
 
-def _outcome(settings: Settings, sessions, sample: Sample) -> tuple[str, str]:
+def _outcome(sessions, sample: Sample) -> tuple[str, str]:
     """(final outcome, printable path) for one sample, from the audit database."""
     if sample.request is not None:
-        path = request_path(settings.db_url, sample.request.request_id)
+        path = request_path(sessions, sample.request.request_id)
         return (path.final_outcome, path.render()) if path else ("not seen yet", "")
     digest = hashlib.sha256(sample.raw).digest()
     with sessions() as session:
@@ -178,7 +178,7 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
         while time.monotonic() < deadline and len(results) < len(samples):
             for sample in samples:
                 if sample.label not in results:
-                    outcome, text = _outcome(settings, sessions, sample)
+                    outcome, text = _outcome(sessions, sample)
                     if outcome in ("published", "dead letter") or outcome.startswith("rejected"):
                         results[sample.label] = (outcome, text)
             if worker.poll() is not None:

@@ -11,7 +11,6 @@ from sqlalchemy import delete, func, select
 
 from pipeline.audit_queries import request_path
 from pipeline.db import CameoAccessRow, CameoRow, DeadLetterRow, DecisionRow
-from pipeline.settings import Settings
 from schemas.models import ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
 
@@ -34,8 +33,8 @@ def request(request_id: str, requester: str, *cameos: str) -> GenerationRequest:
                              cameo_ids=list(cameos))
 
 
-def outcome(settings: Settings, request_id: str) -> str:
-    path = request_path(settings.db_url, request_id)
+def outcome(sessions, request_id: str) -> str:
+    path = request_path(sessions, request_id)
     return path.final_outcome if path else "not seen"
 
 
@@ -59,6 +58,16 @@ def test_permitted_cameo_request_is_published_with_an_audit_row_per_stage(
     assert [(row.stage, row.outcome) for row in rows] == [("consent", "approved"), ("publish", "approved")]
     assert all(len(row.policy_version) == 64 for row in rows)
     assert rows[0].policy_id == "consent-default" and rows[1].policy_id == "publish-default"
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from tests.conftest import settings_env
+
+    shown = CliRunner().invoke(app, ["audit", "show", "ok-1", "--json"], env=settings_env(settings))
+    path = json.loads(shown.output)
+    assert path["final_outcome"] == "published" and [s["stage"] for s in path["steps"]] == ["consent", "publish"]
+    table = CliRunner().invoke(app, ["audit", "show", "ok-1"], env=settings_env(settings)).output
+    assert "consent    approved" in table and "outcome: published" in table
 
 
 def test_each_consent_failure_is_rejected_with_its_reason(settings, producer, start_worker, read_topic) -> None:
@@ -154,7 +163,7 @@ def test_the_same_request_delivered_twice_gives_one_decision_and_one_output(
 
 
 def test_killed_worker_restarts_and_every_request_ends_exactly_once(
-        settings, producer, start_worker, read_topic) -> None:
+        settings, producer, start_worker, read_topic, sessions) -> None:
     for event in verified_cameo("cam-k", "alice", "approved", "bob"):
         producer.send_consent(event)
     ids = [f"kill-{n:03d}" for n in range(150)]
@@ -164,10 +173,10 @@ def test_killed_worker_restarts_and_every_request_ends_exactly_once(
     wait_for(lambda: len(read_topic("gen.passed.consent").poll()) >= 20, 60, what="the worker to get going")
     first.kill()  # SIGKILL mid-stream: no chance to commit or flush
     start_worker()
-    wait_for(lambda: all(is_terminal(outcome(settings, request_id)) for request_id in ids), 120,
+    wait_for(lambda: all(is_terminal(outcome(sessions, request_id)) for request_id in ids), 120,
              interval=1.0, what="every request to reach a terminal state")
     expected = {request_id: ("rejected at consent" if n % 3 == 0 else "published") for n, request_id in enumerate(ids)}
-    assert {request_id: outcome(settings, request_id) for request_id in ids} == expected
+    assert {request_id: outcome(sessions, request_id) for request_id in ids} == expected
     published = [item["request_id"] for item in read_topic("feed.published").settle(3.0)]
     rejected = [item["request_id"] for item in read_topic("gen.rejected").settle(1.0)]
     assert sorted(published) == sorted(set(published)) == sorted(k for k, v in expected.items() if v == "published")
