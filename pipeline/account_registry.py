@@ -66,6 +66,15 @@ class InMemoryAccountRegistry:
         return True
 
 
+def _state_of(row: AccountRow) -> AccountState:
+    return AccountState(
+        account_id=row.account_id, birth_date=row.birth_date,
+        assurance=AgeAssurance(row.assurance) if row.assurance else None,
+        parent_account=row.parent_account, generation_disabled=row.generation_disabled,
+        cameo_use_disabled=row.cameo_use_disabled,
+    )
+
+
 class SqlAccountRegistry:
     def __init__(self, sessions: sessionmaker) -> None:
         self._sessions = sessions
@@ -73,14 +82,7 @@ class SqlAccountRegistry:
     def get(self, account_id: str) -> AccountState | None:
         with self._sessions() as session:
             row = session.get(AccountRow, account_id)
-            if row is None:
-                return None
-            return AccountState(
-                account_id=row.account_id, birth_date=row.birth_date,
-                assurance=AgeAssurance(row.assurance) if row.assurance else None,
-                parent_account=row.parent_account, generation_disabled=row.generation_disabled,
-                cameo_use_disabled=row.cameo_use_disabled,
-            )
+            return None if row is None else _state_of(row)
 
     def apply(self, event: AccountEvent, offset: int) -> bool:
         offset_column = f"{event.aspect()}_offset"
@@ -94,11 +96,7 @@ class SqlAccountRegistry:
                 session.flush()
             if getattr(row, offset_column) >= offset:
                 return False
-            state = _applied(AccountState(account_id=row.account_id, birth_date=row.birth_date,
-                                          assurance=AgeAssurance(row.assurance) if row.assurance else None,
-                                          parent_account=row.parent_account,
-                                          generation_disabled=row.generation_disabled,
-                                          cameo_use_disabled=row.cameo_use_disabled), event)
+            state = _applied(_state_of(row), event)
             row.birth_date = state.birth_date
             row.assurance = state.assurance.value if state.assurance else None
             row.parent_account = state.parent_account

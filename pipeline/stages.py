@@ -13,7 +13,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from consumers.age import AgeRules, AgeStage
-from consumers.consent import ConsentRules, ConsentStage, check_cameos
+from consumers.consent import ConsentRules, ConsentStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.account_registry import AccountRegistry
@@ -66,9 +66,8 @@ def _likeness(name: str) -> Callable[[StageServices], Stage]:
 
 def _publish(services: StageServices) -> Stage:
     stages = services.settings.stages
-    consent_policy = services.policy("consent")
-    rechecks = [Recheck("consent", consent_policy.version,
-                        lambda item: check_cameos(item, services.cameos, consent_policy.rules, services.clock))]
+    consent = _consent(services)
+    rechecks = [Recheck("consent", consent.policy.version, consent.decide)]
     if "age" in stages:
         age = _age(services)
         rechecks.append(Recheck("age", age.policy.version, age.recheck))

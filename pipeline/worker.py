@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import tempfile
-from dataclasses import dataclass
 
 import faust
 
@@ -42,13 +41,7 @@ from schemas.models import DeadLetterSource
 log = logging.getLogger("trustreel.worker")
 
 
-@dataclass
-class WorkerParts:
-    app: faust.App
-    runners: dict[str, StageRunner]
-
-
-def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
+def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
     unknown = [name for name in stage_names if name not in settings.stages]
     if unknown:
         raise ValueError(f"stage(s) {', '.join(unknown)} are not in the configured stage list "
@@ -92,15 +85,12 @@ def build_worker(settings: Settings, stage_names: list[str]) -> WorkerParts:
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
                                            clock=system_clock, assets=LocalAssetStore(settings.asset_dir),
                                            galleries=GalleryStore(sessions))
-    runners: dict[str, StageRunner] = {}
     for name in stage_names:
-        stage = stage_catalog.build_stage(name, services)
-        runner = StageRunner(stage, topics, audit, sender, config, system_clock)
-        runners[name] = runner
+        runner = StageRunner(stage_catalog.build_stage(name, services), topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))
     for feed in feeds:
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(_feed_agent(feed, sender))
-    return WorkerParts(app=app, runners=runners)
+    return app
 
 
 def _stage_agent(runner: StageRunner):
@@ -135,6 +125,5 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender):
 
 def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info") -> None:
     """Run until stopped; faust handles SIGTERM/SIGINT (progress is committed by each stage's transactions)."""
-    parts = build_worker(settings, stage_names)
-    worker = faust.Worker(parts.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(build_worker(settings, stage_names), loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
