@@ -10,6 +10,7 @@ offset never overwrites a newer one), which makes replays harmless.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -19,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from pipeline.db import CameoAccessRow, CameoRow
 from pipeline.keys import SlotOffsets
-from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind
+from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind, MediaReference
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class CameoState:
     verified_by: str | None = None
     verification_method: str | None = None
     verified_at: datetime | None = None
+    reference_media: tuple[MediaReference, ...] = ()
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
     access: dict[str, AccessLevel] = field(default_factory=dict)
@@ -71,7 +73,7 @@ def _applied(state: CameoState, event: ConsentEvent) -> CameoState:
                        registered_at=event.occurred_at)
     if event.kind is ConsentKind.VERIFY:
         return replace(state, verified_by=event.verified_by, verification_method=event.verification_method,
-                       verified_at=event.occurred_at)
+                       verified_at=event.occurred_at, reference_media=tuple(event.reference_media))
     if event.account is not None:
         access = dict(state.access)
         access[event.account] = event.access if event.kind is ConsentKind.GRANT else AccessLevel.NONE
@@ -102,6 +104,8 @@ class SqlConsentRegistry:
                 verified_by=row.verified_by,
                 verification_method=row.verification_method,
                 verified_at=row.verified_at,
+                reference_media=tuple(MediaReference.model_validate(entry)
+                                      for entry in json.loads(row.reference_media or "[]")),
                 revoked_at=row.revoked_at,
                 revoked_reason=row.revoked_reason,
                 access=access,
@@ -125,6 +129,7 @@ class SqlConsentRegistry:
                     return False
                 row.verified_by, row.verification_method = event.verified_by, event.verification_method
                 row.verified_at, row.verification_offset = event.occurred_at, offset
+                row.reference_media = json.dumps([media.model_dump() for media in event.reference_media])
             elif event.account is not None:
                 entry = session.get(CameoAccessRow, (event.cameo_id, event.account))
                 if entry is not None and entry.source_offset >= offset:

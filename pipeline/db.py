@@ -128,6 +128,7 @@ class CameoRow(Base):
     verified_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     verification_method: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    reference_media: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of MediaReference
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     registration_offset: Mapped[int] = mapped_column(BigInteger, default=-1)

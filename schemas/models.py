@@ -181,7 +181,8 @@ class ConsentKind(str, enum.Enum):
 class ConsentEvent(StrictModel):
     """A change to one cameo's consent.
 
-    register: owner + audience. verify: who verified, how, when (liveness runs upstream).
+    register: owner + audience. verify: who verified, how, when (liveness runs upstream), and
+    the owner's verified reference media (what generation conditions the cameo on).
     grant: put `account` on the allow (or deny) list. revoke: with `account`, take that
     account off the lists; without, withdraw the whole cameo for good.
     """
@@ -195,6 +196,10 @@ class ConsentEvent(StrictModel):
     audience: Audience | None = None
     verified_by: Identifier | None = None
     verification_method: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    reference_media: list[MediaReference] = Field(
+        default_factory=list, max_length=8,
+        description="verify: the owner's likeness as captured by verification; the only media a cameo is "
+                    "ever generated from (never what a requester uploads)")
     account: Identifier | None = None
     access: AccessLevel | None = None
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
