@@ -7,6 +7,7 @@ For each input message (the faust agent in pipeline.worker feeds them in order):
     already decided for (request, stage)?  --from this very position--> [re-send stored output + commit]
         |                                  --from another copy-------> [commit offset only] (duplicate)
     stage.decide(item)                      (stage bug: retried, then dead letter)
+      or, for a BatchStage, decide_batch() over the batch's undecided items together
         |
     record decision + output in the audit store (unique per request+stage)
     [send output (next stage / gen.rejected / feed.published) + commit offset]
@@ -27,20 +28,21 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline.audit import AuditStore, DeadLetterRecord, DecisionRecord, StoredDecision
 from pipeline.transactions import FencedOut, OutgoingMessage
-from pipeline.stage import Clock, Stage, Verdict
+from pipeline.stage import BatchStage, Clock, Stage, Verdict
 from pipeline.topics import TopicMap
 from schemas.models import (
     SCHEMA_VERSION,
     DeadLetter,
     DeadLetterSource,
     GenerationRequest,
+    MediaReference,
     Outcome,
     PipelineItem,
     PublishedItem,
@@ -143,37 +145,71 @@ class StageRunner:
 
     async def handle(self, raw: bytes | None, source: DeadLetterSource) -> str:
         """Process one message until its effect is committed; returns what happened (for logs and tests)."""
-        try:
-            return await self._handle(raw, source)
-        except FencedOut as fenced:
-            log.warning("%s: %s; leaving the record to its new owner", self.stage.name, fenced)
-            return "fenced"
+        return (await self.handle_batch([(raw, source)]))[0]
 
-    async def _handle(self, raw: bytes | None, source: DeadLetterSource) -> str:
+    async def handle_batch(self, messages: list[tuple[bytes | None, DeadLetterSource]]) -> list[str]:
+        """Process messages in arrival order, deciding the undecided ones together (see BatchStage).
+
+        Nothing is committed until every message of the batch is decided, and commits go in
+        arrival order, so a partition's offset never moves past a message still in progress.
+        """
+        try:
+            steps = [await self._prepare(raw, source) for raw, source in messages]
+            await self._decide_steps([step for step in steps if step.needs_decision])
+            return [await self._finish(step) for step in steps]
+        except FencedOut as fenced:
+            log.warning("%s: %s; leaving the records to their new owner", self.stage.name, fenced)
+            return ["fenced"] * len(messages)
+
+    async def _prepare(self, raw: bytes | None, source: DeadLetterSource) -> "_Step":
         try:
             item = read_message(raw, self.is_first, self.config.max_message_bytes)
         except UnreadableMessage as problem:
-            return await self._dead_letter(raw or b"", source, problem.code, str(problem), problem.request_id)
-        request_id = item.request.request_id
-        stored = await self._durably(self.audit.stored_decision, request_id, self.stage.name)
-        if stored is not None:
-            return await self._commit_stored(stored, source, "resent")
-        try:
-            started = time.perf_counter()
-            verdict = await self._decide(item)
-            duration_ms = (time.perf_counter() - started) * 1000
-        except StageFailed as failure:
-            return await self._dead_letter(raw or b"", source, "stage_error", str(failure), request_id)
+            return _Step(raw or b"", source, problem=problem)
+        stored = await self._durably(self.audit.stored_decision, item.request.request_id, self.stage.name)
+        return _Step(raw or b"", source, item=item, stored=stored)
+
+    async def _decide_steps(self, steps: list["_Step"]) -> None:
+        """Fill in each step's verdict (or failure); copies of one request in a batch are decided once."""
+        firsts: dict[str, _Step] = {}
+        for step in steps:
+            firsts.setdefault(step.item.request.request_id, step)
+        unique = list(firsts.values())
+        if not unique:
+            return
+        started = time.perf_counter()
+        if isinstance(self.stage, BatchStage):
+            outcomes = await self._decide_batch([step.item for step in unique])
+        else:
+            outcomes = [await self._decide_one(step.item) for step in unique]
+        duration_ms = (time.perf_counter() - started) * 1000 / max(1, len(unique))
+        for step, outcome in zip(unique, outcomes):
+            step.outcome, step.duration_ms = outcome, duration_ms
+        for step in steps:
+            first = firsts[step.item.request.request_id]
+            step.outcome, step.duration_ms = first.outcome, first.duration_ms
+
+    async def _finish(self, step: "_Step") -> str:
+        if step.problem is not None:
+            return await self._dead_letter(step.raw, step.source, step.problem.code, str(step.problem),
+                                           step.problem.request_id)
+        item = step.item
+        if step.stored is not None:
+            return await self._commit_stored(step.stored, step.source, "resent")
+        if isinstance(step.outcome, StageFailed):
+            return await self._dead_letter(step.raw, step.source, "stage_error", str(step.outcome),
+                                           item.request.request_id)
+        verdict = step.outcome
         decision = StageDecision(
-            request_id=request_id, stage=self.stage.name, outcome=verdict.outcome, reasons=list(verdict.reasons),
-            policy_id=self.stage.policy.policy_id, policy_version=self.stage.policy.version,
-            decided_at=self.clock(), details=verdict.details,
+            request_id=item.request.request_id, stage=self.stage.name, outcome=verdict.outcome,
+            reasons=list(verdict.reasons), policy_id=self.stage.policy.policy_id,
+            policy_version=self.stage.policy.version, decided_at=self.clock(), details=verdict.details,
         )
-        record = DecisionRecord(decision=decision, duration_ms=duration_ms, source=source,
+        record = DecisionRecord(decision=decision, duration_ms=step.duration_ms, source=step.source,
                                 worker=self.config.worker_id)
         stored = await self._durably(self.audit.record_decision, item.request, record,
-                                     self._output_for(item, decision))
-        return await self._commit_stored(stored, source, decision.outcome.value)
+                                     self._output_for(item, decision, verdict.assets))
+        return await self._commit_stored(stored, step.source, decision.outcome.value)
 
     async def _commit_stored(self, stored: StoredDecision, source: DeadLetterSource, label: str) -> str:
         """Send the recorded output if this position made it (first try or redelivery); else skip the copy."""
@@ -183,23 +219,37 @@ class StageRunner:
         await self._durably_async(self.sender.send_atomically, source, [stored.output])
         return label
 
-    async def _decide(self, item: PipelineItem) -> Verdict:
+    async def _decide_one(self, item: PipelineItem) -> "Verdict | StageFailed":
+        return await self._with_retries(item.request.request_id, self.stage.decide, item)
+
+    async def _decide_batch(self, items: list[PipelineItem]) -> "list[Verdict | StageFailed]":
+        what = ", ".join(item.request.request_id for item in items)
+        verdicts = await self._with_retries(what, self.stage.decide_batch, items)
+        if isinstance(verdicts, StageFailed):
+            return [verdicts] * len(items)
+        if len(verdicts) != len(items):
+            raise AssertionError(f"stage {self.stage.name} returned {len(verdicts)} verdicts for {len(items)} items")
+        return verdicts
+
+    async def _with_retries(self, what: str, decide: Callable[..., Any], argument: Any) -> Any:
+        """Run a stage's decision; a bug or bad data is retried a few times, then becomes StageFailed."""
         attempts = self.config.stage_error_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return await self._durably(self.stage.decide, item)
+                return await self._durably(decide, argument)
             except Exception as exc:  # a bug or bad data in the stage, not infrastructure
-                log.exception("stage %s failed on %s (attempt %d/%d)", self.stage.name, item.request.request_id,
-                              attempt, attempts)
+                log.exception("stage %s failed on %s (attempt %d/%d)", self.stage.name, what, attempt, attempts)
                 if attempt == attempts:
-                    raise StageFailed(f"stage {self.stage.name} failed {attempts} times: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                    return StageFailed(f"stage {self.stage.name} failed {attempts} times: "
+                                       f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
         raise AssertionError("unreachable")
 
-    def _output_for(self, item: PipelineItem, decision: StageDecision) -> OutgoingMessage:
+    def _output_for(self, item: PipelineItem, decision: StageDecision,
+                    new_assets: Mapping[str, MediaReference]) -> OutgoingMessage:
         request = item.request
         decisions = [*item.decisions, decision]
+        assets = {**item.assets, **new_assets}
         if decision.outcome is Outcome.REJECTED:
             message = Rejection(request_id=request.request_id, requester_account=request.requester_account,
                                 stage=self.stage.name, reasons=decision.reasons, decision=decision,
@@ -207,11 +257,11 @@ class StageRunner:
             topic = self.topics.rejected
         elif self.is_last:
             message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
-                                    prompt=request.prompt, cameo_ids=request.cameo_ids, assets=item.assets,
+                                    prompt=request.prompt, cameo_ids=request.cameo_ids, assets=assets,
                                     decisions=decisions, published_at=decision.decided_at)
             topic = self.topics.output_of(self.stage.name)
         else:
-            message = PipelineItem(request=request, decisions=decisions, assets=item.assets)
+            message = PipelineItem(request=request, decisions=decisions, assets=assets)
             topic = self.topics.output_of(self.stage.name)
         return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
 
@@ -255,3 +305,20 @@ async def until_infrastructure_answers(function: Callable[..., Awaitable[Any]], 
 
 class StageFailed(Exception):
     pass
+
+
+@dataclass
+class _Step:
+    """One message on its way through handle_batch."""
+
+    raw: bytes
+    source: DeadLetterSource
+    item: PipelineItem | None = None
+    problem: UnreadableMessage | None = None
+    stored: StoredDecision | None = None
+    outcome: "Verdict | StageFailed | None" = None
+    duration_ms: float = 0.0
+
+    @property
+    def needs_decision(self) -> bool:
+        return self.item is not None and self.stored is None

@@ -3,17 +3,19 @@
 The shared runtime (pipeline.runtime) does everything else: reading, validating,
 de-duplicating, recording, routing and committing. A stage module only decides.
 
-    PipelineItem --stage.decide()--> Verdict(approved | rejected, reasons, details)
+    PipelineItem --stage.decide()--> Verdict(approved | rejected, reasons, details, new assets)
+
+A BatchStage (generation) is handed several undecided items at once and decides them together.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from policies.loader import LoadedPolicy
-from schemas.models import Outcome, PipelineItem, Reason
+from schemas.models import MediaReference, Outcome, PipelineItem, Reason
 
 Clock = Callable[[], datetime]
 
@@ -27,6 +29,8 @@ class Verdict:
     outcome: Outcome
     reasons: tuple[Reason, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    assets: dict[str, MediaReference] = field(default_factory=dict)
+    """Media this stage made (claim-check references), added to the item for later stages."""
 
     @classmethod
     def approve(cls, **details: Any) -> "Verdict":
@@ -45,4 +49,20 @@ class Stage(Protocol):
 
     def decide(self, item: PipelineItem) -> Verdict:
         """Judge one request. Must be deterministic for the same inputs and registry state."""
+        ...
+
+
+@runtime_checkable
+class BatchStage(Protocol):
+    """A stage that decides many items in one go (e.g. one GPU batch); the runtime groups its input."""
+
+    name: str
+    policy: LoadedPolicy
+    batch_size: int
+    batch_wait_seconds: float
+
+    def decide(self, item: PipelineItem) -> Verdict: ...
+
+    def decide_batch(self, items: list[PipelineItem]) -> list[Verdict]:
+        """One verdict per item, in order."""
         ...

@@ -19,7 +19,7 @@ from pipeline.stage import Verdict
 from pipeline.topics import TopicMap
 from pipeline.transactions import OutgoingMessage
 from policies.loader import LoadedPolicy
-from schemas.models import DeadLetterSource, GenerationRequest, PipelineItem, Reason
+from schemas.models import DeadLetterSource, GenerationRequest, MediaReference, Outcome, PipelineItem, Reason
 
 TOPICS = TopicMap(prefix="", stages=("consent", "publish"))
 CLOCK = lambda: datetime(2026, 11, 25, tzinfo=timezone.utc)  # noqa: E731
@@ -156,3 +156,35 @@ def test_dead_letter_of_the_same_input_position_is_written_once() -> None:
     assert asyncio.run(run.handle(b"not json", source(3))) == "dead_letter"
     assert asyncio.run(run.handle(b"not json", source(3))) == "dead_letter"  # redelivered: the transaction failed
     assert len(audit.dead_letters) == 1
+
+
+class BatchingStage:
+    """A BatchStage that approves everything, attaching a made-up asset, and records its batches."""
+
+    name = "consent"
+    policy = ScriptedStage.policy
+    batch_size = 8
+    batch_wait_seconds = 0.1
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def decide(self, item: PipelineItem) -> Verdict:
+        return self.decide_batch([item])[0]
+
+    def decide_batch(self, items: list[PipelineItem]) -> list[Verdict]:
+        self.batches.append([item.request.request_id for item in items])
+        video = MediaReference(uri="asset://sha256/" + "a" * 64, sha256="a" * 64, media_type="video/mp4")
+        return [Verdict(Outcome.APPROVED, (), {"n": index}, {"video": video}) for index, _ in enumerate(items)]
+
+
+def test_a_batch_is_decided_together_and_committed_in_arrival_order() -> None:
+    emitter, stage = RecordingSender(), BatchingStage()
+    run = runner(stage, emitter)
+    outcomes = asyncio.run(run.handle_batch([(request_bytes("b1"), source(0)), (b"{broken", source(1)),
+                                             (request_bytes("b2"), source(2)), (request_bytes("b1"), source(3))]))
+    assert outcomes == ["approved", "dead_letter", "approved", "duplicate"]
+    assert stage.batches == [["b1", "b2"]]  # the copy of b1 is not generated twice
+    assert emitter.committed == [1, 2, 3, 4]  # never past a message still in progress
+    passed = [json.loads(value) for topic, _, value in emitter.sent if topic == "gen.passed.consent"]
+    assert [item["assets"]["video"]["sha256"] for item in passed] == ["a" * 64] * 2
