@@ -1,6 +1,7 @@
 """Publish stage: the last gate before feed.published.
 
     every earlier stage approved (audit database, not the message's word)?  -no-> reject
+    every media reference still matches its hash in the asset store?        -no-> reject
     each re-check still passes (consent always; age controls when age runs)? -no-> reject
     -> approve: the runtime emits the PublishedItem to feed.published
 
@@ -15,6 +16,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.assets import AssetIntegrityError, AssetStore
 from pipeline.audit import AuditStore
 from pipeline.stage import Verdict
 from policies.loader import LoadedPolicy
@@ -38,8 +40,9 @@ class PublishStage:
     name = "publish"
 
     def __init__(self, policy: LoadedPolicy[PublishRules], audit: AuditStore, earlier_stages: tuple[str, ...],
-                 rechecks: list[Recheck]) -> None:
+                 rechecks: list[Recheck], assets: AssetStore | None = None) -> None:
         self.policy = policy
+        self._assets = assets
         self._audit = audit
         self._earlier_stages = earlier_stages
         self._rechecks = rechecks
@@ -52,6 +55,14 @@ class PublishStage:
                                           message=f"Not every check approved this video: no approval recorded "
                                                   f"for {', '.join(missing)}.")],
                                   missing_approvals=missing)
+        if self._assets is not None:
+            for role, reference in item.assets.items():
+                try:
+                    self._assets.get(reference)
+                except AssetIntegrityError as problem:
+                    return Verdict.reject([Reason(code="asset_integrity",
+                                                  message=f"The {role} to publish failed its integrity check "
+                                                          f"({problem}).")], asset=role)
         versions = {recheck.stage: recheck.policy_version for recheck in self._rechecks}
         for recheck in self._rechecks:
             verdict = recheck.check(item)

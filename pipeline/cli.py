@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from pipeline.assets import asset_store
 from pipeline.settings import Settings, load_settings
 
 app = typer.Typer(help="trustreel: moderation and trust pipeline for AI-generated video, on Apache Kafka.",
@@ -26,9 +27,11 @@ audit_app = typer.Typer(help="Query the audit database.", no_args_is_help=True)
 gallery_app = typer.Typer(help="Face galleries: public figures and cameo owners.", no_args_is_help=True)
 asset_app = typer.Typer(help="The content-addressed asset store (media travels by reference).", no_args_is_help=True)
 account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
+generator_app = typer.Typer(help="The generation model.", no_args_is_help=True)
 for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
                   (policy_app, "policy"), (cameo_app, "cameo"), (account_app, "account"),
-                  (gallery_app, "gallery"), (asset_app, "asset"), (audit_app, "audit")]:
+                  (gallery_app, "gallery"), (asset_app, "asset"), (audit_app, "audit"),
+                  (generator_app, "generator")]:
     app.add_typer(sub, name=name)
 
 
@@ -169,6 +172,18 @@ def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files
 
 # --- producers ------------------------------------------------------------------------------------------------
 
+@app.command("health")
+def health(ctx: typer.Context) -> None:
+    """Exit 0 if the broker (with topics), audit database (migrated) and asset store are usable."""
+    from pipeline.health import run_checks
+
+    checks = run_checks(_settings(ctx))
+    for check in checks:
+        typer.echo(f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
 @app.command("submit")
 def submit(
     ctx: typer.Context,
@@ -177,6 +192,8 @@ def submit(
     cameo: list[str] = typer.Option([], help="Cameo id used (repeatable)"),
     request_id: Optional[str] = typer.Option(None, help="Request id (default: a new UUID)"),
     duration: float = typer.Option(5.0, help="Requested duration in seconds"),
+    width: int = typer.Option(720, help="Requested width in pixels"),
+    height: int = typer.Option(1280, help="Requested height in pixels"),
     media: list[Path] = typer.Option([], exists=True, dir_okay=False, help="Input image or video (repeatable)"),
     label: list[str] = typer.Option([], help="Declared content label (repeatable)"),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="JSONL file of requests instead of flags"),
@@ -195,13 +212,13 @@ def submit(
     else:
         if requester is None or prompt is None:
             _fail("give --requester and --prompt, or --file")
-        from pipeline.assets import LocalAssetStore
-
-        store = LocalAssetStore(_settings(ctx).asset_dir)
+        settings = _settings(ctx)
+        store = asset_store(settings.asset_dir, settings.asset_url)
         references = [store.put(path.read_bytes(), _guess_type(path)) for path in media]
         try:
             requests = [GenerationRequest(request_id=request_id or str(uuid.uuid4()), requester_account=requester,
                                           prompt=prompt, cameo_ids=cameo, duration_seconds=duration,
+                                          resolution={"width": width, "height": height},
                                           input_media=references, content_labels=label)]
         except ValidationError as exc:
             _fail(f"not sent: {describe_validation_error(exc)}")
@@ -251,9 +268,16 @@ def cameo_register(ctx: typer.Context, cameo_id: str, owner: str = typer.Option(
 @cameo_app.command("verify")
 def cameo_verify(ctx: typer.Context, cameo_id: str,
                  verified_by: str = typer.Option(..., help="Verifier (service or staff id)"),
-                 method: str = typer.Option("liveness", help="Verification method")) -> None:
+                 method: str = typer.Option("liveness", help="Verification method"),
+                 media: list[Path] = typer.Option([], exists=True, dir_okay=False,
+                                                  help="Verified reference image of the owner (repeatable); "
+                                                       "generation conditions the cameo on these")) -> None:
     """Record that the owner's likeness was verified (the liveness check itself runs upstream)."""
-    _send_consent(ctx, cameo_id=cameo_id, kind="verify", verified_by=verified_by, verification_method=method)
+    settings = _settings(ctx)
+    store = asset_store(settings.asset_dir, settings.asset_url)
+    references = [store.put(path.read_bytes(), _guess_type(path)) for path in media]
+    _send_consent(ctx, cameo_id=cameo_id, kind="verify", verified_by=verified_by, verification_method=method,
+                  reference_media=references)
 
 
 @cameo_app.command("grant")
@@ -281,7 +305,9 @@ def cameo_show(ctx: typer.Context, cameo_id: str) -> None:
     if state is None:
         _fail(f"cameo {cameo_id} is not registered")
     typer.echo(json.dumps({k: (v.value if hasattr(v, "value") else v) for k, v in vars(state).items()
-                           if k != "access"} | {"access": {a: l.value for a, l in state.access.items()}},
+                           if k not in ("access", "reference_media")}
+                          | {"access": {a: l.value for a, l in state.access.items()},
+                             "reference_media": [media.model_dump() for media in state.reference_media]},
                           default=str, indent=2))
 
 
@@ -395,13 +421,22 @@ def gallery_remove(ctx: typer.Context, name: str,
     typer.echo(f"removed {gallery}/{name}")
 
 
+@generator_app.command("tiny")
+def generator_tiny(directory: Path, seed: int = typer.Option(0, help="Weight initialisation seed")) -> None:
+    """Write a tiny randomly initialised LTX-Video pipeline (no download) for demos, tests and benchmarks."""
+    from pipeline.tiny_generator import build_tiny_ltx
+
+    build_tiny_ltx(directory, seed)
+    typer.echo(f"tiny pipeline written; use it with TRUSTREEL_GENERATOR_MODEL={directory}")
+
+
 @asset_app.command("put")
 def asset_put(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
               media_type: Optional[str] = typer.Option(None, help="Default: guessed from the file name")) -> None:
     """Store a file and print its reference (JSON) for a request's input_media."""
-    from pipeline.assets import LocalAssetStore
-
-    reference = LocalAssetStore(_settings(ctx).asset_dir).put(file.read_bytes(), media_type or _guess_type(file))
+    settings = _settings(ctx)
+    reference = asset_store(settings.asset_dir, settings.asset_url).put(file.read_bytes(),
+                                                                        media_type or _guess_type(file))
     typer.echo(reference.model_dump_json())
 
 

@@ -1,6 +1,7 @@
 """`trustreel demo`: the whole job on one machine, end to end.
 
     local broker (started unless --bootstrap-servers names another) -> topics -> audit DB
+    -> a tiny random generation model (unless TRUSTREEL_GENERATOR_MODEL names a real one)
     -> one worker process running every stage
     -> sample accounts (adults, a 14-year-old, an 11-year-old) and cameos
        (verified / unverified / revoked / audience-limited)
@@ -25,7 +26,7 @@ from sqlalchemy import select
 
 import insightface
 
-from pipeline.assets import LocalAssetStore
+from pipeline.assets import AssetStore, asset_store
 from pipeline.audit_queries import request_path
 from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
@@ -48,13 +49,19 @@ def _uses_local_broker(settings: Settings) -> bool:
     return settings.bootstrap in {f"127.0.0.1:{settings.broker_port}", f"localhost:{settings.broker_port}"}
 
 
-def _consents(run: str) -> list[ConsentEvent]:
+def _insightface_image(name: str) -> Path:
+    """Sample photos that ship inside the insightface package (no download)."""
+    return Path(insightface.__file__).parent / "data" / "images" / name
+
+
+def _consents(run: str, alice_reference: MediaReference) -> list[ConsentEvent]:
     def event(cameo: str, kind: str, **fields: object) -> ConsentEvent:
         return ConsentEvent(event_id=str(uuid.uuid4()), cameo_id=f"{cameo}-{run}", kind=kind, **fields)
 
     return [
         event("cameo-alice", "register", owner_account="alice", audience="approved"),
-        event("cameo-alice", "verify", verified_by="liveness-service", verification_method="liveness"),
+        event("cameo-alice", "verify", verified_by="liveness-service", verification_method="liveness",
+              reference_media=[alice_reference]),
         event("cameo-alice", "grant", account="bob", access="allow"),
         event("cameo-dave", "register", owner_account="dave", audience="everyone"),
         event("cameo-erin", "register", owner_account="erin", audience="everyone"),
@@ -76,17 +83,18 @@ def _accounts(run: str) -> list[AccountEvent]:
         born(f"teen-{run}", 14, "estimated"), born(f"child-{run}", 11, "estimated")]
 
 
-def _samples(run: str, asset_dir: Path) -> list[Sample]:
+def _samples(run: str, assets: AssetStore) -> list[Sample]:
     def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = (),
-                media: tuple[MediaReference, ...] = ()) -> GenerationRequest:
+                media: tuple[MediaReference, ...] = (), seconds: float = 1.0) -> GenerationRequest:
+        # Small and short: the demo generates on a CPU (a real deployment asks for 720x1280).
         return GenerationRequest(request_id=f"{name}-{run}", requester_account=requester, prompt=prompt,
                                  cameo_ids=[f"{cameo}-{run}" for cameo in cameos], content_labels=list(labels),
-                                 input_media=list(media))
+                                 input_media=list(media), duration_seconds=seconds,
+                                 resolution={"width": 64, "height": 96})
 
     def _sample_photo() -> MediaReference:
-        """A real portrait that ships inside the insightface package, put in the asset store."""
-        photo = Path(insightface.__file__).parent / "data" / "images" / "Tom_Hanks_54745.png"
-        return LocalAssetStore(asset_dir).put(photo.read_bytes(), "image/png")
+        """A real portrait, put in the asset store."""
+        return assets.put(_insightface_image("Tom_Hanks_54745.png").read_bytes(), "image/png")
 
     return [
         Sample("approved friend uses a cameo", "published",
@@ -103,6 +111,8 @@ def _samples(run: str, asset_dir: Path) -> list[Sample]:
                request("famous", "bob", "T0m H4nks eating a burger")),
         Sample("input photo of a person who never consented", "rejected at likeness",
                request("photo", "carol", "make this man dance", media=(_sample_photo(),))),
+        Sample("a video longer than policy allows", "rejected at generate",
+               request("long", "carol", "a very long paper boat journey", seconds=60)),
         Sample("an 11-year-old's account", "rejected at age", request("child", f"child-{run}", "my dog flying")),
         Sample("a 14-year-old asks for mature content", "rejected at age",
                request("teen", f"teen-{run}", "a horror scene", labels=["mature"])),
@@ -136,7 +146,21 @@ def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, ids: set[str], 
         time.sleep(0.2)
 
 
-def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 120.0) -> int:
+def _demo_generator_model(settings: Settings) -> str:
+    """The configured model, or (left at the default hub id) a tiny random one built here, offline."""
+    if "TRUSTREEL_GENERATOR_MODEL" in os.environ or "generate" not in settings.stages:
+        return settings.generator_model
+    directory = Path("trustreel-tiny-model").resolve()
+    if not (directory / "model_index.json").exists():
+        from pipeline.tiny_generator import build_tiny_ltx
+
+        build_tiny_ltx(directory)
+    print(f"generation uses a tiny randomly initialised model in {directory.name}/ (its videos are noise); "
+          f"set TRUSTREEL_GENERATOR_MODEL for a real one")
+    return str(directory)
+
+
+def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 180.0) -> int:
     broker = None
     if _uses_local_broker(settings):
         from pipeline.broker import LocalBroker
@@ -151,14 +175,18 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
     upgrade(settings.db_url)
     run = uuid.uuid4().hex[:8]
     print(f"demo run {run}: audit database {settings.db_url}")
+    generator_model = _demo_generator_model(settings)
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
                               env=os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
                                                 "TRUSTREEL_DB_URL": settings.db_url,
-                                                "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve())})
-    samples = _samples(run, settings.asset_dir)
+                                                "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve()),
+                                                "TRUSTREEL_GENERATOR_MODEL": generator_model})
+    assets = asset_store(settings.asset_dir, settings.asset_url)
+    samples = _samples(run, assets)
     try:
         sessions = make_sessionmaker(make_engine(settings.db_url))
-        consents, accounts = _consents(run), _accounts(run)
+        alice = assets.put(_insightface_image("t1.jpg").read_bytes(), "image/jpeg")
+        consents, accounts = _consents(run, alice), _accounts(run)
         with PipelineProducer(settings) as producer:
             for event in consents:
                 producer.send_consent(event)

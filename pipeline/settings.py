@@ -13,8 +13,9 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("consent", "likeness", "age", "publish")
-"""Stage order. Later stages (generate, likeness-post, provenance) slot in here by config."""
+DEFAULT_STAGES = ("consent", "likeness", "age", "generate", "likeness-post", "publish")
+"""Stage order. MODERATION_ONLY_STAGES skips generation (e.g. when videos are made elsewhere)."""
+MODERATION_ONLY_STAGES = ("consent", "likeness", "age", "publish")
 
 
 class Settings(BaseSettings):
@@ -35,6 +36,21 @@ class Settings(BaseSettings):
                                            description="How soon a dead worker's partitions move to the others")
     stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
     asset_dir: Path = Field(default=Path("trustreel-assets"), description="Local content-addressed asset store")
+    asset_url: str | None = Field(default=None,
+                                  description="fsspec URL of the asset store (e.g. s3://bucket/assets); "
+                                              "overrides asset_dir")
+    generator_model: str = Field(default="Lightricks/LTX-Video",
+                                 description="diffusers model id or local directory of the generation pipeline")
+    generator_pipeline: str = Field(default="LTXPipeline", description="diffusers text-to-video pipeline class")
+    generator_image_pipeline: str | None = Field(default="LTXImageToVideoPipeline",
+                                                 description="diffusers image-to-video class used for cameos")
+    generator_device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda:N")
+    generator_dtype: str = Field(default="auto", pattern="^(auto|float32|float16|bfloat16)$",
+                                 description="auto: float16 on CUDA, float32 on CPU")
+    generator_audio_pipeline: str | None = Field(default=None,
+                                                 description="diffusers text-to-audio class run beside the video "
+                                                             "pipeline when it makes no audio (e.g. AudioLDM2Pipeline)")
+    generator_audio_model: str | None = Field(default=None, description="Model id of the audio pipeline")
     face_backend: str = Field(default="dlib", pattern="^(dlib|insightface)$",
                               description="Face embedder: dlib (offline default) or insightface (production)")
     insightface_model_dir: Path | None = Field(default=None, description="SCRFD + ArcFace ONNX model directory")

@@ -1,7 +1,6 @@
 """The stage catalog: stage name -> how to build it from its policy and shared services.
 
-The runtime never names a stage; later stages (generate, provenance)
-register here and are switched on by listing them in TRUSTREEL_STAGES.
+The runtime never names a stage; a stage is switched on by listing it in TRUSTREEL_STAGES.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 
 from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage
+from consumers.generate import GenerateRules, GenerateStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.account_registry import AccountRegistry
@@ -21,6 +21,7 @@ from pipeline.assets import AssetStore
 from pipeline.audit import AuditStore
 from pipeline.faces import embedder_from_settings
 from pipeline.galleries import GallerySearch, GalleryStore
+from pipeline.generator import DiffusersVideoGenerator, GeneratorConfig
 from pipeline.consent_registry import ConsentRegistry
 from pipeline.generation_caps import CapLedger
 from pipeline.settings import Settings
@@ -64,6 +65,17 @@ def _likeness(name: str) -> Callable[[StageServices], Stage]:
     return build
 
 
+def _generate(services: StageServices) -> GenerateStage:
+    settings = services.settings
+    generator = DiffusersVideoGenerator(GeneratorConfig(
+        model_id=settings.generator_model, pipeline_class=settings.generator_pipeline,
+        image_pipeline_class=settings.generator_image_pipeline, device=settings.generator_device,
+        dtype=settings.generator_dtype, audio_pipeline_class=settings.generator_audio_pipeline,
+        audio_model_id=settings.generator_audio_model))
+    generator.load()  # once per worker, before it takes any work: a missing model stops the worker at start
+    return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets)
+
+
 def _publish(services: StageServices) -> Stage:
     stages = services.settings.stages
     consent = _consent(services)
@@ -72,14 +84,14 @@ def _publish(services: StageServices) -> Stage:
         age = _age(services)
         rechecks.append(Recheck("age", age.policy.version, age.recheck))
     return PublishStage(services.policy("publish"), services.audit, earlier_stages=stages[: stages.index("publish")],
-                        rechecks=rechecks)
+                        rechecks=rechecks, assets=services.assets)
 
 
 RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "likeness": LikenessRules, "age": AgeRules,
-                                     "publish": PublishRules}
+                                     "generate": GenerateRules, "publish": PublishRules}
 BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
     "consent": _consent, "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
-    "age": _age, "publish": _publish,
+    "age": _age, "generate": _generate, "publish": _publish,
 }
 
 

@@ -22,7 +22,7 @@ import tempfile
 import faust
 
 from pipeline import stages as stage_catalog
-from pipeline.assets import LocalAssetStore
+from pipeline.assets import asset_store
 from pipeline.audit import SqlAuditStore
 from pipeline.galleries import GalleryStore
 from pipeline.account_registry import SqlAccountRegistry
@@ -32,7 +32,7 @@ from pipeline.db import make_engine, make_sessionmaker, upgrade
 from pipeline.faust_transport import StageApp
 from pipeline.runtime import RuntimeConfig, StageRunner, until_infrastructure_answers
 from pipeline.settings import Settings
-from pipeline.stage import system_clock
+from pipeline.stage import BatchStage, system_clock
 from pipeline.state_feeds import StateFeed, state_feeds
 from pipeline.topics import TopicMap, ensure_topics
 from pipeline.transactions import FencedOut, TransactionalSender
@@ -83,7 +83,8 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
                            stage_error_retries=settings.stage_error_retries)
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
-                                           clock=system_clock, assets=LocalAssetStore(settings.asset_dir),
+                                           clock=system_clock,
+                                           assets=asset_store(settings.asset_dir, settings.asset_url),
                                            galleries=GalleryStore(sessions))
     for name in stage_names:
         runner = StageRunner(stage_catalog.build_stage(name, services), topics, audit, sender, config, system_clock)
@@ -94,6 +95,9 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
 
 
 def _stage_agent(runner: StageRunner):
+    if isinstance(runner.stage, BatchStage):
+        return _batch_stage_agent(runner, runner.stage.batch_size, runner.stage.batch_wait_seconds)
+
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
@@ -102,6 +106,23 @@ def _stage_agent(runner: StageRunner):
                                                 offset=message.offset))
             log.info("%s %s@%d/%d -> %s", runner.stage.name, message.topic, message.partition, message.offset,
                      outcome)
+
+    process.__name__ = f"stage_{runner.stage.name}"
+    return process
+
+
+def _batch_stage_agent(runner: StageRunner, batch_size: int, wait_seconds: float):
+    """Hand the stage up to `batch_size` messages at once, waiting at most `wait_seconds` to fill a batch."""
+
+    async def process(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch_size, within=max(wait_seconds, 0.01)):
+            messages = [(event.message.value, DeadLetterSource(topic=event.message.topic,
+                                                               partition=event.message.partition,
+                                                               offset=event.message.offset)) for event in events]
+            outcomes = await runner.handle_batch(messages)
+            for (_, source), outcome in zip(messages, outcomes):
+                log.info("%s %s@%d/%d -> %s (batch of %d)", runner.stage.name, source.topic, source.partition,
+                         source.offset, outcome, len(messages))
 
     process.__name__ = f"stage_{runner.stage.name}"
     return process

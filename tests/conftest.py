@@ -23,7 +23,7 @@ import pytest
 
 from pipeline.broker import LocalBroker
 from pipeline.db import upgrade
-from pipeline.settings import Settings
+from pipeline.settings import MODERATION_ONLY_STAGES, Settings
 from pipeline.topics import TopicMap, ensure_topics
 
 TEST_BROKER_PORT = int(os.environ.get("TRUSTREEL_TEST_BROKER_PORT", "19092"))
@@ -52,12 +52,50 @@ def broker() -> Iterator[LocalBroker]:
     node.stop()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised LTX-Video pipeline, built once per session from configs (no download)."""
+    from pipeline.tiny_generator import build_tiny_ltx
+
+    return build_tiny_ltx(tmp_path_factory.mktemp("tiny-ltx"))
+
+
+FAST_GENERATION_RULES = {"fps": 8, "steps": 2, "batch_wait_seconds": 1.0}
+"""Test generation policy: 1 s of video is 9 frames, two denoising steps."""
+
+
+def policies_with(directory: Path, stage: str, **rules: object) -> Path:
+    """A copy of the packaged policies in `directory` with some of one stage's rules changed."""
+    import yaml
+
+    from policies.loader import policy_path
+
+    if not directory.exists():
+        shutil.copytree(policy_path("consent").parent, directory,
+                        ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    path = directory / f"{stage}.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["rules"] = {**(document.get("rules") or {}), **rules}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return directory
+
+
 @pytest.fixture
 def settings(broker: LocalBroker, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """Settings of an isolated pipeline; `@pytest.mark.stages(...)` picks the stage list (default: the product's)."""
+    """Settings of an isolated pipeline; `@pytest.mark.stages(...)` picks the stage list.
+
+    Default: the moderation stages only. With generate in the list, the session's tiny model and
+    a fast generation policy (copied policies under tmp_path/policies) are configured.
+    """
     marker = request.node.get_closest_marker("stages")
+    stages = marker.args if marker else MODERATION_ONLY_STAGES
+    generation: dict[str, object] = {}
+    if "generate" in stages:
+        generation = {"generator_model": str(request.getfixturevalue("tiny_model_dir")),
+                      "policy_dir": policies_with(tmp_path / "policies", "generate", **FAST_GENERATION_RULES)}
     configured = Settings(
-        stages=marker.args if marker else Settings().stages,
+        stages=stages,
+        **generation,
         bootstrap=broker.bootstrap,
         db_url=f"sqlite:///{tmp_path / 'audit.db'}",
         asset_dir=tmp_path / "assets",
@@ -77,6 +115,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRUSTREEL_PARTITIONS": str(settings.partitions),
         "TRUSTREEL_STAGES": ",".join(settings.stages),
         "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve()),
+        "TRUSTREEL_GENERATOR_MODEL": settings.generator_model,
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }
 

@@ -8,20 +8,25 @@ import sys
 
 import pytest
 
-from pipeline.settings import Settings
+from pipeline.settings import DEFAULT_STAGES, Settings
 from tests.conftest import settings_env
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.stages(*DEFAULT_STAGES)]
 
 
 def test_demo_runs_every_sample_to_its_expected_outcome(settings: Settings, tmp_path) -> None:
+    # As a user runs it: packaged policies, and the demo builds its own tiny model in its directory.
+    environment = {name: value for name, value in settings_env(settings).items()
+                   if name not in ("TRUSTREEL_POLICY_DIR", "TRUSTREEL_GENERATOR_MODEL")}
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=tmp_path,
-                            env=os.environ | settings_env(settings), capture_output=True, text=True, timeout=300)
+                            env=os.environ | environment, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "14 of 14 requests ended as expected" in result.stdout
+    assert "15 of 15 requests ended as expected" in result.stdout
     assert result.stdout.count("outcome: rejected at likeness") == 2
     assert result.stdout.count("outcome: published") == 3
     assert result.stdout.count("outcome: rejected at consent") == 4
     assert result.stdout.count("outcome: rejected at age") == 2
+    assert result.stdout.count("outcome: rejected at generate") == 1
+    assert "tiny randomly initialised model" in result.stdout
     assert result.stdout.count("outcome: dead letter") == 3
     assert "unsupported_schema_version: schema_version 99 is not supported" in result.stdout

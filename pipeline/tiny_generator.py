@@ -1,0 +1,55 @@
+"""A tiny, randomly initialised LTX-Video pipeline built from configs: no download, seconds on a CPU.
+
+Tests, the demo and the benchmarks need real diffusers generation without model weights, so this
+writes a complete pipeline directory (model_index.json, transformer, VAE, T5 text encoder, a
+word-level tokenizer, scheduler) that loads through the same `from_pretrained` path as a real
+model. Its output is noise shaped like a video: right frame count, size and timing, no meaning.
+
+    trustreel generator tiny DIR  ->  TRUSTREEL_GENERATOR_MODEL=DIR
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_WORDS = ("a an the of in on at with and person people cat dog dance dances walks runs beach city "
+              "forest night day sunset rain snow robot car boat sea mountain video scene smiling friends").split()
+
+
+def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
+    """Write the tiny pipeline to `directory` (created); returns it. The same seed gives the same weights."""
+    import torch
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4,
+        attention_head_dim=8, cross_attention_dim=32, num_layers=1, caption_channels=32)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4, upsample_factor=(1, 1, 1, 1), timestep_conditioning=False,
+        patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    vocabulary = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in TINY_WORDS:
+        vocabulary.setdefault(word, len(vocabulary))
+    word_level = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    word_level.normalizer = normalizers.Lowercase()
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>", model_max_length=128)
+    text_encoder = T5EncoderModel(T5Config(vocab_size=len(vocabulary), d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                                           num_heads=4, relative_attention_num_buckets=8))
+    pipeline = LTXPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
+                           text_encoder=text_encoder, tokenizer=tokenizer)
+    directory.mkdir(parents=True, exist_ok=True)
+    pipeline.save_pretrained(directory)
+    return directory
