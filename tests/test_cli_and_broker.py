@@ -94,3 +94,16 @@ def test_topics_are_created_with_configured_partitions_and_compaction(settings: 
         assert configs["topic"][f"{prefix}cameo.consents"]["cleanup.policy"]["value"] == "compact"
     finally:
         admin.close()
+
+
+@pytest.mark.broker
+def test_health_passes_on_a_ready_pipeline_and_names_what_is_missing(settings: Settings, tmp_path: Path) -> None:
+    ready = CliRunner().invoke(app, ["health"], env=settings_env(settings))
+    assert ready.exit_code == 0, ready.output
+    assert "broker: ok" in ready.output and "database: ok: migration" in ready.output and "assets: ok" in ready.output
+    unready = settings_env(settings) | {"TRUSTREEL_DB_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+                                        "TRUSTREEL_TOPIC_PREFIX": "never-created."}
+    result = CliRunner().invoke(app, ["health"], env=unready)
+    assert result.exit_code == 1
+    assert "broker: FAILED: topics missing: never-created.cameo.consents" in result.output
+    assert "database: FAILED: at migration None" in result.output and "trustreel db upgrade" in result.output

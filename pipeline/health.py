@@ -1,0 +1,75 @@
+"""Readiness checks for deployments: can this process reach what a worker needs?
+
+    trustreel health  ->  broker answers and has the pipeline's topics
+                          audit database answers and is at the newest migration
+                          asset store answers (one fixed probe object)
+    exit 0 when all hold; otherwise 1, one line per failed check (container health checks use this)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_broker(settings: Settings) -> Check:
+    from kafka.admin import KafkaAdminClient
+
+    from pipeline.topics import TopicMap
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="trustreel-health",
+                                 request_timeout_ms=5000)
+        try:
+            existing = set(admin.list_topics())
+        finally:
+            admin.close()
+    except Exception as exc:  # any client error means "not ready"
+        return Check("broker", False, f"{settings.bootstrap}: {type(exc).__name__}: {exc}")
+    missing = sorted(spec.name for spec in TopicMap.from_settings(settings).all_topics(settings)
+                     if spec.name not in existing)
+    if missing:
+        return Check("broker", False, f"topics missing: {', '.join(missing)} (run `trustreel topics create`)")
+    return Check("broker", True, settings.bootstrap)
+
+
+def check_database(settings: Settings) -> Check:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from pipeline.db import alembic_config, make_engine
+
+    try:
+        engine = make_engine(settings.db_url)
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        engine.dispose()
+    except Exception as exc:
+        return Check("database", False, f"{type(exc).__name__}: {exc}")
+    head = ScriptDirectory.from_config(alembic_config(settings.db_url)).get_current_head()
+    if current != head:
+        return Check("database", False, f"at migration {current}, newest is {head} (run `trustreel db upgrade`)")
+    return Check("database", True, f"migration {current}")
+
+
+def check_assets(settings: Settings) -> Check:
+    from pipeline.assets import asset_store
+
+    try:
+        store = asset_store(settings.asset_dir, settings.asset_url)
+        store.get(store.put(b"trustreel health probe", "text/plain"))  # same bytes each time: one object
+    except Exception as exc:
+        return Check("assets", False, f"{type(exc).__name__}: {exc}")
+    return Check("assets", True, settings.asset_url or str(settings.asset_dir))
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check_broker(settings), check_database(settings), check_assets(settings)]

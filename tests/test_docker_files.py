@@ -1,0 +1,145 @@
+"""docker/ checked statically (no container engine here): compose and Dockerfiles agree with the code."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+
+from pipeline.cli import app
+from pipeline.settings import Settings
+from pipeline.stages import BUILDERS
+
+DOCKER = Path(__file__).resolve().parents[1] / "docker"
+SETTINGS_VARIABLES = {f"TRUSTREEL_{name.upper()}" for name in Settings.model_fields}
+
+
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def trustreel_services() -> dict[str, dict]:
+    return {name: service for name, service in compose()["services"].items()
+            if str(service.get("image", "")).startswith("trustreel:")}
+
+
+def dockerfile(name: str) -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs with continuation lines joined and comments dropped."""
+    instructions, current = [], ""
+    for line in (DOCKER / name).read_text().splitlines():
+        if line.strip().startswith("#") and not current:
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            if current.strip():
+                keyword, _, rest = current.strip().partition(" ")
+                instructions.append((keyword.upper(), rest.strip()))
+            current = ""
+    return instructions
+
+
+def resolve(arguments: list[str]):
+    """Parse a trustreel command line the way the CLI would, without running it."""
+    command = typer.main.get_command(app)  # typer ships its own click: duck-type groups
+    context = command.make_context("trustreel", list(arguments), resilient_parsing=False)
+    while hasattr(command, "get_command"):
+        remaining = [*getattr(context, "_protected_args", []), *context.args]
+        assert remaining, f"{arguments} names a command group, not a command"
+        name, *rest = remaining
+        sub = command.get_command(context, name)
+        assert sub is not None, f"trustreel has no command {name!r} (from {arguments})"
+        command, context = sub, sub.make_context(name, rest, parent=context)
+    return context
+
+
+def environment_of(service: dict) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(entry.split("=", 1) for entry in environment)
+    return {str(key): str(value) for key, value in environment.items()}
+
+
+def test_compose_services_run_real_cli_commands_with_known_stages() -> None:
+    services = trustreel_services()
+    assert {"migrate", "topics", "consent", "likeness", "age", "generate", "likeness-post", "publish"} <= set(services)
+    for name, service in services.items():
+        context = resolve(service["command"])
+        stages = context.params.get("stage") or []
+        assert all(stage in BUILDERS for stage in stages), f"{name}: unknown stage in {stages}"
+        if service["command"][0] == "worker":
+            assert stages, f"{name}: every worker service runs named stages, so each scales on its own"
+
+
+def test_every_stage_of_the_configured_order_has_a_worker_service() -> None:
+    services = trustreel_services()
+    stage_order = Settings(stages=environment_of(services["consent"])["TRUSTREEL_STAGES"]).stages
+    served = {stage for service in services.values() if service["command"][0] == "worker"
+              for stage in resolve(service["command"]).params["stage"]}
+    assert served == set(stage_order)
+
+
+def test_environment_variables_are_ones_the_settings_read() -> None:
+    for name, service in trustreel_services().items():
+        environment = environment_of(service)
+        unknown = {key for key in environment if key.startswith("TRUSTREEL_")} - SETTINGS_VARIABLES
+        assert not unknown, f"{name}: settings never read {sorted(unknown)}"
+        configured = {key[len("TRUSTREEL_"):].lower(): value for key, value in environment.items()
+                      if key.startswith("TRUSTREEL_") and "${" not in value}
+        Settings(**configured)  # the values validate too
+    for file in ("Dockerfile", "Dockerfile.gpu"):
+        for instruction, arguments in dockerfile(file):
+            if instruction == "ENV":
+                names = {part.split("=", 1)[0] for part in shlex.split(arguments)}
+                unknown = {n for n in names if n.startswith("TRUSTREEL_")} - SETTINGS_VARIABLES
+                assert not unknown, f"{file}: settings never read {sorted(unknown)}"
+
+
+def test_dockerfiles_start_the_cli_and_check_health() -> None:
+    for file, expected_cmd in (("Dockerfile", ["worker"]), ("Dockerfile.gpu", ["worker", "--stage", "generate"])):
+        instructions = dict(dockerfile(file))
+        assert instructions["FROM"], file
+        assert yaml.safe_load(instructions["ENTRYPOINT"]) == ["trustreel"]
+        command = yaml.safe_load(instructions["CMD"])
+        assert command == expected_cmd
+        resolve(command)
+        health = instructions["HEALTHCHECK"]
+        resolve(yaml.safe_load(health[health.index("CMD") + 3:].strip())[1:])
+        copied = {arguments.split()[0] for instruction, arguments in dockerfile(file) if instruction == "COPY"}
+        assert {"pipeline", "consumers", "policies", "schemas", "migrations", "pyproject.toml"} <= copied
+    assert "pytorch/pytorch" in dict(dockerfile("Dockerfile.gpu"))["FROM"] and "cuda" in dict(
+        dockerfile("Dockerfile.gpu"))["FROM"]
+
+
+def test_dependencies_volumes_health_and_the_gpu_profile() -> None:
+    document = compose()
+    services = document["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith(("/", ".", "$")):
+                assert source in document["volumes"], f"{name}: undeclared volume {source}"
+        health = service.get("healthcheck", {})
+        assert health.get("test") or health.get("disable"), f"{name} has no health check"
+    workers = {n: s for n, s in trustreel_services().items() if s["command"][0] == "worker"}
+    assert all(any(v.startswith("assets:") for v in s["volumes"]) for s in workers.values())
+    assert all(s["healthcheck"]["test"][1:] == ["trustreel", "health"] for s in workers.values())
+    assert services["generate"]["profiles"] == ["gpu"]
+    assert services["generate"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert all("profiles" not in s for n, s in workers.items() if n != "generate")
+    assert services["migrate"]["command"] == ["db", "upgrade"]
+    assert services["consent"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_resolve_rejects_what_the_cli_would_reject() -> None:
+    with pytest.raises(AssertionError):
+        resolve(["no-such-command"])
+    with pytest.raises(Exception, match="No such option"):
+        resolve(["worker", "--no-such-option"])
