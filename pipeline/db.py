@@ -187,6 +187,19 @@ class GenerationChargeRow(Base):
     charged_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class ProvenanceMarkRow(Base):
+    """What the provenance stage signed for a request: the invisible watermark id leads back here."""
+
+    __tablename__ = "provenance_marks"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    watermark_id: Mapped[str] = mapped_column(String(32), index=True)
+    signed_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    manifest_label: Mapped[str] = mapped_column(String(200))
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class GalleryIdentityRow(Base):
     """A person in a gallery: a public figure, or a cameo (named by its cameo id)."""
 

@@ -99,3 +99,21 @@ def probe_mp4(data: bytes) -> VideoInfo:
             audio_seconds = sum(frame.samples for frame in container.decode(audio=0)) / rate
     return VideoInfo(frames=count, width=width, height=height, fps=fps, has_audio=has_audio,
                      audio_seconds=audio_seconds)
+
+
+def decode_mp4(data: bytes) -> tuple[np.ndarray, int, AudioTrack | None]:
+    """All frames (uint8 [T, H, W, 3]), the frame rate, and the audio track if there is one."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        fps = int(round(float(stream.average_rate or stream.base_rate or 24)))
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    audio = None
+    with av.open(io.BytesIO(data)) as container:
+        if container.streams.audio:
+            rate = container.streams.audio[0].rate
+            chunks = [frame.to_ndarray().astype(np.float32) for frame in container.decode(audio=0)]
+            if chunks:  # AAC decodes to planar float: [channels, samples] per frame
+                audio = AudioTrack(samples=np.concatenate(chunks, axis=1), sample_rate=rate)
+    return frames, fps, audio
