@@ -28,10 +28,11 @@ gallery_app = typer.Typer(help="Face galleries: public figures and cameo owners.
 asset_app = typer.Typer(help="The content-addressed asset store (media travels by reference).", no_args_is_help=True)
 account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
 generator_app = typer.Typer(help="The generation model.", no_args_is_help=True)
+provenance_app = typer.Typer(help="C2PA signing credentials.", no_args_is_help=True)
 for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
                   (policy_app, "policy"), (cameo_app, "cameo"), (account_app, "account"),
                   (gallery_app, "gallery"), (asset_app, "asset"), (audit_app, "audit"),
-                  (generator_app, "generator")]:
+                  (generator_app, "generator"), (provenance_app, "provenance")]:
     app.add_typer(sub, name=name)
 
 
@@ -171,6 +172,33 @@ def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files
 
 
 # --- producers ------------------------------------------------------------------------------------------------
+
+@app.command("verify")
+def verify(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output")) -> None:
+    """Check a video's C2PA manifest and invisible watermark, and find its audit record.
+
+    Exits 0 when the manifest validates (trusted, if trust anchors are configured), else 1.
+    """
+    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.stages import trust_anchors
+    from pipeline.verification import verify_file
+    from pipeline.watermarks import InvisibleMarkStyle
+    from policies.loader import load_policy, policy_path
+    from consumers.provenance import ProvenanceRules
+
+    settings = _settings(ctx)
+    rules = load_policy(policy_path("provenance", settings.policy_dir), ProvenanceRules).rules
+    report = verify_file(file.read_bytes(), trust_anchors(settings), InvisibleMarkStyle(**rules.invisible.model_dump()),
+                         make_sessionmaker(make_engine(settings.db_url)))
+    if as_json:
+        typer.echo(json.dumps(report.summary(), indent=2, default=str))
+    else:
+        typer.echo(report.render())
+    wanted = ("Trusted",) if settings.c2pa_trust_anchors else ("Trusted", "Valid")
+    if report.credentials.state not in wanted:
+        raise typer.Exit(1)
+
 
 @app.command("health")
 def health(ctx: typer.Context) -> None:
@@ -428,6 +456,17 @@ def generator_tiny(directory: Path, seed: int = typer.Option(0, help="Weight ini
 
     build_tiny_ltx(directory, seed)
     typer.echo(f"tiny pipeline written; use it with TRUSTREEL_GENERATOR_MODEL={directory}")
+
+
+@provenance_app.command("dev-cert")
+def provenance_dev_cert(directory: Path, valid_days: int = typer.Option(30, help="Leaf certificate lifetime")) -> None:
+    """Write a throwaway CA + ES256 signing chain for development (never for production)."""
+    from pipeline.dev_certificates import write_dev_credentials
+
+    credentials = write_dev_credentials(directory, valid_days=valid_days)
+    typer.echo(f"TRUSTREEL_C2PA_CERT_CHAIN={credentials.cert_chain}\n"
+               f"TRUSTREEL_C2PA_PRIVATE_KEY={credentials.private_key}\n"
+               f"TRUSTREEL_C2PA_TRUST_ANCHORS={credentials.trust_anchor}")
 
 
 @asset_app.command("put")

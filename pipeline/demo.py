@@ -2,6 +2,7 @@
 
     local broker (started unless --bootstrap-servers names another) -> topics -> audit DB
     -> a tiny random generation model (unless TRUSTREEL_GENERATOR_MODEL names a real one)
+    -> a throwaway C2PA signing chain (unless TRUSTREEL_C2PA_CERT_CHAIN names a real one)
     -> one worker process running every stage
     -> sample accounts (adults, a 14-year-old, an 11-year-old) and cameos
        (verified / unverified / revoked / audience-limited)
@@ -30,7 +31,7 @@ from pipeline.assets import AssetStore, asset_store
 from pipeline.audit_queries import request_path
 from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.db import DeadLetterRow, make_engine, make_sessionmaker, upgrade
+from pipeline.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
@@ -86,11 +87,12 @@ def _accounts(run: str) -> list[AccountEvent]:
 def _samples(run: str, assets: AssetStore) -> list[Sample]:
     def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = (),
                 media: tuple[MediaReference, ...] = (), seconds: float = 1.0) -> GenerationRequest:
-        # Small and short: the demo generates on a CPU (a real deployment asks for 720x1280).
+        # Small and short: the demo generates on a CPU (a real deployment asks for 720x1280);
+        # 256x256 is the smallest frame the invisible watermark fits in.
         return GenerationRequest(request_id=f"{name}-{run}", requester_account=requester, prompt=prompt,
                                  cameo_ids=[f"{cameo}-{run}" for cameo in cameos], content_labels=list(labels),
                                  input_media=list(media), duration_seconds=seconds,
-                                 resolution={"width": 64, "height": 96})
+                                 resolution={"width": 256, "height": 256})
 
     def _sample_photo() -> MediaReference:
         """A real portrait, put in the asset store."""
@@ -138,6 +140,20 @@ def _outcome(sessions, sample: Sample) -> tuple[str, str]:
     return "not seen yet", ""
 
 
+def _signed_video_note(sessions, sample: Sample, settings: Settings) -> str:
+    """Where a published sample's signed video is, and how to check it."""
+    if sample.request is None:
+        return ""
+    with sessions() as session:
+        details = session.scalar(select(DecisionRow.details).where(
+            DecisionRow.request_id == sample.request.request_id, DecisionRow.stage == "provenance"))
+    if not details or "signed_sha256" not in details:
+        return ""
+    digest = details["signed_sha256"]
+    where = settings.asset_dir / digest[:2] / digest if not settings.asset_url else f"asset://sha256/{digest}"
+    return f"\n  signed video: {where}\n  check it:     trustreel verify {where}"
+
+
 def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, ids: set[str], timeout_seconds: float) -> None:
     deadline = time.monotonic() + timeout_seconds
     while any(registry.get(entity_id) is None for entity_id in ids):
@@ -160,6 +176,20 @@ def _demo_generator_model(settings: Settings) -> str:
     return str(directory)
 
 
+def _demo_signing(settings: Settings) -> dict[str, str]:
+    """The configured C2PA credentials, or a throwaway development chain made here."""
+    if settings.c2pa_cert_chain is not None or "provenance" not in settings.stages:
+        return {}
+    from pipeline.dev_certificates import write_dev_credentials
+
+    credentials = write_dev_credentials(Path("trustreel-dev-c2pa").resolve(), organisation="trustreel demo")
+    print(f"videos are signed with a throwaway development certificate in {credentials.cert_chain.parent.name}/; "
+          f"set TRUSTREEL_C2PA_* for a real one")
+    return {"TRUSTREEL_C2PA_CERT_CHAIN": str(credentials.cert_chain),
+            "TRUSTREEL_C2PA_PRIVATE_KEY": str(credentials.private_key),
+            "TRUSTREEL_C2PA_TRUST_ANCHORS": str(credentials.trust_anchor)}
+
+
 def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 180.0) -> int:
     broker = None
     if _uses_local_broker(settings):
@@ -176,11 +206,13 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
     run = uuid.uuid4().hex[:8]
     print(f"demo run {run}: audit database {settings.db_url}")
     generator_model = _demo_generator_model(settings)
+    signing = _demo_signing(settings)
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
                               env=os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
                                                 "TRUSTREEL_DB_URL": settings.db_url,
                                                 "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve()),
-                                                "TRUSTREEL_GENERATOR_MODEL": generator_model})
+                                                "TRUSTREEL_GENERATOR_MODEL": generator_model}
+                              | signing)
     assets = asset_store(settings.asset_dir, settings.asset_url)
     samples = _samples(run, assets)
     try:
@@ -228,6 +260,6 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
         failures += not ok
         print(f"\n[{'ok' if ok else 'UNEXPECTED'}] {sample.label}: expected {sample.expected}, got {outcome}")
         if text:
-            print(text)
+            print(text + (_signed_video_note(sessions, sample, settings) if outcome == "published" else ""))
     print(f"\n{len(samples) - failures} of {len(samples)} requests ended as expected")
     return 1 if failures else 0

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("consent", "likeness", "age", "generate", "likeness-post", "publish")
+DEFAULT_STAGES = ("consent", "likeness", "age", "generate", "likeness-post", "provenance", "publish")
 """Stage order. MODERATION_ONLY_STAGES skips generation (e.g. when videos are made elsewhere)."""
 MODERATION_ONLY_STAGES = ("consent", "likeness", "age", "publish")
 
@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     insightface_model_dir: Path | None = Field(default=None, description="SCRFD + ArcFace ONNX model directory")
     gallery_approximate_above: int = Field(default=50_000, ge=1,
                                            description="Gallery size above which search is approximate (HNSW)")
+    c2pa_cert_chain: Path | None = Field(default=None, description="PEM signing certificate chain, leaf first")
+    c2pa_private_key: Path | None = Field(default=None, description="PEM private key of the signing certificate")
+    c2pa_algorithm: str = Field(default="es256", pattern="^(es256|es384|es512|ps256|ps384|ps512|ed25519)$")
+    c2pa_tsa_url: str | None = Field(default=None, description="RFC 3161 timestamp authority for signatures")
+    c2pa_signer_callback: str | None = Field(default=None,
+                                             description="module:function that signs bytes (KMS/HSM) instead "
+                                                         "of the private key file")
+    c2pa_trust_anchors: Path | None = Field(default=None,
+                                            description="PEM trust anchors: signed videos must validate as "
+                                                        "trusted against these (provenance, verify)")
     broker_home: Path = Field(
         default=Path.home() / ".cache" / "trustreel" / "kafka",
         description="Where `broker start` keeps Kafka jars, config, data and logs",

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage
 from consumers.generate import GenerateRules, GenerateStage
+from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.account_registry import AccountRegistry
@@ -23,6 +24,8 @@ from pipeline.faces import embedder_from_settings
 from pipeline.galleries import GallerySearch, GalleryStore
 from pipeline.generator import DiffusersVideoGenerator, GeneratorConfig
 from pipeline.consent_registry import ConsentRegistry
+from pipeline.content_credentials import SigningConfig
+from pipeline.provenance_ledger import ProvenanceLedger
 from pipeline.generation_caps import CapLedger
 from pipeline.settings import Settings
 from pipeline.stage import Clock, Stage
@@ -39,6 +42,7 @@ class StageServices:
     clock: Clock
     assets: AssetStore
     galleries: GalleryStore
+    provenance: ProvenanceLedger
 
     def policy(self, stage: str) -> LoadedPolicy:
         return load_policy(policy_path(stage, self.settings.policy_dir), RULES[stage], expected_stage=stage)
@@ -76,6 +80,22 @@ def _generate(services: StageServices) -> GenerateStage:
     return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets)
 
 
+def _provenance(services: StageServices) -> ProvenanceStage:
+    settings = services.settings
+    return ProvenanceStage(services.policy("provenance"), signing_config(settings), trust_anchors(settings),
+                           services.assets, services.provenance, services.clock)
+
+
+def signing_config(settings: Settings) -> SigningConfig:
+    return SigningConfig(cert_chain=settings.c2pa_cert_chain, private_key=settings.c2pa_private_key,
+                         algorithm=settings.c2pa_algorithm, tsa_url=settings.c2pa_tsa_url,
+                         signer_callback=settings.c2pa_signer_callback)
+
+
+def trust_anchors(settings: Settings) -> bytes | None:
+    return settings.c2pa_trust_anchors.read_bytes() if settings.c2pa_trust_anchors else None
+
+
 def _publish(services: StageServices) -> Stage:
     stages = services.settings.stages
     consent = _consent(services)
@@ -88,10 +108,11 @@ def _publish(services: StageServices) -> Stage:
 
 
 RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "likeness": LikenessRules, "age": AgeRules,
-                                     "generate": GenerateRules, "publish": PublishRules}
+                                     "generate": GenerateRules, "provenance": ProvenanceRules,
+                                     "publish": PublishRules}
 BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
     "consent": _consent, "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
-    "age": _age, "generate": _generate, "publish": _publish,
+    "age": _age, "generate": _generate, "provenance": _provenance, "publish": _publish,
 }
 
 

@@ -35,7 +35,7 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
         decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
         decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
         upsample_residual=(False,) * 4, upsample_factor=(1, 1, 1, 1), timestep_conditioning=False,
-        patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)
+        patch_size=4, patch_size_t=1, encoder_causal=True, decoder_causal=False)
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
     vocabulary = {"<pad>": 0, "</s>": 1, "<unk>": 2}

@@ -25,6 +25,7 @@ from pipeline import stages as stage_catalog
 from pipeline.assets import asset_store
 from pipeline.audit import SqlAuditStore
 from pipeline.galleries import GalleryStore
+from pipeline.provenance_ledger import SqlProvenanceLedger
 from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.generation_caps import SqlCapLedger
@@ -85,7 +86,8 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
                                            clock=system_clock,
                                            assets=asset_store(settings.asset_dir, settings.asset_url),
-                                           galleries=GalleryStore(sessions))
+                                           galleries=GalleryStore(sessions),
+                                           provenance=SqlProvenanceLedger(sessions))
     for name in stage_names:
         runner = StageRunner(stage_catalog.build_stage(name, services), topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))

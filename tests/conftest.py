@@ -93,6 +93,12 @@ def settings(broker: LocalBroker, tmp_path: Path, request: pytest.FixtureRequest
     if "generate" in stages:
         generation = {"generator_model": str(request.getfixturevalue("tiny_model_dir")),
                       "policy_dir": policies_with(tmp_path / "policies", "generate", **FAST_GENERATION_RULES)}
+    if "provenance" in stages:
+        from pipeline.dev_certificates import write_dev_credentials
+
+        credentials = write_dev_credentials(tmp_path / "c2pa")
+        generation |= {"c2pa_cert_chain": credentials.cert_chain, "c2pa_private_key": credentials.private_key,
+                       "c2pa_trust_anchors": credentials.trust_anchor}
     configured = Settings(
         stages=stages,
         **generation,
@@ -116,6 +122,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRUSTREEL_STAGES": ",".join(settings.stages),
         "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve()),
         "TRUSTREEL_GENERATOR_MODEL": settings.generator_model,
+        **{f"TRUSTREEL_{name.upper()}": str(getattr(settings, name))
+           for name in ("c2pa_cert_chain", "c2pa_private_key", "c2pa_trust_anchors") if getattr(settings, name)},
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }
 

@@ -64,7 +64,8 @@ def environment_of(service: dict) -> dict[str, str]:
 
 def test_compose_services_run_real_cli_commands_with_known_stages() -> None:
     services = trustreel_services()
-    assert {"migrate", "topics", "consent", "likeness", "age", "generate", "likeness-post", "publish"} <= set(services)
+    assert {"migrate", "topics", "consent", "likeness", "age", "generate", "likeness-post", "provenance",
+            "publish"} <= set(services)
     for name, service in services.items():
         context = resolve(service["command"])
         stages = context.params.get("stage") or []
@@ -136,6 +137,9 @@ def test_dependencies_volumes_health_and_the_gpu_profile() -> None:
     assert all("profiles" not in s for n, s in workers.items() if n != "generate")
     assert services["migrate"]["command"] == ["db", "upgrade"]
     assert services["consent"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for secret in services["provenance"]["secrets"]:
+        assert secret in document["secrets"]
+        assert f"/run/secrets/{secret}" in environment_of(services["provenance"]).values()
 
 
 def test_resolve_rejects_what_the_cli_would_reject() -> None:

@@ -1,0 +1,177 @@
+"""Provenance stage: every published video says, verifiably, that it is AI-generated and by whom.
+
+    assets["video"] (hash checked) -> decode frames + audio
+      -> burn the visible mark (policy: text, corner or moving, size, opacity)
+      -> embed the invisible watermark id (derived from the request id; also a C2PA soft binding)
+      -> encode MP4 -> sign a C2PA manifest: c2pa.created by a trainedAlgorithmicMedia model,
+                                             moderation summary (stages, outcomes, policy versions)
+      -> verify before passing on: manifest valid (trusted when anchors are configured),
+                                   stored bytes match their hash, watermark reads back
+      -> assets["video"] = the signed file; the mark is recorded for `trustreel verify`
+    any failure -> rejected with the reason (nothing unsigned reaches publish)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from importlib import metadata
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.assets import AssetIntegrityError, AssetStore
+from pipeline.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, read_credentials,
+                                          sign_mp4)
+from pipeline.media import UnreadableMedia, frames_of
+from pipeline.provenance_ledger import ProvenanceLedger, ProvenanceMark
+from pipeline.stage import Verdict
+from pipeline.video_files import decode_mp4, encode_mp4
+from pipeline.watermarks import (MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, burn_visible_mark,
+                                 embed_payload, read_payload)
+from policies.loader import LoadedPolicy
+from schemas.models import Outcome, PipelineItem, Reason
+
+
+class VisibleMarkRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(default="AI-generated", min_length=1, max_length=60)
+    position: str = Field(default="moving", pattern="^(top-left|top-right|bottom-left|bottom-right|moving)$")
+    height_fraction: float = Field(default=0.06, gt=0, le=0.5)
+    opacity: float = Field(default=0.6, gt=0, le=1)
+    seconds_per_corner: float = Field(default=1.0, gt=0)
+
+
+class InvisibleMarkRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strength: int = Field(default=72, ge=8, le=255)
+    block: int = Field(default=4, ge=2, le=16)
+    payload_bits: int = Field(default=32, ge=8, le=64, multiple_of=8)
+
+
+class ProvenanceRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    claim_generator: str = "trustreel"
+    visible: VisibleMarkRules = Field(default_factory=VisibleMarkRules)
+    invisible: InvisibleMarkRules = Field(default_factory=InvisibleMarkRules)
+    include_prompt: bool = Field(default=False, description="Put the prompt in the manifest (personal data)")
+    include_requester: bool = Field(default=False, description="Put the requester account in the manifest")
+
+
+def watermark_id_for(request_id: str, bits: int) -> bytes:
+    """Stable per request, so a redone signing embeds the same id."""
+    return hashlib.sha256(f"trustreel-watermark:{request_id}".encode()).digest()[: bits // 8]
+
+
+class ProvenanceStage:
+    name = "provenance"
+
+    def __init__(self, policy: LoadedPolicy[ProvenanceRules], signing: SigningConfig, trust_anchors: bytes | None,
+                 assets: AssetStore, ledger: ProvenanceLedger, clock: Callable[[], datetime]) -> None:
+        self.policy = policy
+        self._signing = signing
+        self._anchors = trust_anchors
+        self._assets = assets
+        self._ledger = ledger
+        self._clock = clock
+        from pipeline.content_credentials import load_signer
+
+        self._load_signer = load_signer
+        load_signer(signing)  # a missing or expired credential stops the worker at start, with the reason
+
+    @property
+    def invisible(self) -> InvisibleMarkStyle:
+        return InvisibleMarkStyle(**self.policy.rules.invisible.model_dump())
+
+    def decide(self, item: PipelineItem) -> Verdict:
+        request = item.request
+        source = item.assets.get("video")
+        if source is None:
+            return _reject("no_generated_video", "There is no generated video to sign, so it cannot be published.")
+        try:
+            frames, fps, audio = decode_mp4(self._assets.get(source))
+        except (AssetIntegrityError, UnreadableMedia, ValueError, OSError) as problem:
+            return _reject("media_unreadable", f"The generated video could not be read for signing ({problem}).")
+        if frames.shape[1] * frames.shape[2] < MIN_INVISIBLE_PIXELS:
+            return _reject("too_small_to_watermark",
+                           f"A {frames.shape[2]}x{frames.shape[1]} video is too small to carry the invisible "
+                           f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels), so it cannot be published.")
+        try:
+            signer = self._load_signer(self._signing, self._clock())
+        except SigningUnavailable as problem:
+            return _reject("signing_unavailable", f"The video cannot be signed ({problem}); nothing is published "
+                                                  f"unsigned.")
+        rules = self.policy.rules
+        payload = watermark_id_for(request.request_id, rules.invisible.payload_bits)
+        marked = burn_visible_mark(frames, VisibleMarkStyle(**rules.visible.model_dump()), fps)
+        marked = embed_payload(marked, payload, self.invisible)
+        manifest = build_manifest(f"{request.request_id}.mp4", _generator_details(item), self._moderation(item),
+                                  payload.hex(), (rules.claim_generator, _version()))
+        signed = sign_mp4(encode_mp4(marked, fps, audio), manifest, signer)
+        return self._verified(item, source.sha256, signed, payload)
+
+    def _verified(self, item: PipelineItem, source_sha256: str, signed: bytes, payload: bytes) -> Verdict:
+        """Read the signed file back the way a viewer would; only a file that passes every check moves on."""
+        report = read_credentials(signed, self._anchors)
+        wanted = "Trusted" if self._anchors else "Valid"
+        if report.state != wanted:
+            return _reject("manifest_not_valid", f"The signed video did not validate ({report.state}: "
+                                                 f"{', '.join(report.codes) or report.error}).", codes=report.codes)
+        reference = self._assets.put(signed, "video/mp4")
+        try:
+            stored = self._assets.get(reference)
+            reading = read_payload([rgb for _, rgb in frames_of(stored, "video/mp4", 1, 10_000)], self.invisible)
+        except (AssetIntegrityError, UnreadableMedia) as problem:
+            return _reject("asset_integrity", f"The signed video does not match the asset store ({problem}).")
+        if reading.payload != payload:
+            return _reject("watermark_unreadable", f"The invisible watermark did not read back (agreement "
+                                                   f"{reading.agreement:.2f}).")
+        label = (report.manifest or {}).get("label", "")
+        mark = ProvenanceMark(request_id=item.request.request_id, watermark_id=payload.hex(),
+                              signed_sha256=reference.sha256, source_sha256=source_sha256, manifest_label=label,
+                              signed_at=self._clock())
+        self._ledger.record(mark)
+        details: dict[str, Any] = {
+            "watermark_id": payload.hex(), "watermark_agreement": round(reading.agreement, 3),
+            "manifest_label": label, "validation_state": report.state, "signer": report.signer,
+            "signed_sha256": reference.sha256, "source_sha256": source_sha256,
+            "visible_mark": self.policy.rules.visible.model_dump(),
+        }
+        return Verdict(outcome=Outcome.APPROVED, details=details,
+                       assets={"video": reference, "unsigned_video": item.assets["video"]})
+
+    def _moderation(self, item: PipelineItem) -> dict[str, Any]:
+        rules = self.policy.rules
+        summary: dict[str, Any] = {
+            "request_id": item.request.request_id,
+            "decisions": [{"stage": d.stage, "outcome": d.outcome.value, "policy_id": d.policy_id,
+                           "policy_version": d.policy_version, "decided_at": d.decided_at.isoformat()}
+                          for d in item.decisions],
+            "cameos_used": len(item.request.cameo_ids),
+        }
+        if rules.include_prompt:
+            summary["prompt"] = item.request.prompt
+        if rules.include_requester:
+            summary["requester_account"] = item.request.requester_account
+        return summary
+
+
+def _generator_details(item: PipelineItem) -> dict[str, Any]:
+    for decision in item.decisions:
+        if decision.stage == "generate":
+            return dict(decision.details.get("model", {}))
+    return {}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("trustreel")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _reject(code: str, message: str, **details: Any) -> Verdict:
+    return Verdict.reject([Reason(code=code, message=message)], **details)

@@ -1,0 +1,155 @@
+"""Provenance: signing, watermarks and verification with the real C2PA SDK and real files (no broker).
+
+A test CA and signing certificate are made here (cryptography), trusted through settings.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from consumers.provenance import ProvenanceRules, ProvenanceStage, watermark_id_for
+from pipeline.assets import LocalAssetStore
+from pipeline.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, SOFT_BINDING_LABEL,
+                                          SigningConfig, SigningUnavailable, read_credentials)
+from pipeline.dev_certificates import write_dev_credentials
+from pipeline.media import frames_of
+from pipeline.provenance_ledger import InMemoryProvenanceLedger
+from pipeline.verification import verify_file
+from pipeline.video_files import AudioTrack, decode_mp4, encode_mp4, probe_mp4
+from pipeline.watermarks import InvisibleMarkStyle, read_payload
+from policies.loader import LoadedPolicy
+from schemas.models import GenerationRequest, Outcome, PipelineItem, StageDecision
+
+NOW = datetime.now(timezone.utc)
+
+
+def smooth_video(width: int = 256, height: int = 256, frames: int = 9, audio: bool = False) -> bytes:
+    """Generated-looking frames: low-frequency colour fields (noise upsampled)."""
+    coarse = np.random.default_rng(1).integers(0, 255, (frames, 8, 8, 3), dtype=np.uint8)
+    video = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in coarse])
+    track = AudioTrack(np.sin(np.linspace(0, 800, 16000 * frames // 8))[None].astype(np.float32) * 0.2,
+                       16000) if audio else None
+    return encode_mp4(video, 8, track)
+
+
+def reencode(data: bytes, crf: int) -> bytes:
+    output = io.BytesIO()
+    with av.open(io.BytesIO(data)) as source, av.open(output, "w", format="mp4") as target:
+        stream = target.add_stream("libx264", rate=8, options={"crf": str(crf)})
+        first = True
+        for frame in source.decode(video=0):
+            if first:
+                stream.width, stream.height, stream.pix_fmt, first = frame.width, frame.height, "yuv420p", False
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
+                target.mux(packet)
+        for packet in stream.encode():
+            target.mux(packet)
+    return output.getvalue()
+
+
+@pytest.fixture
+def credentials(tmp_path: Path):
+    return write_dev_credentials(tmp_path / "c2pa")
+
+
+@pytest.fixture
+def assets(tmp_path: Path) -> LocalAssetStore:
+    return LocalAssetStore(tmp_path / "assets")
+
+
+def stage(credentials, assets, ledger=None, anchors: bytes | None = None, clock=lambda: NOW) -> ProvenanceStage:
+    policy = LoadedPolicy(policy_id="provenance-test", stage="provenance", version="p" * 64,
+                          path=Path("provenance.yaml"), rules=ProvenanceRules())
+    return ProvenanceStage(policy, SigningConfig(credentials.cert_chain, credentials.private_key),
+                           anchors if anchors is not None else credentials.trust_anchor.read_bytes(), assets,
+                           ledger if ledger is not None else InMemoryProvenanceLedger(), clock)
+
+
+def item(assets: LocalAssetStore, video: bytes, request_id: str = "req-1") -> PipelineItem:
+    decisions = [StageDecision(request_id=request_id, stage=name, outcome="approved", policy_id=f"{name}-default",
+                               policy_version=name[0] * 64, decided_at=NOW,
+                               details={"model": {"model_id": "tiny-ltx", "diffusers": "0.39"}}
+                               if name == "generate" else {})
+                 for name in ("consent", "likeness", "age", "generate", "likeness-post")]
+    return PipelineItem(request=GenerationRequest(request_id=request_id, requester_account="bob",
+                                                  prompt="my private prompt"),
+                        decisions=decisions, assets={"video": assets.put(video, "video/mp4")})
+
+
+def test_signed_output_is_trusted_and_carries_the_expected_assertions(credentials, assets) -> None:
+    ledger = InMemoryProvenanceLedger()
+    source = smooth_video(audio=True)
+    verdict = stage(credentials, assets, ledger).decide(item(assets, source))
+    assert verdict.outcome is Outcome.APPROVED, verdict.reasons
+    signed = assets.get(verdict.assets["video"])
+    report = read_credentials(signed, credentials.trust_anchor.read_bytes())
+    assert report.state == "Trusted" and report.codes == []
+    created = report.assertion("c2pa.actions")["actions"][0]
+    assert created["action"] == "c2pa.created" and created["digitalSourceType"] == DIGITAL_SOURCE_TYPE
+    assert created["softwareAgent"]["name"] == "tiny-ltx"
+    assert report.manifest["claim_generator_info"][0]["name"] == "trustreel"
+    moderation = report.assertion(MODERATION_LABEL)
+    assert moderation["request_id"] == "req-1"
+    assert [d["stage"] for d in moderation["decisions"]] == ["consent", "likeness", "age", "generate", "likeness-post"]
+    assert "prompt" not in moderation and "requester_account" not in moderation  # not allowed by default policy
+    payload = watermark_id_for("req-1", 32)
+    assert report.assertion(SOFT_BINDING_LABEL)["blocks"][0]["value"] == payload.hex()
+    assert read_payload(decode_mp4(signed)[0], InvisibleMarkStyle()).payload == payload
+    assert probe_mp4(signed).has_audio  # the soundtrack survives re-muxing
+    assert verdict.assets["unsigned_video"].sha256 == verdict.details["source_sha256"]
+    assert ledger.find(watermark_id=payload.hex())[0].signed_sha256 == verdict.assets["video"].sha256
+
+
+def test_tampered_and_reencoded_files_fail_validation_but_the_watermark_survives(credentials, assets) -> None:
+    verdict = stage(credentials, assets).decide(item(assets, smooth_video()))
+    signed = assets.get(verdict.assets["video"])
+    anchors = credentials.trust_anchor.read_bytes()
+    tampered = bytearray(signed)
+    media_data = tampered.index(b"mdat") + 500
+    tampered[media_data] ^= 0xFF
+    report = read_credentials(bytes(tampered), anchors)
+    assert report.state == "Invalid" and "assertion.bmffHash.mismatch" in report.codes
+    copy = reencode(signed, crf=28)  # what a re-upload elsewhere does
+    assert read_credentials(copy, anchors).state in ("absent", "Invalid")
+    reading = read_payload([rgb for _, rgb in frames_of(copy, "video/mp4", 1, 100)], InvisibleMarkStyle())
+    assert reading.payload == watermark_id_for("req-1", 32) and reading.agreement > 0.9
+    unmarked = read_payload([rgb for _, rgb in frames_of(smooth_video(), "video/mp4", 1, 100)], InvisibleMarkStyle())
+    assert unmarked.payload is None
+
+
+def test_an_untrusted_signer_is_reported_and_not_passed(credentials, assets, tmp_path: Path) -> None:
+    other_ca = write_dev_credentials(tmp_path / "other", organisation="somebody else").trust_anchor.read_bytes()
+    verdict = stage(credentials, assets, anchors=other_ca).decide(item(assets, smooth_video()))
+    assert verdict.outcome is Outcome.REJECTED and verdict.reasons[0].code == "manifest_not_valid"
+    assert "signingCredential.untrusted" in verdict.details["codes"]
+    signed_elsewhere = stage(credentials, assets).decide(item(assets, smooth_video(), "req-2"))
+    report = verify_file(assets.get(signed_elsewhere.assets["video"]), other_ca, InvisibleMarkStyle(), None)
+    assert report.credentials.state == "Valid" and not report.credentials.trusted
+    assert "signingCredential.untrusted" in report.credentials.codes
+    assert report.summary()["watermark"]["payload"] == watermark_id_for("req-2", 32).hex()
+
+
+def test_missing_or_expired_certificates_stop_the_stage_with_a_clear_error(credentials, assets,
+                                                                            tmp_path: Path) -> None:
+    expired = write_dev_credentials(tmp_path / "expired", valid_days=30, not_before=NOW - timedelta(days=60))
+    with pytest.raises(SigningUnavailable, match="expired on"):
+        stage(expired, assets)
+    missing = type(credentials)(credentials.trust_anchor, tmp_path / "nope.pem", credentials.private_key)
+    with pytest.raises(SigningUnavailable, match="cannot read the certificate chain"):
+        stage(missing, assets)
+    later = stage(credentials, assets, clock=lambda: NOW + timedelta(days=40))  # expires while running
+    verdict = later.decide(item(assets, smooth_video()))
+    assert verdict.outcome is Outcome.REJECTED and verdict.reasons[0].code == "signing_unavailable"
+    assert "expired" in verdict.reasons[0].message
+
+
+def test_videos_too_small_for_the_watermark_are_not_passed(credentials, assets) -> None:
+    verdict = stage(credentials, assets).decide(item(assets, smooth_video(64, 64)))
+    assert verdict.outcome is Outcome.REJECTED and verdict.reasons[0].code == "too_small_to_watermark"
