@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import DeadLetterRow, DecisionRow, RequestRow
+from pipeline.db import RequestCameoRow, DeadLetterRow, DecisionRow, RequestRow
 from pipeline.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
@@ -122,6 +122,8 @@ class SqlAuditStore:
                         submitted_at=request.submitted_at, first_seen_at=decision.decided_at,
                     ))
                     session.flush()
+                    session.add_all(RequestCameoRow(request_id=request.request_id, cameo_id=cameo_id)
+                                    for cameo_id in dict.fromkeys(request.cameo_ids))
                 session.add(DecisionRow(
                     request_id=decision.request_id, stage=decision.stage, outcome=decision.outcome.value,
                     reasons=[reason.model_dump() for reason in decision.reasons],

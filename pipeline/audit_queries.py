@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, or_, select
 
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import DeadLetterRow, DecisionRow, RequestRow
+from pipeline.db import DeadLetterRow, DecisionRow, RequestCameoRow, RequestRow, TakedownRow
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,80 @@ def request_path(sessions: sessionmaker, request_id: str) -> RequestPath | None:
                            "source": f"{l.source_topic}/{l.source_partition}/{l.source_offset}"}
                           for l in letters],
         )
+
+
+# ---- Auditor queries: each is one indexed range scan (see tests/test_audit_queries.py for the plans) ----
+
+DecisionListing = list[dict[str, Any]]
+
+
+def _decision_dict(row: DecisionRow, requester: str | None = None) -> dict[str, Any]:
+    return {"request_id": row.request_id, "stage": row.stage, "outcome": row.outcome,
+            "reasons": ",".join(reason["code"] for reason in row.reasons), "policy_id": row.policy_id,
+            "policy_version": row.policy_version[:12], "decided_at": row.decided_at.isoformat(),
+            **({"requester_account": requester} if requester is not None else {})}
+
+
+def decisions_for(sessions: sessionmaker, account: str | None = None, cameo: str | None = None,
+                  limit: int = 10_000) -> DecisionListing:
+    """All decisions on requests by an account, or on requests that used a cameo."""
+    if (account is None) == (cameo is None):
+        raise ValueError("give exactly one of account or cameo")
+    query = select(DecisionRow, RequestRow.requester_account).join(RequestRow,
+                                                                    RequestRow.request_id == DecisionRow.request_id)
+    if account is not None:
+        query = query.where(RequestRow.requester_account == account)
+    else:
+        query = query.join(RequestCameoRow, RequestCameoRow.request_id == DecisionRow.request_id).where(
+            RequestCameoRow.cameo_id == cameo)
+    with sessions() as session:
+        rows = session.execute(query.order_by(DecisionRow.decided_at, DecisionRow.id).limit(limit)).all()
+        return [_decision_dict(row, requester) for row, requester in rows]
+
+
+def rejections(sessions: sessionmaker, since: datetime, until: datetime, stage: str | None = None,
+               reason: str | None = None, policy_version: str | None = None) -> DecisionListing:
+    """Rejections in [since, until), optionally of one stage, reason code or policy version (prefix)."""
+    query = select(DecisionRow).where(DecisionRow.outcome == "rejected", DecisionRow.decided_at >= since,
+                                      DecisionRow.decided_at < until)
+    if stage is not None:
+        query = query.where(DecisionRow.stage == stage)
+    if policy_version is not None:
+        query = query.where(DecisionRow.policy_version.startswith(policy_version))
+    with sessions() as session:
+        rows = session.scalars(query.order_by(DecisionRow.decided_at, DecisionRow.id)).all()
+        return [_decision_dict(row) for row in rows
+                if reason is None or any(item["code"] == reason for item in row.reasons)]
+
+
+def published_with_cameo(sessions: sessionmaker, cameo: str, publish_stage: str = "publish") -> DecisionListing:
+    """Published items that used a cameo (what a takedown for it must cover)."""
+    query = (select(DecisionRow, RequestRow.requester_account)
+             .join(RequestCameoRow, RequestCameoRow.request_id == DecisionRow.request_id)
+             .join(RequestRow, RequestRow.request_id == DecisionRow.request_id)
+             .where(RequestCameoRow.cameo_id == cameo, DecisionRow.stage == publish_stage,
+                    DecisionRow.outcome == "approved")
+             .order_by(DecisionRow.decided_at))
+    with sessions() as session:
+        taken_down = {row.request_id: row.reason_code for row in session.scalars(
+            select(TakedownRow).join(RequestCameoRow, RequestCameoRow.request_id == TakedownRow.request_id)
+            .where(RequestCameoRow.cameo_id == cameo))}
+        return [_decision_dict(row, requester) | {"taken_down": taken_down.get(row.request_id, "")}
+                for row, requester in session.execute(query).all()]
+
+
+def outcome_counts_per_hour(sessions: sessionmaker, since: datetime, until: datetime,
+                            publish_stage: str = "publish") -> DecisionListing:
+    """Terminal outcomes per hour: published (publish approved) and rejected (per stage)."""
+    with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        hour = (func.date_trunc("hour", DecisionRow.decided_at) if dialect == "postgresql"
+                else func.strftime("%Y-%m-%d %H:00", DecisionRow.decided_at))
+        terminal = case((DecisionRow.outcome == "rejected", "rejected at " + DecisionRow.stage), else_="published")
+        query = (select(hour.label("hour"), terminal.label("outcome"), func.count().label("requests"))
+                 .where(DecisionRow.decided_at >= since, DecisionRow.decided_at < until,
+                        or_(DecisionRow.outcome == "rejected",
+                            and_(DecisionRow.stage == publish_stage, DecisionRow.outcome == "approved")))
+                 .group_by(hour, terminal).order_by(hour, terminal))
+        return [{"hour": str(hour_value)[:16], "outcome": outcome, "requests": count}
+                for hour_value, outcome, count in session.execute(query).all()]

@@ -7,7 +7,7 @@ import logging
 import sys
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -516,6 +516,93 @@ def audit_show(ctx: typer.Context, request_id: str,
         typer.echo(json.dumps(path.as_dict(), indent=2, default=str))
     else:
         typer.echo(path.render())
+
+
+def _emit_rows(rows: list[dict], output_format: str) -> None:
+    """Rows as an aligned table (people), JSON or CSV (tools)."""
+    if output_format == "json":
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if output_format == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        typer.echo(buffer.getvalue(), nl=False)
+        return
+    if not rows:
+        typer.echo("(no rows)")
+        return
+    columns = list(rows[0])
+    widths = {c: min(40, max(len(c), *(len(str(r.get(c, ""))) for r in rows))) for c in columns}
+    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        typer.echo("  ".join(str(row.get(c, ""))[:40].ljust(widths[c]) for c in columns))
+
+
+def _format_option() -> Any:
+    return typer.Option("table", "--format", help="table | json | csv")
+
+
+def _parse_time(value: str) -> "datetime":
+    from datetime import datetime, timezone
+
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _audit_sessions(ctx: typer.Context):
+    from pipeline.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(_settings(ctx).db_url))
+
+
+@audit_app.command("decisions")
+def audit_decisions(ctx: typer.Context, account: Optional[str] = typer.Option(None, help="Requester account"),
+                    cameo: Optional[str] = typer.Option(None, help="Cameo id"),
+                    output_format: str = _format_option()) -> None:
+    """All decisions on an account's requests, or on requests that used a cameo."""
+    from pipeline.audit_queries import decisions_for
+
+    if (account is None) == (cameo is None):
+        _fail("give --account or --cameo")
+    _emit_rows(decisions_for(_audit_sessions(ctx), account=account, cameo=cameo), output_format)
+
+
+@audit_app.command("rejections")
+def audit_rejections(ctx: typer.Context, since: str = typer.Option(..., help="ISO time (UTC if no offset)"),
+                     until: str = typer.Option(..., help="ISO time, exclusive"),
+                     stage: Optional[str] = typer.Option(None), reason: Optional[str] = typer.Option(None),
+                     policy_version: Optional[str] = typer.Option(None, help="Version or its prefix"),
+                     output_format: str = _format_option()) -> None:
+    """Rejections in a time range, by stage / reason code / policy version."""
+    from pipeline.audit_queries import rejections
+
+    _emit_rows(rejections(_audit_sessions(ctx), _parse_time(since), _parse_time(until), stage, reason,
+                          policy_version), output_format)
+
+
+@audit_app.command("published")
+def audit_published(ctx: typer.Context, cameo: str = typer.Option(..., help="Cameo id"),
+                    output_format: str = _format_option()) -> None:
+    """Published items that used a cameo, and whether each was taken down."""
+    from pipeline.audit_queries import published_with_cameo
+
+    _emit_rows(published_with_cameo(_audit_sessions(ctx), cameo, _settings(ctx).stages[-1]), output_format)
+
+
+@audit_app.command("counts")
+def audit_counts(ctx: typer.Context, since: str = typer.Option(...), until: str = typer.Option(...),
+                 output_format: str = _format_option()) -> None:
+    """Requests per terminal outcome per hour."""
+    from pipeline.audit_queries import outcome_counts_per_hour
+
+    _emit_rows(outcome_counts_per_hour(_audit_sessions(ctx), _parse_time(since), _parse_time(until),
+                                       _settings(ctx).stages[-1]), output_format)
 
 
 @app.command("demo")

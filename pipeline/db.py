@@ -69,6 +69,27 @@ class RequestRow(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class RequestCameoRow(Base):
+    """Which cameos a request used: indexed so "every item that used cameo X" is one index range."""
+
+    __tablename__ = "request_cameos"
+
+    request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"), primary_key=True)
+    cameo_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+
+
+class TakedownRow(Base):
+    """One takedown per published item, ever; the event sent to feed.takedowns is kept to re-send as is."""
+
+    __tablename__ = "takedowns"
+
+    request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"), primary_key=True)
+    cause_event_id: Mapped[str] = mapped_column(String(128), index=True)
+    reason_code: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class DecisionRow(Base):
     """One stage's decision on one request. (request_id, stage) is unique: redelivery is absorbed here."""
 
@@ -76,6 +97,8 @@ class DecisionRow(Base):
     __table_args__ = (
         UniqueConstraint("request_id", "stage", name="uq_decisions_request_stage"),
         Index("ix_decisions_stage_outcome_decided", "stage", "outcome", "decided_at"),
+        Index("ix_decisions_outcome_decided", "outcome", "decided_at"),
+        Index("ix_decisions_policy_version", "policy_version"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

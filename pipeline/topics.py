@@ -2,7 +2,7 @@
 
     gen.requests -> [stage 1] -> gen.passed.<stage 1> -> [stage 2] -> ... -> [publish] -> feed.published
                           \\-> gen.rejected        \\-> gen.deadletter (unreadable input)
-    cameo.consents (compacted) -> consent registry table
+    cameo.consents (compacted) -> consent registry table (+ feed.takedowns on revocation)
     accounts.events (compacted) -> account registry table
 
 Names derive from the configured stage order, so adding a stage adds its hand-off topic.
@@ -20,6 +20,7 @@ DEADLETTER = "gen.deadletter"
 PUBLISHED = "feed.published"
 CONSENTS = "cameo.consents"
 ACCOUNTS = "accounts.events"
+TAKEDOWNS = "feed.takedowns"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class TopicMap:
         return self.name(PUBLISHED)
 
     @property
+    def takedowns(self) -> str:
+        return self.name(TAKEDOWNS)
+
+    @property
     def consents(self) -> str:
         return self.name(CONSENTS)
 
@@ -70,7 +75,7 @@ class TopicMap:
         return self.name(ACCOUNTS)
 
     def all_topics(self, settings: Settings) -> list[TopicSpec]:
-        flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected]
+        flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected, self.takedowns]
         specs = [TopicSpec(name, {}) for name in flow]
         specs.append(TopicSpec(self.deadletter, {"max.message.bytes": str(settings.deadletter_max_message_bytes)}))
         specs.append(TopicSpec(self.consents, {"cleanup.policy": "compact"}))

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import tempfile
+from typing import Callable
 
 import faust
 
@@ -36,8 +37,9 @@ from pipeline.settings import Settings
 from pipeline.stage import BatchStage, system_clock
 from pipeline.state_feeds import StateFeed, state_feeds
 from pipeline.topics import TopicMap, ensure_topics
-from pipeline.transactions import FencedOut, TransactionalSender
-from schemas.models import DeadLetterSource
+from pipeline.takedowns import TakedownService
+from pipeline.transactions import FencedOut, OutgoingMessage, TransactionalSender
+from schemas.models import ConsentEvent, DeadLetterSource
 
 log = logging.getLogger("trustreel.worker")
 
@@ -91,8 +93,10 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
     for name in stage_names:
         runner = StageRunner(stage_catalog.build_stage(name, services), topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))
+    takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1])
     for feed in feeds:
-        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(_feed_agent(feed, sender))
+        reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
+        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(_feed_agent(feed, sender, reactions))
     return app
 
 
@@ -130,15 +134,34 @@ def _batch_stage_agent(runner: StageRunner, batch_size: int, wait_seconds: float
     return process
 
 
-def _feed_agent(feed: StateFeed, sender: TransactionalSender):
+def _takedowns_for(service: TakedownService):
+    """Consent records -> takedown messages (revocations only; unreadable records cause none)."""
+
+    def react(raw: bytes | None) -> list[OutgoingMessage]:
+        try:
+            event = ConsentEvent.model_validate_json(raw) if raw else None
+        except ValueError:
+            return []
+        return service.on_consent_event(event) if event is not None else []
+
+    return react
+
+
+def _feed_agent(feed: StateFeed, sender: TransactionalSender,
+                reactions: Callable[[bytes | None], list[OutgoingMessage]] | None = None):
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
             outcome = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value,
                                                          message.offset)
+            caused: list[OutgoingMessage] = []
+            if reactions is not None:  # computed from the database every time, so a redelivery re-sends them
+                caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)
+                if caused:
+                    outcome += f", {len(caused)} takedown(s)"
             try:
-                await until_infrastructure_answers(sender.send_atomically, position, [])
+                await until_infrastructure_answers(sender.send_atomically, position, caused)
             except FencedOut:
                 outcome += " (partition moved to another worker)"
             log.info("%s registry %s@%d/%d -> %s", feed.name, message.topic, message.partition, message.offset, outcome)

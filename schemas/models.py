@@ -11,6 +11,7 @@ dead letter with a clear reason, not a silently ignored field.
     publish  --PublishedItem------> feed.published
     owner app --ConsentEvent------> cameo.consents (compacted)
     account service --AccountEvent-> accounts.events (compacted)
+    takedown watcher --TakedownEvent--> feed.takedowns (a published item must come down)
 """
 
 from __future__ import annotations
@@ -156,6 +157,26 @@ class PublishedItem(StrictModel):
     published_at: datetime
 
 
+class TakedownCause(StrictModel):
+    kind: Literal["consent_revoked"]
+    cameo_id: Identifier
+    event_id: Identifier
+    account: Identifier | None = Field(default=None, description="Set when only this account's access was revoked")
+
+
+class TakedownEvent(StrictModel):
+    """A published item that must come off the feed, why, and the decision that had published it."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: Identifier
+    requester_account: Identifier
+    cameo_ids: list[Identifier]
+    reason: Reason
+    cause: TakedownCause
+    original_decision: StageDecision
+    taken_down_at: datetime
+
+
 class Audience(str, enum.Enum):
     """Who, besides the owner, may use a cameo."""
 
@@ -279,6 +300,7 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "rejection": Rejection,
     "dead_letter": DeadLetter,
     "published_item": PublishedItem,
+    "takedown_event": TakedownEvent,
     "consent_event": ConsentEvent,
     "account_event": AccountEvent,
 }
