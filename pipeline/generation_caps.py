@@ -40,6 +40,23 @@ class CapLedger(Protocol):
     def charge(self, request_id: str, account_id: str, day: date, cap: int, now: datetime) -> ChargeResult: ...
 
 
+class ReadOnlyCapLedger:
+    """What a charge *would* do, writing nothing: shadow policies must not use up anyone's quota."""
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def charge(self, request_id: str, account_id: str, day: date, cap: int, now: datetime) -> ChargeResult:
+        with self._sessions() as session:
+            used = session.scalar(select(GenerationCountRow.count).where(
+                GenerationCountRow.account_id == account_id, GenerationCountRow.day == day)) or 0
+            if session.get(GenerationChargeRow, request_id) is not None:
+                return ChargeResult(ChargeOutcome.ALREADY_CHARGED, used)
+        if used >= cap:
+            return ChargeResult(ChargeOutcome.CAP_REACHED, cap)
+        return ChargeResult(ChargeOutcome.CHARGED, used + 1)
+
+
 class InMemoryCapLedger:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, date], int] = {}

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     policy_dir: Path | None = Field(default=None, description="Directory of policy YAML files (default: packaged)")
+    policy_check_seconds: float = Field(default=2.0, gt=0, le=3600,
+                                        description="How often workers look for changed policy files")
     max_message_bytes: int = Field(default=65536, ge=1024, description="Larger stage input is dead-lettered")
     deadletter_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300,

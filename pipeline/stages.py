@@ -6,7 +6,7 @@ The runtime never names a stage; a stage is switched on by listing it in TRUSTRE
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from pydantic import BaseModel
@@ -29,7 +29,7 @@ from pipeline.provenance_ledger import ProvenanceLedger
 from pipeline.generation_caps import CapLedger
 from pipeline.settings import Settings
 from pipeline.stage import Clock, Stage
-from policies.loader import LoadedPolicy, load_policy, policy_path
+from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,20 @@ class StageServices:
     assets: AssetStore
     galleries: GalleryStore
     provenance: ProvenanceLedger
+    read_only_caps: CapLedger | None = None
+    shadow_of: str | None = None  # building the shadow twin of this stage: its policy file, no side effects
 
     def policy(self, stage: str) -> LoadedPolicy:
-        return load_policy(policy_path(stage, self.settings.policy_dir), RULES[stage], expected_stage=stage)
+        if stage == self.shadow_of:
+            return load_policy(shadow_policy_path(stage, self.settings.policy_dir), RULES[stage],
+                               expected_stage=stage, expected_mode="shadow")
+        return load_policy(policy_path(stage, self.settings.policy_dir), RULES[stage], expected_stage=stage,
+                           expected_mode="enforce")
+
+    def for_shadow(self, stage: str) -> "StageServices":
+        if stage not in SHADOWABLE:
+            raise ValueError(f"stage {stage} cannot run a shadow policy (it has side effects)")
+        return replace(self, shadow_of=stage, caps=self.read_only_caps or self.caps)
 
 
 def _consent(services: StageServices) -> ConsentStage:
@@ -56,12 +67,15 @@ def _age(services: StageServices) -> AgeStage:
     return AgeStage(services.policy("age"), services.accounts, services.cameos, services.caps, services.clock)
 
 
+_shared_embedder = functools.cache(embedder_from_settings)
+"""Face models load once per process (on first use), whatever policy reloads happen."""
+
+
 def _likeness(name: str) -> Callable[[StageServices], Stage]:
     def build(services: StageServices) -> LikenessStage:
         settings = services.settings
         policy = services.policy("likeness")
-        embedder = functools.cache(lambda: embedder_from_settings(settings.face_backend,
-                                                                  settings.insightface_model_dir))
+        embedder = functools.partial(_shared_embedder, settings.face_backend, settings.insightface_model_dir)
         searches = functools.cache(lambda backend: GallerySearch(services.galleries, backend,
                                                                  settings.gallery_approximate_above))
         return LikenessStage(name, policy, build_name_matcher(policy), embedder, searches, services.assets)
@@ -69,14 +83,21 @@ def _likeness(name: str) -> Callable[[StageServices], Stage]:
     return build
 
 
+@functools.cache
+def _loaded_generator(config: GeneratorConfig) -> DiffusersVideoGenerator:
+    """One model per worker process, kept across policy reloads."""
+    generator = DiffusersVideoGenerator(config)
+    generator.load()  # before the worker takes any work: a missing model stops the worker at start
+    return generator
+
+
 def _generate(services: StageServices) -> GenerateStage:
     settings = services.settings
-    generator = DiffusersVideoGenerator(GeneratorConfig(
+    generator = _loaded_generator(GeneratorConfig(
         model_id=settings.generator_model, pipeline_class=settings.generator_pipeline,
         image_pipeline_class=settings.generator_image_pipeline, device=settings.generator_device,
         dtype=settings.generator_dtype, audio_pipeline_class=settings.generator_audio_pipeline,
         audio_model_id=settings.generator_audio_model))
-    generator.load()  # once per worker, before it takes any work: a missing model stops the worker at start
     return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets)
 
 
@@ -116,9 +137,22 @@ BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
 }
 
 
+SHADOWABLE = frozenset({"consent", "likeness", "age"})
+"""Stages whose decision has no side effect once caps are read-only, so a shadow twin may run beside them."""
+
+
 def build_stage(name: str, services: StageServices) -> Stage:
     try:
         builder = BUILDERS[name]
     except KeyError:
         raise ValueError(f"unknown stage '{name}'; known stages: {', '.join(sorted(BUILDERS))}") from None
     return builder(services)
+
+
+def build_reloading_stage(name: str, services: StageServices, check_interval_seconds: float = 1.0) -> Stage:
+    """The stage as workers run it: policy files hot-reloaded, plus its shadow twin if one is configured."""
+    from pipeline.policy_reload import reloading
+
+    shadow = (lambda: build_stage(name, services.for_shadow(name))) if name in SHADOWABLE else None
+    return reloading(name, services.settings.policy_dir, lambda: build_stage(name, services), shadow,
+                     check_interval_seconds)

@@ -29,7 +29,7 @@ from pipeline.galleries import GalleryStore
 from pipeline.provenance_ledger import SqlProvenanceLedger
 from pipeline.account_registry import SqlAccountRegistry
 from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.generation_caps import SqlCapLedger
+from pipeline.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.db import make_engine, make_sessionmaker, upgrade
 from pipeline.faust_transport import StageApp
 from pipeline.runtime import RuntimeConfig, StageRunner, until_infrastructure_answers
@@ -89,9 +89,11 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
                                            clock=system_clock,
                                            assets=asset_store(settings.asset_dir, settings.asset_url),
                                            galleries=GalleryStore(sessions),
-                                           provenance=SqlProvenanceLedger(sessions))
+                                           provenance=SqlProvenanceLedger(sessions),
+                                           read_only_caps=ReadOnlyCapLedger(sessions))
     for name in stage_names:
-        runner = StageRunner(stage_catalog.build_stage(name, services), topics, audit, sender, config, system_clock)
+        stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
+        runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))
     takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1])
     for feed in feeds:

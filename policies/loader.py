@@ -4,6 +4,7 @@ A policy file names its stage and carries that stage's rules:
 
     policy_id: consent-default
     stage: consent
+    mode: enforce           # or shadow, in <stage>.shadow.yaml: evaluated and recorded, never enforced
     description: why these rules exist
     rules: {...}            # validated by the stage's own pydantic Rules model
 
@@ -17,7 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,6 +35,7 @@ class PolicyHeader(BaseModel):
 
     policy_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     stage: str = Field(min_length=1, max_length=64)
+    mode: Literal["enforce", "shadow"] = "enforce"
     description: str = ""
     rules: dict[str, Any] = Field(default_factory=dict)
 
@@ -45,6 +47,7 @@ class LoadedPolicy(Generic[RulesT]):
     version: str
     path: Path
     rules: RulesT
+    mode: str = "enforce"
 
 
 def policy_path(stage: str, policy_dir: Path | None = None) -> Path:
@@ -62,7 +65,13 @@ def _describe(error: ValidationError, section: str) -> str:
     return "\n".join(lines)
 
 
-def load_policy(path: Path, rules_model: type[RulesT], expected_stage: str | None = None) -> LoadedPolicy[RulesT]:
+def shadow_policy_path(stage: str, policy_dir: Path | None = None) -> Path:
+    """<stage>.shadow.yaml beside the enforced file: evaluated and recorded, never enforced."""
+    return policy_path(stage, policy_dir).with_name(f"{stage}.shadow.yaml")
+
+
+def load_policy(path: Path, rules_model: type[RulesT], expected_stage: str | None = None,
+                expected_mode: str | None = None) -> LoadedPolicy[RulesT]:
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -80,6 +89,9 @@ def load_policy(path: Path, rules_model: type[RulesT], expected_stage: str | Non
         raise PolicyError(f"{path}: invalid policy header\n{_describe(exc, '')}") from exc
     if expected_stage is not None and header.stage != expected_stage:
         raise PolicyError(f"{path}: written for stage '{header.stage}', loaded for stage '{expected_stage}'")
+    if expected_mode is not None and header.mode != expected_mode:
+        raise PolicyError(f"{path}: mode is '{header.mode}', but this file is read as the {expected_mode} policy "
+                          f"(shadow policies go in <stage>.shadow.yaml)")
     try:
         rules = rules_model.model_validate(header.rules)
     except ValidationError as exc:
@@ -90,4 +102,5 @@ def load_policy(path: Path, rules_model: type[RulesT], expected_stage: str | Non
         version=hashlib.sha256(raw).hexdigest(),
         path=path,
         rules=rules,
+        mode=header.mode,
     )
