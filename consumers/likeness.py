@@ -40,6 +40,10 @@ class LikenessRules(BaseModel):
     min_alias_length: int = Field(default=3, ge=1)
     face_match_distance: dict[str, float] = Field(default_factory=lambda: {"dlib": 0.5, "insightface": 1.0})
     min_detection_score: dict[str, float] = Field(default_factory=lambda: {"dlib": 0.3, "insightface": 0.5})
+    review_distance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per backend: a face between face_match_distance and this is borderline and goes to human "
+                    "review instead of being decided (empty: no review)")
     frame_every: int = Field(default=8, ge=1)
     max_frames: int = Field(default=16, ge=1, le=1000)
 
@@ -55,6 +59,7 @@ def build_name_matcher(policy: LoadedPolicy[LikenessRules]) -> NameMatcher:
 class FaceRecords:
     findings: list[dict[str, Any]] = field(default_factory=list)
     reasons: list[Reason] = field(default_factory=list)
+    review_reasons: list[Reason] = field(default_factory=list)
 
 
 class LikenessStage:
@@ -98,6 +103,8 @@ class LikenessStage:
         all_reasons = reasons + records.reasons
         if all_reasons:
             return Verdict.reject(_unique(all_reasons), **details)
+        if records.review_reasons:
+            return Verdict.review(_unique(records.review_reasons), **details)
         return Verdict.approve(**details)
 
     def _check_media(self, reference: MediaReference, cameo_ids: list[str], records: FaceRecords) -> None:
@@ -115,6 +122,7 @@ class LikenessStage:
         min_score = rules.min_detection_score.get(embedder.name, 0.0)
         if threshold is None:
             raise ValueError(f"policy {self.policy.policy_id} sets no face_match_distance for {embedder.name}")
+        review = rules.review_distance.get(embedder.name)
         search = self._galleries(embedder.name)
         search.refresh()
         for frame_index, rgb in frames:
@@ -128,29 +136,43 @@ class LikenessStage:
                            "detection_score": round(face.score, 3), "threshold": threshold,
                            "own_cameo": _match(own_cameo), "public_figure": _match(public),
                            "any_cameo": _match(any_cameo)}
-                verdict, reason = self._judge(own_cameo, public, any_cameo, threshold)
+                verdict, reason, review_reason = self._judge(own_cameo, public, any_cameo, threshold, review)
                 finding["verdict"] = verdict
                 records.findings.append(finding)
                 if reason is not None:
                     records.reasons.append(reason)
+                if review_reason is not None:
+                    records.review_reasons.append(review_reason)
 
-    def _judge(self, own_cameo, public, any_cameo, threshold: float) -> tuple[str, Reason | None]:
+    def _judge(self, own_cameo, public, any_cameo, threshold: float,
+               review: float | None) -> tuple[str, Reason | None, Reason | None]:
+        """(verdict label, rejection reason, review reason) for one face."""
         if own_cameo is not None and own_cameo.distance <= threshold:
-            return "consenting_cameo", None
+            return "consenting_cameo", None, None
         if public is not None and public.distance <= threshold:
             return "public_figure", Reason(code="public_figure_face",
                                            message=f"A face in the media matches a public figure ({public.name}); "
-                                                   f"videos of public figures are not allowed.")
+                                                   f"videos of public figures are not allowed."), None
         if any_cameo is not None and any_cameo.distance <= threshold:
             return "unconsented_cameo", Reason(code="unconsented_person_face",
                                                message="A face in the media belongs to a person whose cameo this "
-                                                       "request does not have consent to use.")
+                                                       "request does not have consent to use."), None
+        if review is not None and own_cameo is not None and own_cameo.distance <= review:
+            return "borderline_own_cameo", None, Reason(
+                code="borderline_cameo_match",
+                message="A face resembles one of the request's cameos, but not closely enough to be sure; a "
+                        "person will check it.")
+        if review is not None and public is not None and public.distance <= review:
+            return "borderline_public_figure", None, Reason(
+                code="borderline_public_figure",
+                message=f"A face resembles a public figure ({public.name}), but not closely enough to be sure; "
+                        f"a person will check it.")
         if self.after_generation:
-            return "synthetic", None
+            return "synthetic", None, None
         return "unknown_real_person", Reason(code="unconsented_person_face",
                                              message="A face in the input media matches none of the request's "
                                                      "cameos; videos cannot be made from photos of real people "
-                                                     "without their consent.")
+                                                     "without their consent."), None
 
 
 def _match(match) -> dict[str, Any] | None:

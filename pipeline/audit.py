@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import RequestCameoRow, DeadLetterRow, DecisionRow, RequestRow
+from pipeline.db import RequestCameoRow, ReviewRow, DeadLetterRow, DecisionRow, RequestRow
 from pipeline.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
@@ -91,8 +91,8 @@ class InMemoryAuditStore:
         self.dead_letters.setdefault((source.topic, source.partition, source.offset), record)
 
     def approved_stages(self, request_id: str) -> set[str]:
-        return {stage for (rid, stage), (record, _) in self.decisions.items()
-                if rid == request_id and record.decision.outcome is Outcome.APPROVED}
+        return _with_reviews({stage for (rid, stage), (record, _) in self.decisions.items()
+                              if rid == request_id and record.decision.outcome is Outcome.APPROVED})
 
 
 class SqlAuditStore:
@@ -120,6 +120,7 @@ class SqlAuditStore:
                         request_id=request.request_id, requester_account=request.requester_account,
                         prompt=request.prompt, cameo_ids=list(request.cameo_ids),
                         submitted_at=request.submitted_at, first_seen_at=decision.decided_at,
+                        original=request.model_dump_json(),
                     ))
                     session.flush()
                     session.add_all(RequestCameoRow(request_id=request.request_id, cameo_id=cameo_id)
@@ -133,6 +134,10 @@ class SqlAuditStore:
                     input_partition=record.source.partition, input_offset=record.source.offset,
                     output_topic=output.topic, output_payload=output.value, worker=record.worker,
                 ))
+                if decision.outcome is Outcome.REVIEW:  # parked for a person, in the same transaction
+                    session.add(ReviewRow(request_id=decision.request_id, stage=decision.stage, kind="review",
+                                          status="pending", reasons=[r.model_dump() for r in decision.reasons],
+                                          payload=output.value, created_at=decision.decided_at))
             return StoredDecision(output=output, source=record.source)
         except IntegrityError:
             existing = self.stored_decision(decision.request_id, decision.stage)
@@ -156,8 +161,16 @@ class SqlAuditStore:
 
     def approved_stages(self, request_id: str) -> set[str]:
         with self._sessions() as session:
-            return set(session.scalars(select(DecisionRow.stage).where(
-                DecisionRow.request_id == request_id, DecisionRow.outcome == Outcome.APPROVED.value)))
+            return _with_reviews(set(session.scalars(select(DecisionRow.stage).where(
+                DecisionRow.request_id == request_id, DecisionRow.outcome == Outcome.APPROVED.value))))
+
+
+REVIEW_PREFIX = "review-"
+"""A person's decision on stage X is recorded as stage "review-X"; approving it counts as X approving."""
+
+
+def _with_reviews(stages: set[str]) -> set[str]:
+    return stages | {stage[len(REVIEW_PREFIX):] for stage in stages if stage.startswith(REVIEW_PREFIX)}
 
 
 def _source_filter(source: DeadLetterSource) -> tuple[Any, ...]:

@@ -36,11 +36,18 @@ class RequestPath:
 
     @property
     def final_outcome(self) -> str:
-        """published / rejected at <stage> / dead letter / in flight after <stage>."""
-        if any(step.outcome == "rejected" for step in self.steps):
-            return f"rejected at {next(s.stage for s in self.steps if s.outcome == 'rejected')}"
-        if self.steps and self.steps[-1].output_topic.endswith("feed.published"):
+        """published / rejected at <stage> / waiting for review at <stage> / dead letter / in flight after <stage>.
+
+        The last decision tells: an approved review or appeal lets a request go on after a stage said no or
+        asked for a person.
+        """
+        last = self.steps[-1] if self.steps else None
+        if last is not None and last.output_topic.endswith("feed.published"):
             return "published"
+        if last is not None and last.outcome == "rejected":
+            return f"rejected at {last.stage}"
+        if last is not None and last.outcome == "review":
+            return f"waiting for review at {last.stage}"
         if self.dead_letters:
             return "dead letter"
         return f"in flight after {self.steps[-1].stage}" if self.steps else "not seen by any stage"

@@ -29,10 +29,11 @@ asset_app = typer.Typer(help="The content-addressed asset store (media travels b
 account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
 generator_app = typer.Typer(help="The generation model.", no_args_is_help=True)
 provenance_app = typer.Typer(help="C2PA signing credentials.", no_args_is_help=True)
+review_app = typer.Typer(help="Human review and appeals of parked or rejected requests.", no_args_is_help=True)
 for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
                   (policy_app, "policy"), (cameo_app, "cameo"), (account_app, "account"),
                   (gallery_app, "gallery"), (asset_app, "asset"), (audit_app, "audit"),
-                  (generator_app, "generator"), (provenance_app, "provenance")]:
+                  (generator_app, "generator"), (provenance_app, "provenance"), (review_app, "review")]:
     app.add_typer(sub, name=name)
 
 
@@ -603,6 +604,74 @@ def audit_counts(ctx: typer.Context, since: str = typer.Option(...), until: str 
 
     _emit_rows(outcome_counts_per_hour(_audit_sessions(ctx), _parse_time(since), _parse_time(until),
                                        _settings(ctx).stages[-1]), output_format)
+
+
+@audit_app.command("expire")
+def audit_expire(ctx: typer.Context, older_than_days: Optional[int] = typer.Option(
+        None, help="Default: TRUSTREEL_RETENTION_DAYS")) -> None:
+    """Drop prompts and media references older than the retention period, keeping the decision skeleton."""
+    from datetime import timedelta
+
+    from pipeline.retention import expire
+
+    days = older_than_days or _settings(ctx).retention_days
+    if days is None:
+        _fail("no retention period: pass --older-than-days or set TRUSTREEL_RETENTION_DAYS")
+    result = expire(_audit_sessions(ctx), timedelta(days=days))
+    typer.echo(f"expired {result.requests} request(s), {result.decisions} decision(s), "
+               f"{result.dead_letters} dead letter(s) older than {days} days")
+
+
+@review_app.command("list")
+def review_list(ctx: typer.Context, output_format: str = _format_option()) -> None:
+    """Requests waiting for a person (oldest first)."""
+    from pipeline.reviews import pending_reviews
+
+    _emit_rows(pending_reviews(_audit_sessions(ctx)), output_format)
+
+
+def _resolve(ctx: typer.Context, request_id: str, approve: bool, reviewer: str, note: str) -> None:
+    from pipeline.producer import PipelineProducer
+    from pipeline.reviews import ReviewError, describe, mark_sent, resolve
+    from pipeline.topics import TopicMap
+
+    settings = _settings(ctx)
+    sessions = _audit_sessions(ctx)
+    try:
+        resolution = resolve(sessions, TopicMap.from_settings(settings), request_id, approve, reviewer, note)
+    except ReviewError as problem:
+        _fail(str(problem))
+    with PipelineProducer(settings) as producer:
+        producer.send_outgoing(resolution.output)
+    mark_sent(sessions, resolution.request_id, resolution.stage)
+    typer.echo(describe(resolution))
+
+
+@review_app.command("approve")
+def review_approve(ctx: typer.Context, request_id: str, reviewer: str = typer.Option(..., help="Who decides"),
+                   note: str = typer.Option("", help="Why (kept in the audit database)")) -> None:
+    """Let the request go on from the stage where it stopped."""
+    _resolve(ctx, request_id, True, reviewer, note)
+
+
+@review_app.command("reject")
+def review_reject(ctx: typer.Context, request_id: str, reviewer: str = typer.Option(..., help="Who decides"),
+                  note: str = typer.Option("", help="Why (shown to the requester)")) -> None:
+    """End the request with a rejection."""
+    _resolve(ctx, request_id, False, reviewer, note)
+
+
+@review_app.command("appeal")
+def review_appeal(ctx: typer.Context, request_id: str,
+                  note: str = typer.Option("", help="What the requester says")) -> None:
+    """Open an appeal of a rejection: a reviewer can then approve (resume) or reject it."""
+    from pipeline.reviews import ReviewError, appeal
+
+    try:
+        stage = appeal(_audit_sessions(ctx), request_id, note)
+    except ReviewError as problem:
+        _fail(str(problem))
+    typer.echo(f"{request_id}: appeal of the {stage} rejection is waiting for review")
 
 
 @app.command("demo")

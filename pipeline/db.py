@@ -67,6 +67,8 @@ class RequestRow(Base):
     cameo_ids: Mapped[list[str]] = mapped_column(JSON)
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    original: Mapped[str | None] = mapped_column(Text, nullable=True)  # the GenerationRequest JSON (appeals)
+    expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # retention ran
 
 
 class RequestCameoRow(Base):
@@ -76,6 +78,27 @@ class RequestCameoRow(Base):
 
     request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"), primary_key=True)
     cameo_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+
+
+class ReviewRow(Base):
+    """A request parked for a person (a policy's review outcome, or an appeal of a rejection)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("request_id", "stage", "kind", name="uq_reviews_request_stage_kind"),
+                      Index("ix_reviews_status_created", "status", "created_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"))
+    stage: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # review | appeal
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the ReviewRequest
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class TakedownRow(Base):

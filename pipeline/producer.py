@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pipeline.keys import entity_partition, slot_key
 from pipeline.runtime import describe_validation_error
 from pipeline.settings import Settings
+from pipeline.transactions import OutgoingMessage
 from pipeline.topics import TopicMap
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
 
@@ -96,3 +97,7 @@ class PipelineProducer:
         """Send bytes as they are: for replays and for exercising the dead-letter path."""
         future = self._producer.send(self._topics.name(logical_topic), key=key, value=value)
         future.get(timeout=timeout)
+
+    def send_outgoing(self, message: OutgoingMessage, timeout: float = 30.0) -> None:
+        """Send a message the audit database recorded (topic already resolved), waiting for the broker's ack."""
+        self._producer.send(message.topic, key=message.key, value=message.value).get(timeout=timeout)

@@ -47,6 +47,7 @@ from schemas.models import (
     PipelineItem,
     PublishedItem,
     Rejection,
+    ReviewRequest,
     StageDecision,
 )
 
@@ -255,6 +256,11 @@ class StageRunner:
                                 stage=self.stage.name, reasons=decision.reasons, decision=decision,
                                 rejected_at=decision.decided_at)
             topic = self.topics.rejected
+        elif decision.outcome is Outcome.REVIEW:
+            message = ReviewRequest(request_id=request.request_id, stage=self.stage.name, reasons=decision.reasons,
+                                    item=PipelineItem(request=request, decisions=decisions, assets=assets),
+                                    requested_at=decision.decided_at)
+            topic = self.topics.review
         elif self.is_last:
             message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
                                     prompt=request.prompt, cameo_ids=request.cameo_ids, assets=assets,

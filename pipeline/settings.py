@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     policy_dir: Path | None = Field(default=None, description="Directory of policy YAML files (default: packaged)")
+    retention_days: int | None = Field(default=None, ge=1,
+                                       description="`audit expire` drops prompts and media references after "
+                                                   "this many days (unset: kept)")
     policy_check_seconds: float = Field(default=2.0, gt=0, le=3600,
                                         description="How often workers look for changed policy files")
     max_message_bytes: int = Field(default=65536, ge=1024, description="Larger stage input is dead-lettered")

@@ -37,6 +37,13 @@ class Verdict:
         return cls(Outcome.APPROVED, (), details)
 
     @classmethod
+    def review(cls, reasons: list[Reason], **details: Any) -> "Verdict":
+        """Neither yes nor no: a person decides (the policy routes borderline cases here)."""
+        if not reasons:
+            raise ValueError("a review needs at least one reason")
+        return cls(Outcome.REVIEW, tuple(reasons), details)
+
+    @classmethod
     def reject(cls, reasons: list[Reason], **details: Any) -> "Verdict":
         if not reasons:
             raise ValueError("a rejection needs at least one reason")

@@ -21,6 +21,7 @@ PUBLISHED = "feed.published"
 CONSENTS = "cameo.consents"
 ACCOUNTS = "accounts.events"
 TAKEDOWNS = "feed.takedowns"
+REVIEW = "gen.review"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class TopicMap:
         return self.name(PUBLISHED)
 
     @property
+    def review(self) -> str:
+        return self.name(REVIEW)
+
+    @property
     def takedowns(self) -> str:
         return self.name(TAKEDOWNS)
 
@@ -75,7 +80,8 @@ class TopicMap:
         return self.name(ACCOUNTS)
 
     def all_topics(self, settings: Settings) -> list[TopicSpec]:
-        flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected, self.takedowns]
+        flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected, self.takedowns,
+                                                                      self.review]
         specs = [TopicSpec(name, {}) for name in flow]
         specs.append(TopicSpec(self.deadletter, {"max.message.bytes": str(settings.deadletter_max_message_bytes)}))
         specs.append(TopicSpec(self.consents, {"cleanup.policy": "compact"}))

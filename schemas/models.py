@@ -7,6 +7,7 @@ dead letter with a clear reason, not a silently ignored field.
     producer --GenerationRequest--> gen.requests
     stage N  --PipelineItem-------> gen.passed.<stage N>   (next stage's input)
     any stage --Rejection---------> gen.rejected
+    any stage --ReviewRequest-----> gen.review   (a person resumes or ends it: trustreel review)
     any stage --DeadLetter--------> gen.deadletter
     publish  --PublishedItem------> feed.published
     owner app --ConsentEvent------> cameo.consents (compacted)
@@ -83,6 +84,7 @@ class GenerationRequest(StrictModel):
 class Outcome(str, enum.Enum):
     APPROVED = "approved"
     REJECTED = "rejected"
+    REVIEW = "review"  # a person decides (trustreel review); the request waits, it never publishes by itself
     DEAD_LETTER = "dead_letter"
 
 
@@ -123,6 +125,18 @@ class Rejection(StrictModel):
     reasons: list[Reason]
     decision: StageDecision
     rejected_at: datetime
+
+
+class ReviewRequest(StrictModel):
+    """A request parked for a person: the item as it stood and the decision that asked for review."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: Identifier
+    stage: Identifier
+    kind: Literal["review", "appeal"] = "review"
+    reasons: list[Reason]
+    item: PipelineItem
+    requested_at: datetime
 
 
 class DeadLetterSource(StrictModel):
@@ -300,6 +314,7 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "rejection": Rejection,
     "dead_letter": DeadLetter,
     "published_item": PublishedItem,
+    "review_request": ReviewRequest,
     "takedown_event": TakedownEvent,
     "consent_event": ConsentEvent,
     "account_event": AccountEvent,

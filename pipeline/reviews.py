@@ -1,0 +1,152 @@
+"""Human review and appeals: a person resumes or ends a parked request, exactly once.
+
+    stage verdict "review" --runtime--> decision + reviews row (pending) + ReviewRequest on gen.review
+    trustreel review appeal REQUEST  --> reviews row (kind appeal) for the stage that rejected it
+    trustreel review approve|reject REQUEST --reviewer R --note N
+      1. claim: UPDATE reviews SET status WHERE status = 'pending'   (one reviewer wins; a second is told who)
+      2. record decision "review-<stage>" (approved counts as that stage approving for publish)
+      3. send: approve -> the item with the new decision to the stage's output topic (it resumes there)
+               reject  -> a Rejection to gen.rejected
+      4. mark sent; an approve/reject repeated after a crash between 2 and 4 sends the recorded output again
+Pending reviews never publish: nothing moves until step 3.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from pipeline.audit import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
+from pipeline.db import DecisionRow, RequestRow, ReviewRow
+from pipeline.topics import TopicMap
+from pipeline.transactions import OutgoingMessage
+from schemas.models import (DeadLetterSource, GenerationRequest, Outcome, PipelineItem, PublishedItem, Reason,
+                            Rejection, ReviewRequest, StageDecision)
+
+
+class ReviewError(Exception):
+    """Nothing to resolve (unknown, already resolved by someone else, or not appealable); says why."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    request_id: str
+    stage: str
+    status: str
+    output: OutgoingMessage | None  # what to send; None when it was sent before
+
+
+def pending_reviews(sessions: sessionmaker) -> list[dict[str, Any]]:
+    with sessions() as session:
+        rows = session.scalars(select(ReviewRow).where(ReviewRow.status == "pending")
+                               .order_by(ReviewRow.created_at, ReviewRow.id)).all()
+        return [{"request_id": row.request_id, "stage": row.stage, "kind": row.kind,
+                 "reasons": ",".join(reason["code"] for reason in row.reasons),
+                 "waiting_since": row.created_at.isoformat()} for row in rows]
+
+
+def appeal(sessions: sessionmaker, request_id: str, note: str, now: datetime | None = None) -> str:
+    """Open an appeal of a rejection: a pending review of the stage that rejected the request."""
+    now = now or datetime.now(timezone.utc)
+    with sessions() as session:
+        request_row = session.get(RequestRow, request_id)
+        rejected = session.scalar(select(DecisionRow).where(DecisionRow.request_id == request_id,
+                                                            DecisionRow.outcome == Outcome.REJECTED.value,
+                                                            ~DecisionRow.stage.startswith(REVIEW_PREFIX)))
+        if request_row is None or rejected is None or request_row.original is None:
+            raise ReviewError(f"request {request_id} has no rejection on record that can be appealed")
+        earlier = session.scalars(select(DecisionRow).where(DecisionRow.request_id == request_id,
+                                                            DecisionRow.decided_at <= rejected.decided_at,
+                                                            DecisionRow.id != rejected.id)
+                                  .order_by(DecisionRow.decided_at, DecisionRow.id)).all()
+    item = _input_of(GenerationRequest.model_validate_json(request_row.original), earlier, rejected)
+    reasons = [Reason(code="appeal", message=note or "The requester appealed the rejection.")]
+    review = ReviewRequest(request_id=request_id, stage=rejected.stage, kind="appeal", reasons=reasons, item=item,
+                           requested_at=now)
+    try:
+        with sessions.begin() as session:
+            session.add(ReviewRow(request_id=request_id, stage=rejected.stage, kind="appeal", status="pending",
+                                  reasons=[r.model_dump() for r in reasons], payload=review.model_dump_json().encode(),
+                                  created_at=now))
+    except IntegrityError:
+        raise ReviewError(f"request {request_id} was already appealed") from None
+    return rejected.stage
+
+
+def _input_of(request: GenerationRequest, earlier: list[DecisionRow], rejected: DecisionRow) -> PipelineItem:
+    """The item as the rejecting stage received it: the previous stage's recorded output, or the request."""
+    for row in reversed(earlier):
+        if row.outcome == Outcome.APPROVED.value and row.output_payload:
+            try:
+                return PipelineItem.model_validate_json(row.output_payload)
+            except ValueError:
+                break
+    return PipelineItem(request=request)
+
+
+def resolve(sessions: sessionmaker, topics: TopicMap, request_id: str, approve: bool, reviewer: str, note: str,
+            now: datetime | None = None) -> Resolution:
+    now = now or datetime.now(timezone.utc)
+    status = "approved" if approve else "rejected"
+    with sessions.begin() as session:
+        row = session.scalar(select(ReviewRow).where(ReviewRow.request_id == request_id)
+                             .order_by(ReviewRow.status != "pending", ReviewRow.created_at.desc()))
+        if row is None:
+            raise ReviewError(f"request {request_id} has no review")
+        claimed = session.execute(update(ReviewRow).where(ReviewRow.id == row.id, ReviewRow.status == "pending")
+                                  .values(status=status, reviewer=reviewer, note=note, resolved_at=now)).rowcount
+        session.refresh(row)
+    if not claimed and (row.status != status or row.reviewer != reviewer or row.sent_at is not None):
+        raise ReviewError(f"request {request_id} was already {row.status} by {row.reviewer} at {row.resolved_at}")
+    review = ReviewRequest.model_validate_json(row.payload)
+    decision = StageDecision(
+        request_id=request_id, stage=f"{REVIEW_PREFIX}{review.stage}", outcome=Outcome(status),
+        reasons=[] if approve else [Reason(code=f"{review.kind}_rejected",
+                                           message=note or "A reviewer decided against this video.")],
+        policy_id=f"human-{review.kind}", policy_version=f"reviewer:{reviewer}"[:64], decided_at=row.resolved_at,
+        details={"reviewer": row.reviewer, "note": row.note, "kind": review.kind, "reviewed_stage": review.stage})
+    output = _output(topics, review, decision)
+    stored = SqlAuditStore(sessions).record_decision(
+        review.item.request, DecisionRecord(decision=decision, duration_ms=0.0, worker=reviewer,
+                                            source=DeadLetterSource(topic="review", partition=0, offset=row.id)),
+        output)
+    return Resolution(request_id, review.stage, status, stored.output)
+
+
+def mark_sent(sessions: sessionmaker, request_id: str, stage: str, now: datetime | None = None) -> None:
+    with sessions.begin() as session:
+        session.execute(update(ReviewRow).where(ReviewRow.request_id == request_id, ReviewRow.stage == stage,
+                                                ReviewRow.status != "pending", ReviewRow.sent_at.is_(None))
+                        .values(sent_at=now or datetime.now(timezone.utc)))
+
+
+def _output(topics: TopicMap, review: ReviewRequest, decision: StageDecision) -> OutgoingMessage:
+    item = review.item
+    request = item.request
+    decisions = [*item.decisions, decision]
+    if decision.outcome is Outcome.REJECTED:
+        message: Any = Rejection(request_id=request.request_id, requester_account=request.requester_account,
+                                 stage=decision.stage, reasons=decision.reasons, decision=decision,
+                                 rejected_at=decision.decided_at)
+        topic = topics.rejected
+    elif review.stage == topics.stages[-1]:
+        message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
+                                prompt=request.prompt, cameo_ids=request.cameo_ids, assets=item.assets,
+                                decisions=decisions, published_at=decision.decided_at)
+        topic = topics.output_of(review.stage)
+    else:
+        message = PipelineItem(request=request, decisions=decisions, assets=item.assets)
+        topic = topics.output_of(review.stage)
+    return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
+
+
+def describe(resolution: Resolution) -> str:
+    where = json.loads(resolution.output.value).get("stage") if resolution.output else None
+    return (f"{resolution.request_id}: {resolution.status} (review of {resolution.stage})"
+            + (f" -> {resolution.output.topic}" if resolution.output else "") + (f" [{where}]" if where else ""))
