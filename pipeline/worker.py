@@ -4,6 +4,9 @@
       -> ensure topics, upgrade the audit database
       -> replay cameo.consents and accounts.events into their registries (no decision on stale state at start)
       -> faust app in the shared consumer group: one agent per stage + one per state feed
+           a stage is hot-reloaded from its policy files (with its shadow twin, if any)
+           a BatchStage (generate) gets up to its batch size of messages at once
+           the consents agent sends the takedowns a revocation causes with its own offset commit
       -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
 
 All workers share one consumer group, whatever stages they run: each topic's partitions are
