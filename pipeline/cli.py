@@ -29,11 +29,12 @@ asset_app = typer.Typer(help="The content-addressed asset store (media travels b
 account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
 generator_app = typer.Typer(help="The generation model.", no_args_is_help=True)
 provenance_app = typer.Typer(help="C2PA signing credentials.", no_args_is_help=True)
+takedown_app = typer.Typer(help="Take published items off the feed.", no_args_is_help=True)
 review_app = typer.Typer(help="Human review and appeals of parked or rejected requests.", no_args_is_help=True)
 for sub, name in [(broker_app, "broker"), (topics_app, "topics"), (db_app, "db"), (schemas_app, "schemas"),
                   (policy_app, "policy"), (cameo_app, "cameo"), (account_app, "account"),
                   (gallery_app, "gallery"), (asset_app, "asset"), (audit_app, "audit"),
-                  (generator_app, "generator"), (provenance_app, "provenance"), (review_app, "review")]:
+                  (generator_app, "generator"), (provenance_app, "provenance"), (review_app, "review"), (takedown_app, "takedown")]:
     app.add_typer(sub, name=name)
 
 
@@ -414,7 +415,9 @@ def _gallery_store(settings: Settings):
 
 @gallery_app.command("add")
 def gallery_add(ctx: typer.Context, name: str, images: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
-                gallery: str = typer.Option("public_figures", help="public_figures | cameos (name = cameo id)")) -> None:
+                gallery: str = typer.Option("public_figures", help="public_figures | cameos (name = cameo id)"),
+                sweep: bool = typer.Option(True, help="For public figures: re-check published videos and take "
+                                                      "down those showing NAME")) -> None:
     """Embed the most confident face of each image and add it to NAME in the gallery."""
     from pipeline.faces import decode_image, embedder_from_settings
 
@@ -432,6 +435,12 @@ def gallery_add(ctx: typer.Context, name: str, images: list[Path] = typer.Argume
         _fail("no face found in any image; nothing added")
     _gallery_store(settings).add(gallery, name, embedder.name, embeddings)
     typer.echo(f"added {len(embeddings)} {embedder.name} embedding(s) to {gallery}/{name}")
+    if gallery == "public_figures" and sweep:
+        try:
+            _identity_sweep(settings, name, embedder)
+        except Exception as exc:  # the gallery change stands; the sweep can be re-run
+            typer.secho(f"published videos were not re-checked ({type(exc).__name__}: {exc}); run "
+                        f"`trustreel takedown sweep '{name}'`", fg=typer.colors.YELLOW, err=True)
 
 
 @gallery_app.command("list")
@@ -620,6 +629,38 @@ def audit_expire(ctx: typer.Context, older_than_days: Optional[int] = typer.Opti
     result = expire(_audit_sessions(ctx), timedelta(days=days))
     typer.echo(f"expired {result.requests} request(s), {result.decisions} decision(s), "
                f"{result.dead_letters} dead letter(s) older than {days} days")
+
+
+def _identity_sweep(settings: Settings, name: str, embedder) -> None:
+    from consumers.likeness import LikenessRules
+    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.galleries import GallerySearch, GalleryStore
+    from pipeline.producer import PipelineProducer
+    from pipeline.takedowns import TakedownService, face_matcher
+    from pipeline.topics import TopicMap
+    from policies.loader import load_policy, policy_path
+
+    rules = load_policy(policy_path("likeness", settings.policy_dir), LikenessRules, "likeness").rules
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    search = GallerySearch(GalleryStore(sessions), embedder.name, settings.gallery_approximate_above)
+    matches = face_matcher(embedder, search, name, rules.face_match_distance[embedder.name], rules.frame_every,
+                           rules.max_frames)
+    service = TakedownService(sessions, TopicMap.from_settings(settings).takedowns, settings.stages[-1])
+    messages = service.identity_sweep(name, matches, asset_store(settings.asset_dir, settings.asset_url))
+    with PipelineProducer(settings) as producer:
+        for message in messages:
+            producer.send_outgoing(message)
+    service.mark_sent([message.key.decode() for message in messages])
+    typer.echo(f"re-checked published videos for {name}: {len(messages)} takedown(s) sent")
+
+
+@takedown_app.command("sweep")
+def takedown_sweep(ctx: typer.Context, name: str) -> None:
+    """Re-check published videos against public figure NAME and take down those that show them."""
+    from pipeline.faces import embedder_from_settings
+
+    settings = _settings(ctx)
+    _identity_sweep(settings, name, embedder_from_settings(settings.face_backend, settings.insightface_model_dir))
 
 
 @review_app.command("list")

@@ -111,6 +111,7 @@ class TakedownRow(Base):
     reason_code: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeps outside a transaction
 
 
 class DecisionRow(Base):

@@ -1,7 +1,8 @@
 """Human review and appeals: a person resumes or ends a parked request, exactly once.
 
     stage verdict "review" --runtime--> decision + reviews row (pending) + ReviewRequest on gen.review
-    trustreel review appeal REQUEST  --> reviews row (kind appeal) for the stage that rejected it
+    trustreel review appeal REQUEST  --> reviews row (kind appeal) for the stage that rejected it, or for its
+                                         takedown (approving re-publishes; consent revocations cannot be overruled)
     trustreel review approve|reject REQUEST --reviewer R --note N
       1. claim: UPDATE reviews SET status WHERE status = 'pending'   (one reviewer wins; a second is told who)
       2. record decision "review-<stage>" (approved counts as that stage approving for publish)
@@ -23,11 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
-from pipeline.db import DecisionRow, RequestRow, ReviewRow
+from pipeline.db import DecisionRow, RequestRow, ReviewRow, TakedownRow
 from pipeline.topics import TopicMap
 from pipeline.transactions import OutgoingMessage
 from schemas.models import (DeadLetterSource, GenerationRequest, Outcome, PipelineItem, PublishedItem, Reason,
-                            Rejection, ReviewRequest, StageDecision)
+                            Rejection, ReviewRequest, StageDecision, TakedownEvent)
 
 
 class ReviewError(Exception):
@@ -51,9 +52,17 @@ def pending_reviews(sessions: sessionmaker) -> list[dict[str, Any]]:
                  "waiting_since": row.created_at.isoformat()} for row in rows]
 
 
+TAKEDOWN = "takedown"
+"""The review "stage" of a takedown appeal; approving it re-publishes the item."""
+
+
 def appeal(sessions: sessionmaker, request_id: str, note: str, now: datetime | None = None) -> str:
-    """Open an appeal of a rejection: a pending review of the stage that rejected the request."""
+    """Open an appeal of a rejection or a takedown: a pending review a person then approves or rejects."""
     now = now or datetime.now(timezone.utc)
+    with sessions() as session:
+        takedown = session.get(TakedownRow, request_id)
+    if takedown is not None:
+        return _appeal_takedown(sessions, takedown, note, now)
     with sessions() as session:
         request_row = session.get(RequestRow, request_id)
         rejected = session.scalar(select(DecisionRow).where(DecisionRow.request_id == request_id,
@@ -77,6 +86,32 @@ def appeal(sessions: sessionmaker, request_id: str, note: str, now: datetime | N
     except IntegrityError:
         raise ReviewError(f"request {request_id} was already appealed") from None
     return rejected.stage
+
+
+def _appeal_takedown(sessions: sessionmaker, takedown: TakedownRow, note: str, now: datetime) -> str:
+    if takedown.reason_code == "consent_revoked":
+        raise ReviewError(f"request {takedown.request_id} was taken down because its cameo owner withdrew consent; "
+                          f"review cannot overrule that (the owner can grant consent again)")
+    event = TakedownEvent.model_validate_json(takedown.payload)
+    with sessions() as session:
+        request_row = session.get(RequestRow, takedown.request_id)
+        published = session.scalar(select(DecisionRow.output_payload).where(
+            DecisionRow.request_id == takedown.request_id, DecisionRow.stage == event.original_decision.stage))
+    if request_row is None or request_row.original is None or not published:
+        raise ReviewError(f"request {takedown.request_id} has no published item on record to reinstate")
+    item = PublishedItem.model_validate_json(published)
+    reasons = [Reason(code="appeal", message=note or "The requester appealed the takedown.")]
+    review = ReviewRequest(request_id=takedown.request_id, stage=TAKEDOWN, kind="appeal", reasons=reasons,
+                           item=PipelineItem(request=GenerationRequest.model_validate_json(request_row.original),
+                                             decisions=item.decisions, assets=item.assets), requested_at=now)
+    try:
+        with sessions.begin() as session:
+            session.add(ReviewRow(request_id=takedown.request_id, stage=TAKEDOWN, kind="appeal", status="pending",
+                                  reasons=[r.model_dump() for r in reasons], payload=review.model_dump_json().encode(),
+                                  created_at=now))
+    except IntegrityError:
+        raise ReviewError(f"the takedown of request {takedown.request_id} was already appealed") from None
+    return TAKEDOWN
 
 
 def _input_of(request: GenerationRequest, earlier: list[DecisionRow], rejected: DecisionRow) -> PipelineItem:
@@ -135,11 +170,11 @@ def _output(topics: TopicMap, review: ReviewRequest, decision: StageDecision) ->
                                  stage=decision.stage, reasons=decision.reasons, decision=decision,
                                  rejected_at=decision.decided_at)
         topic = topics.rejected
-    elif review.stage == topics.stages[-1]:
+    elif review.stage in (TAKEDOWN, topics.stages[-1]):  # a reinstated takedown is published again
         message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
                                 prompt=request.prompt, cameo_ids=request.cameo_ids, assets=item.assets,
                                 decisions=decisions, published_at=decision.decided_at)
-        topic = topics.output_of(review.stage)
+        topic = topics.published
     else:
         message = PipelineItem(request=request, decisions=decisions, assets=item.assets)
         topic = topics.output_of(review.stage)

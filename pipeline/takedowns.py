@@ -8,22 +8,31 @@
       -> TakedownEvent(s) to feed.takedowns, in the same Kafka transaction that commits the
          consents offset (pipeline.worker's registry agent)
 
+    identity added to the public-figure gallery (`trustreel gallery add`, or `trustreel takedown sweep`)
+      -> published videos (from the publish decisions' recorded output) re-scanned: sampled frames ->
+         faces -> distance to the new identity's embeddings <= the likeness policy's match distance
+      -> the same one-row-per-item record; rows not yet sent are sent, then marked sent
+
 Known window: a publish whose consent re-check ran just before the revocation was applied, but
-whose decision row lands just after this query, is not found (milliseconds wide).
+whose decision row lands just after this query, is not found (milliseconds wide). Videos whose
+recorded output was emptied by retention cannot be re-scanned.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from typing import Callable
+
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from pipeline.assets import AssetIntegrityError, AssetStore
 from pipeline.db import DecisionRow, RequestCameoRow, RequestRow, TakedownRow
 from pipeline.transactions import OutgoingMessage
-from schemas.models import (ConsentEvent, ConsentKind, Outcome, Reason, StageDecision, TakedownCause,
-                            TakedownEvent)
+from schemas.models import (ConsentEvent, ConsentKind, MediaReference, Outcome, PublishedItem, Reason,
+                            StageDecision, TakedownCause, TakedownEvent)
 
 
 class TakedownService:
@@ -49,6 +58,41 @@ class TakedownService:
                                    .order_by(TakedownRow.request_id)).all()
             return [OutgoingMessage(topic=self._topic, key=row.request_id.encode(), value=row.payload) for row in rows]
 
+    def identity_sweep(self, identity: str, matches: "Callable[[bytes], float | None]",
+                       assets: AssetStore) -> list[OutgoingMessage]:
+        """Takedowns for published videos showing `identity` (matches: video bytes -> best distance or None)."""
+        event_id = f"identity:{identity}"[:300]
+        reason = Reason(code="public_figure_added",
+                        message=f"The video shows {identity}, who has been added to the public figures that "
+                                f"may not be depicted.")
+        query = (select(RequestRow, DecisionRow).join(DecisionRow, DecisionRow.request_id == RequestRow.request_id)
+                 .where(DecisionRow.stage == self._publish_stage, DecisionRow.outcome == Outcome.APPROVED.value)
+                 .where(~select(TakedownRow.request_id).where(TakedownRow.request_id == RequestRow.request_id)
+                        .exists()))
+        with self._sessions() as session:
+            published = session.execute(query).all()
+        for request, decision in published:
+            video = _published_video(decision.output_payload)
+            if video is None:
+                continue
+            try:
+                distance = matches(assets.get(video))
+            except AssetIntegrityError:
+                continue
+            if distance is not None:
+                cause = TakedownCause(kind="public_figure_added", event_id=event_id, identity=identity,
+                                      match_distance=round(distance, 4))
+                self._record(request, decision, cause, reason)
+        with self._sessions() as session:
+            rows = session.scalars(select(TakedownRow).where(TakedownRow.cause_event_id == event_id[:128],
+                                                             TakedownRow.sent_at.is_(None))).all()
+            return [OutgoingMessage(topic=self._topic, key=row.request_id.encode(), value=row.payload) for row in rows]
+
+    def mark_sent(self, request_ids: list[str]) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(TakedownRow).where(TakedownRow.request_id.in_(request_ids))
+                            .values(sent_at=datetime.now(timezone.utc)))
+
     def _published_using(self, cameo_id: str, account: str | None) -> list[tuple[RequestRow, DecisionRow]]:
         query = (select(RequestRow, DecisionRow)
                  .join(RequestCameoRow, RequestCameoRow.request_id == RequestRow.request_id)
@@ -73,8 +117,37 @@ class TakedownService:
                 decided_at=decision.decided_at, details=decision.details))
         try:
             with self._sessions.begin() as session:
-                session.add(TakedownRow(request_id=request.request_id, cause_event_id=cause.event_id,
+                session.add(TakedownRow(request_id=request.request_id, cause_event_id=cause.event_id[:128],
                                         reason_code=reason.code, created_at=now,
                                         payload=event.model_dump_json().encode()))
         except IntegrityError:
             pass  # another revocation took it down first: one takedown per item
+
+
+def _published_video(output_payload: bytes) -> MediaReference | None:
+    try:
+        return PublishedItem.model_validate_json(output_payload).assets.get("video")
+    except ValueError:
+        return None  # emptied by retention, or not a published item
+
+
+def face_matcher(embedder, search, identity: str, threshold: float, every: int, max_frames: int):
+    """video bytes -> best distance of any sampled face to `identity` when within threshold, else None."""
+    from pipeline.galleries import PUBLIC_FIGURES
+    from pipeline.media import UnreadableMedia, frames_of
+
+    def matches(video: bytes) -> float | None:
+        search.refresh()
+        best = None
+        try:
+            frames = frames_of(video, "video/mp4", every, max_frames)
+        except UnreadableMedia:
+            return None
+        for _, rgb in frames:
+            for face in embedder.faces(rgb):
+                match = search.nearest_among(PUBLIC_FIGURES, [identity], face.embedding)
+                if match is not None and match.distance <= threshold and (best is None or match.distance < best):
+                    best = match.distance
+        return best
+
+    return matches

@@ -172,10 +172,13 @@ class PublishedItem(StrictModel):
 
 
 class TakedownCause(StrictModel):
-    kind: Literal["consent_revoked"]
-    cameo_id: Identifier
-    event_id: Identifier
+    kind: Literal["consent_revoked", "public_figure_added"]
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    cameo_id: Identifier | None = Field(default=None, description="consent_revoked: the cameo")
     account: Identifier | None = Field(default=None, description="Set when only this account's access was revoked")
+    identity: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="public_figure_added: the gallery identity the video matched")
+    match_distance: float | None = None
 
 
 class TakedownEvent(StrictModel):

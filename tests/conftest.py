@@ -242,7 +242,7 @@ class LocalPostgres:
         self.bindir = bindir
         self.base = Path(tempfile.mkdtemp(prefix="trustreel-pg-"))  # outside pytest's 0700 tree
         self.data = self.base / "data"
-        self.port = 15432 + os.getpid() % 1000
+        self.port = _free_port()  # never a fixed or pid-derived one: a stale server may hold it
         self.as_user: list[str] = []
         if os.geteuid() == 0:  # initdb refuses to run as root
             shutil.chown(self.base, "postgres")
@@ -292,6 +292,14 @@ def postgres_url(request: pytest.FixtureRequest) -> str:
     if explicit:
         return explicit
     return request.getfixturevalue("postgres_server").url()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _postgres_bindir() -> Path | None:

@@ -45,3 +45,25 @@ def test_a_revocation_takes_down_exactly_the_items_that_used_the_cameo(settings,
     listing = json.loads(cli(settings, "audit", "published", "--cameo", "cam-gone", "--format", "json"))
     assert {row["request_id"]: row["taken_down"] for row in listing} == {"g1": "consent_revoked",
                                                                          "g2": "consent_revoked"}
+
+
+def test_adding_a_public_figure_sends_takedowns_for_published_videos_showing_them(settings, read_topic,
+                                                                                    tmp_path) -> None:
+    from pipeline.assets import LocalAssetStore
+    from pipeline.audit import SqlAuditStore
+    from pipeline.db import make_engine, make_sessionmaker
+    from tests import face_fixtures as photos
+    from tests.test_takedown_identity import publish
+
+    store = SqlAuditStore(make_sessionmaker(make_engine(settings.db_url)))
+    assets = LocalAssetStore(settings.asset_dir)
+    publish(store, assets, "shows-her", [photos.astronaut()] * 3)
+    publish(store, assets, "shows-others", [photos.group_portrait(2)] * 3)
+    portrait = tmp_path / "collins.png"
+    portrait.write_bytes(photos.png_bytes(photos.astronaut()))
+    output = cli(settings, "gallery", "add", "Eileen Collins", str(portrait))
+    assert "1 takedown(s) sent" in output
+    takedowns = read_topic("feed.takedowns").wait_for_count(1, timeout=30)
+    assert [(t["request_id"], t["cause"]["identity"]) for t in takedowns] == [("shows-her", "Eileen Collins")]
+    assert "0 takedown(s) sent" in cli(settings, "takedown", "sweep", "Eileen Collins")
+    assert len(read_topic("feed.takedowns").settle(2)) == 1

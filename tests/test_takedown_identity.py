@@ -1,0 +1,85 @@
+"""Takedown when a public figure is added, and appeals of takedowns (real SQLite, dlib faces, MP4s)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pipeline.assets import LocalAssetStore
+from pipeline.audit import DecisionRecord, SqlAuditStore
+from pipeline.db import make_engine, make_sessionmaker, upgrade
+from pipeline.faces import DlibEmbedder
+from pipeline.galleries import PUBLIC_FIGURES, GallerySearch, GalleryStore
+from pipeline.reviews import ReviewError, appeal, resolve
+from pipeline.takedowns import TakedownService, face_matcher
+from pipeline.topics import TopicMap
+from pipeline.transactions import OutgoingMessage
+from schemas.models import (ConsentEvent, DeadLetterSource, GenerationRequest, Outcome, PublishedItem,
+                            StageDecision)
+from tests import face_fixtures as photos
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+TOPICS = TopicMap(prefix="", stages=("consent", "publish"))
+
+
+def publish(store: SqlAuditStore, assets: LocalAssetStore, request_id: str, frames, cameos=()) -> None:
+    request = GenerationRequest(request_id=request_id, requester_account="bob", prompt="p", cameo_ids=list(cameos))
+    video = assets.put(photos.mp4_bytes([photos.even(frame) for frame in frames]), "video/mp4")
+    decision = StageDecision(request_id=request_id, stage="publish", outcome=Outcome.APPROVED, policy_id="publish",
+                             policy_version="p" * 64, decided_at=NOW)
+    item = PublishedItem(request_id=request_id, requester_account="bob", prompt="p", cameo_ids=list(cameos),
+                         assets={"video": video}, decisions=[decision], published_at=NOW)
+    store.record_decision(request, DecisionRecord(decision=decision, duration_ms=1, worker="w",
+                                                  source=DeadLetterSource(topic="t", partition=0, offset=1)),
+                          OutgoingMessage("feed.published", request_id.encode(), item.model_dump_json().encode()))
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+    sessions = make_sessionmaker(make_engine(url))
+    assets = LocalAssetStore(tmp_path / "assets")
+    store = SqlAuditStore(sessions)
+    publish(store, assets, "astronaut-video", [photos.astronaut()] * 3)
+    publish(store, assets, "group-video", [photos.group_portrait(2)] * 3)
+    embedder = DlibEmbedder()
+    face = max(embedder.faces(photos.astronaut()), key=lambda f: f.score)
+    GalleryStore(sessions).add(PUBLIC_FIGURES, "Eileen Collins", embedder.name, [(face.embedding, "astronaut.png")])
+    search = GallerySearch(GalleryStore(sessions), embedder.name, 50_000)
+    matcher = face_matcher(embedder, search, "Eileen Collins", 0.5, every=1, max_frames=3)
+    return sessions, assets, TakedownService(sessions, "feed.takedowns"), matcher
+
+
+def test_adding_a_public_figure_takes_down_only_the_videos_that_show_them(world) -> None:
+    sessions, assets, service, matcher = world
+    messages = service.identity_sweep("Eileen Collins", matcher, assets)
+    assert [m.key for m in messages] == [b"astronaut-video"]
+    event = json.loads(messages[0].value)
+    assert event["cause"]["kind"] == "public_figure_added" and event["cause"]["identity"] == "Eileen Collins"
+    assert event["cause"]["match_distance"] <= 0.5 and event["reason"]["code"] == "public_figure_added"
+    assert [m.key for m in service.identity_sweep("Eileen Collins", matcher, assets)] == [b"astronaut-video"]
+    service.mark_sent([m.key.decode() for m in messages])  # sent: a later sweep sends nothing again
+    assert service.identity_sweep("Eileen Collins", matcher, assets) == []
+
+
+def test_a_takedown_can_be_appealed_and_reinstated_but_not_a_consent_revocation(world) -> None:
+    sessions, assets, service, matcher = world
+    service.identity_sweep("Eileen Collins", matcher, assets)
+    assert appeal(sessions, "astronaut-video", "it is a look-alike", now=NOW) == "takedown"
+    with pytest.raises(ReviewError, match="already appealed"):
+        appeal(sessions, "astronaut-video", "again", now=NOW)
+    resolution = resolve(sessions, TOPICS, "astronaut-video", True, "rita", "look-alike, not her", now=NOW)
+    assert resolution.output.topic == "feed.published"
+    reinstated = json.loads(resolution.output.value)
+    assert [d["stage"] for d in reinstated["decisions"]] == ["publish", "review-takedown"]
+
+    store = SqlAuditStore(sessions)
+    publish(store, assets, "cameo-video", [photos.group_portrait(2)] * 2, cameos=["cam-1"])
+    revoke = ConsentEvent(event_id="rv1", cameo_id="cam-1", kind="revoke")
+    assert [m.key for m in service.on_consent_event(revoke)] == [b"cameo-video"]
+    with pytest.raises(ReviewError, match="cannot overrule"):
+        appeal(sessions, "cameo-video", "please", now=NOW)
