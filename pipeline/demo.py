@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def _outcome(sessions, sample: Sample) -> tuple[str, str]:
     return "not seen yet", ""
 
 
-def _signed_video_note(sessions, sample: Sample, settings: Settings) -> str:
+def _signed_video_note(sessions, sample: Sample, settings: Settings, signing: dict[str, str]) -> str:
     """Where a published sample's signed video is, and how to check it."""
     if sample.request is None:
         return ""
@@ -151,7 +152,9 @@ def _signed_video_note(sessions, sample: Sample, settings: Settings) -> str:
         return ""
     digest = details["signed_sha256"]
     where = settings.asset_dir / digest[:2] / digest if not settings.asset_url else f"asset://sha256/{digest}"
-    return f"\n  signed video: {where}\n  check it:     trustreel verify {where}"
+    anchors = signing.get("TRUSTREEL_C2PA_TRUST_ANCHORS")
+    trust = f"TRUSTREEL_C2PA_TRUST_ANCHORS={os.path.relpath(anchors)} " if anchors else ""
+    return f"\n  signed video: {where}\n  check it:     {trust}trustreel verify {where}"
 
 
 def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, ids: set[str], timeout_seconds: float) -> None:
@@ -166,10 +169,11 @@ def _demo_generator_model(settings: Settings) -> str:
     """The configured model, or (left at the default hub id) a tiny random one built here, offline."""
     if "TRUSTREEL_GENERATOR_MODEL" in os.environ or "generate" not in settings.stages:
         return settings.generator_model
-    directory = Path("trustreel-tiny-model").resolve()
-    if not (directory / "model_index.json").exists():
-        from pipeline.tiny_generator import build_tiny_ltx
+    from pipeline.tiny_generator import build_tiny_ltx, is_current_tiny_model
 
+    directory = Path("trustreel-tiny-model").resolve()
+    if not is_current_tiny_model(directory):  # absent, or built by older code with other configs
+        shutil.rmtree(directory, ignore_errors=True)
         build_tiny_ltx(directory)
     print(f"generation uses a tiny randomly initialised model in {directory.name}/ (its videos are noise); "
           f"set TRUSTREEL_GENERATOR_MODEL for a real one")
@@ -260,6 +264,6 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
         failures += not ok
         print(f"\n[{'ok' if ok else 'UNEXPECTED'}] {sample.label}: expected {sample.expected}, got {outcome}")
         if text:
-            print(text + (_signed_video_note(sessions, sample, settings) if outcome == "published" else ""))
+            print(text + (_signed_video_note(sessions, sample, settings, signing) if outcome == "published" else ""))
     print(f"\n{len(samples) - failures} of {len(samples)} requests ended as expected")
     return 1 if failures else 0

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+TINY_MODEL_VERSION = "2"
+"""Bumped whenever the configs below change, so a directory built by older code is rebuilt, not reused."""
+VERSION_FILE = "trustreel-tiny-version.txt"
+
 TINY_WORDS = ("a an the of in on at with and person people cat dog dance dances walks runs beach city "
               "forest night day sunset rain snow robot car boat sea mountain video scene smiling friends").split()
 
@@ -52,4 +56,12 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
                            text_encoder=text_encoder, tokenizer=tokenizer)
     directory.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(directory)
+    (directory / VERSION_FILE).write_text(TINY_MODEL_VERSION)
     return directory
+
+
+def is_current_tiny_model(directory: Path) -> bool:
+    """True when `directory` holds a tiny pipeline built by this version of the code."""
+    marker = Path(directory) / VERSION_FILE
+    return (Path(directory) / "model_index.json").exists() and marker.exists() and \
+        marker.read_text().strip() == TINY_MODEL_VERSION

@@ -221,6 +221,18 @@ def test_tiny_diffusers_pipeline_is_reproducible_and_honours_the_deadline(tiny_m
     assert generator.describe()["device"] == "cpu"
 
 
+def test_a_tiny_model_built_by_older_code_is_recognised(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.tiny_generator import VERSION_FILE, is_current_tiny_model
+
+    assert is_current_tiny_model(tiny_model_dir)
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, old)
+    (old / VERSION_FILE).unlink()  # what the first version of the demo left behind
+    assert not is_current_tiny_model(old) and not is_current_tiny_model(tmp_path / "missing")
+
+
 def test_fsspec_asset_store_round_trip_and_tamper_detection() -> None:
     store = FsspecAssetStore(f"memory://assets-{id(object())}")
     reference = store.put(b"video bytes", "video/mp4")
