@@ -21,8 +21,8 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.assets import AssetIntegrityError, AssetStore
-from pipeline.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, read_credentials,
-                                          sign_mp4)
+from pipeline.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, load_signer,
+                                          read_credentials, sign_mp4)
 from pipeline.media import UnreadableMedia, frames_of
 from pipeline.provenance_ledger import ProvenanceLedger, ProvenanceMark
 from pipeline.stage import Verdict
@@ -77,9 +77,6 @@ class ProvenanceStage:
         self._assets = assets
         self._ledger = ledger
         self._clock = clock
-        from pipeline.content_credentials import load_signer
-
-        self._load_signer = load_signer
         load_signer(signing)  # a missing or expired credential stops the worker at start, with the reason
 
     @property
@@ -100,7 +97,7 @@ class ProvenanceStage:
                            f"A {frames.shape[2]}x{frames.shape[1]} video is too small to carry the invisible "
                            f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels), so it cannot be published.")
         try:
-            signer = self._load_signer(self._signing, self._clock())
+            signer = load_signer(self._signing, self._clock())  # read each time: rotated files are picked up
         except SigningUnavailable as problem:
             return _reject("signing_unavailable", f"The video cannot be signed ({problem}); nothing is published "
                                                   f"unsigned.")

@@ -25,10 +25,11 @@ from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
 from pipeline.db import DecisionRow, RequestRow, ReviewRow, TakedownRow
+from pipeline.runtime import output_message
 from pipeline.topics import TopicMap
 from pipeline.transactions import OutgoingMessage
 from schemas.models import (DeadLetterSource, GenerationRequest, Outcome, PipelineItem, PublishedItem, Reason,
-                            Rejection, ReviewRequest, StageDecision, TakedownEvent)
+                            ReviewRequest, StageDecision, TakedownEvent)
 
 
 class ReviewError(Exception):
@@ -146,7 +147,9 @@ def resolve(sessions: sessionmaker, topics: TopicMap, request_id: str, approve: 
                                            message=note or "A reviewer decided against this video.")],
         policy_id=f"human-{review.kind}", policy_version=f"reviewer:{reviewer}"[:64], decided_at=row.resolved_at,
         details={"reviewer": row.reviewer, "note": row.note, "kind": review.kind, "reviewed_stage": review.stage})
-    output = _output(topics, review, decision)
+    # Approved, the item goes on from the reviewed stage; a reinstated takedown is published again.
+    output = output_message(topics, review.stage, review.item, decision,
+                            publishes=review.stage in (TAKEDOWN, topics.stages[-1]))
     stored = SqlAuditStore(sessions).record_decision(
         review.item.request, DecisionRecord(decision=decision, duration_ms=0.0, worker=reviewer,
                                             source=DeadLetterSource(topic="review", partition=0, offset=row.id)),
@@ -159,26 +162,6 @@ def mark_sent(sessions: sessionmaker, request_id: str, stage: str, now: datetime
         session.execute(update(ReviewRow).where(ReviewRow.request_id == request_id, ReviewRow.stage == stage,
                                                 ReviewRow.status != "pending", ReviewRow.sent_at.is_(None))
                         .values(sent_at=now or datetime.now(timezone.utc)))
-
-
-def _output(topics: TopicMap, review: ReviewRequest, decision: StageDecision) -> OutgoingMessage:
-    item = review.item
-    request = item.request
-    decisions = [*item.decisions, decision]
-    if decision.outcome is Outcome.REJECTED:
-        message: Any = Rejection(request_id=request.request_id, requester_account=request.requester_account,
-                                 stage=decision.stage, reasons=decision.reasons, decision=decision,
-                                 rejected_at=decision.decided_at)
-        topic = topics.rejected
-    elif review.stage in (TAKEDOWN, topics.stages[-1]):  # a reinstated takedown is published again
-        message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
-                                prompt=request.prompt, cameo_ids=request.cameo_ids, assets=item.assets,
-                                decisions=decisions, published_at=decision.decided_at)
-        topic = topics.published
-    else:
-        message = PipelineItem(request=request, decisions=decisions, assets=item.assets)
-        topic = topics.output_of(review.stage)
-    return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
 
 
 def describe(resolution: Resolution) -> str:

@@ -248,28 +248,8 @@ class StageRunner:
 
     def _output_for(self, item: PipelineItem, decision: StageDecision,
                     new_assets: Mapping[str, MediaReference]) -> OutgoingMessage:
-        request = item.request
-        decisions = [*item.decisions, decision]
-        assets = {**item.assets, **new_assets}
-        if decision.outcome is Outcome.REJECTED:
-            message = Rejection(request_id=request.request_id, requester_account=request.requester_account,
-                                stage=self.stage.name, reasons=decision.reasons, decision=decision,
-                                rejected_at=decision.decided_at)
-            topic = self.topics.rejected
-        elif decision.outcome is Outcome.REVIEW:
-            message = ReviewRequest(request_id=request.request_id, stage=self.stage.name, reasons=decision.reasons,
-                                    item=PipelineItem(request=request, decisions=decisions, assets=assets),
-                                    requested_at=decision.decided_at)
-            topic = self.topics.review
-        elif self.is_last:
-            message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
-                                    prompt=request.prompt, cameo_ids=request.cameo_ids, assets=assets,
-                                    decisions=decisions, published_at=decision.decided_at)
-            topic = self.topics.output_of(self.stage.name)
-        else:
-            message = PipelineItem(request=request, decisions=decisions, assets=assets)
-            topic = self.topics.output_of(self.stage.name)
-        return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
+        return output_message(self.topics, self.stage.name, item, decision, publishes=self.is_last,
+                              new_assets=new_assets)
 
     async def _dead_letter(self, raw: bytes, source: DeadLetterSource, code: str, error: str,
                            request_id: str | None) -> str:
@@ -294,6 +274,37 @@ class StageRunner:
     async def _durably_async(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         return await until_infrastructure_answers(function, *args, first_delay=self.config.infrastructure_backoff_seconds,
                                                   max_delay=self.config.infrastructure_backoff_max_seconds)
+
+
+def output_message(topics: TopicMap, stage: str, item: PipelineItem, decision: StageDecision, publishes: bool,
+                   new_assets: Mapping[str, MediaReference] | None = None) -> OutgoingMessage:
+    """What a decision sends: a rejection, a review request, the published item, or the item for the stage after `stage`.
+
+    Shared by the stage runtime and by people's review decisions (pipeline.reviews), which resume a
+    request exactly where the reviewed stage would have sent it.
+    """
+    request = item.request
+    decisions = [*item.decisions, decision]
+    assets = {**item.assets, **(new_assets or {})}
+    if decision.outcome is Outcome.REJECTED:
+        message: Any = Rejection(request_id=request.request_id, requester_account=request.requester_account,
+                                 stage=decision.stage, reasons=decision.reasons, decision=decision,
+                                 rejected_at=decision.decided_at)
+        topic = topics.rejected
+    elif decision.outcome is Outcome.REVIEW:
+        message = ReviewRequest(request_id=request.request_id, stage=stage, reasons=decision.reasons,
+                                item=PipelineItem(request=request, decisions=decisions, assets=assets),
+                                requested_at=decision.decided_at)
+        topic = topics.review
+    elif publishes:
+        message = PublishedItem(request_id=request.request_id, requester_account=request.requester_account,
+                                prompt=request.prompt, cameo_ids=request.cameo_ids, assets=assets,
+                                decisions=decisions, published_at=decision.decided_at)
+        topic = topics.published
+    else:
+        message = PipelineItem(request=request, decisions=decisions, assets=assets)
+        topic = topics.output_of(stage)
+    return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
 
 
 async def until_infrastructure_answers(function: Callable[..., Awaitable[Any]], *args: Any, first_delay: float = 1.0,

@@ -51,12 +51,14 @@ class TakedownService:
                         message=(f"The owner of cameo {event.cameo_id} withdrew consent"
                                  + (f" for account {event.account}" if event.account else "")
                                  + (f": {event.reason}" if event.reason else "") + "."))
-        for request, decision in self._published_using(event.cameo_id, event.account):
+        query = (self._published_query()
+                 .join(RequestCameoRow, RequestCameoRow.request_id == RequestRow.request_id)
+                 .where(RequestCameoRow.cameo_id == event.cameo_id))
+        if event.account is not None:
+            query = query.where(RequestRow.requester_account == event.account)
+        for request, decision in self._rows(query):
             self._record(request, decision, cause, reason)
-        with self._sessions() as session:
-            rows = session.scalars(select(TakedownRow).where(TakedownRow.cause_event_id == event.event_id)
-                                   .order_by(TakedownRow.request_id)).all()
-            return [OutgoingMessage(topic=self._topic, key=row.request_id.encode(), value=row.payload) for row in rows]
+        return self._messages(cause.event_id)
 
     def identity_sweep(self, identity: str, matches: "Callable[[bytes], float | None]",
                        assets: AssetStore) -> list[OutgoingMessage]:
@@ -65,13 +67,7 @@ class TakedownService:
         reason = Reason(code="public_figure_added",
                         message=f"The video shows {identity}, who has been added to the public figures that "
                                 f"may not be depicted.")
-        query = (select(RequestRow, DecisionRow).join(DecisionRow, DecisionRow.request_id == RequestRow.request_id)
-                 .where(DecisionRow.stage == self._publish_stage, DecisionRow.outcome == Outcome.APPROVED.value)
-                 .where(~select(TakedownRow.request_id).where(TakedownRow.request_id == RequestRow.request_id)
-                        .exists()))
-        with self._sessions() as session:
-            published = session.execute(query).all()
-        for request, decision in published:
+        for request, decision in self._rows(self._published_query()):
             video = _published_video(decision.output_payload)
             if video is None:
                 continue
@@ -83,28 +79,32 @@ class TakedownService:
                 cause = TakedownCause(kind="public_figure_added", event_id=event_id, identity=identity,
                                       match_distance=round(distance, 4))
                 self._record(request, decision, cause, reason)
-        with self._sessions() as session:
-            rows = session.scalars(select(TakedownRow).where(TakedownRow.cause_event_id == event_id[:128],
-                                                             TakedownRow.sent_at.is_(None))).all()
-            return [OutgoingMessage(topic=self._topic, key=row.request_id.encode(), value=row.payload) for row in rows]
+        return self._messages(event_id, unsent_only=True)
 
     def mark_sent(self, request_ids: list[str]) -> None:
         with self._sessions.begin() as session:
             session.execute(update(TakedownRow).where(TakedownRow.request_id.in_(request_ids))
                             .values(sent_at=datetime.now(timezone.utc)))
 
-    def _published_using(self, cameo_id: str, account: str | None) -> list[tuple[RequestRow, DecisionRow]]:
-        query = (select(RequestRow, DecisionRow)
-                 .join(RequestCameoRow, RequestCameoRow.request_id == RequestRow.request_id)
-                 .join(DecisionRow, DecisionRow.request_id == RequestRow.request_id)
-                 .where(RequestCameoRow.cameo_id == cameo_id, DecisionRow.stage == self._publish_stage,
-                        DecisionRow.outcome == Outcome.APPROVED.value)
-                 .where(~select(TakedownRow.request_id).where(TakedownRow.request_id == RequestRow.request_id)
-                        .exists()))
-        if account is not None:
-            query = query.where(RequestRow.requester_account == account)
+    def _published_query(self):
+        """Published items not yet taken down, as (request, publish decision) rows; callers narrow it."""
+        return (select(RequestRow, DecisionRow).join(DecisionRow, DecisionRow.request_id == RequestRow.request_id)
+                .where(DecisionRow.stage == self._publish_stage, DecisionRow.outcome == Outcome.APPROVED.value)
+                .where(~select(TakedownRow.request_id).where(TakedownRow.request_id == RequestRow.request_id)
+                       .exists()))
+
+    def _rows(self, query) -> list[tuple[RequestRow, DecisionRow]]:
         with self._sessions() as session:
             return [(request, decision) for request, decision in session.execute(query).all()]
+
+    def _messages(self, event_id: str, unsent_only: bool = False) -> list[OutgoingMessage]:
+        """The recorded takedowns of one cause, as they were first written (a re-send is identical)."""
+        query = select(TakedownRow).where(TakedownRow.cause_event_id == _cause_key(event_id))
+        if unsent_only:
+            query = query.where(TakedownRow.sent_at.is_(None))
+        with self._sessions() as session:
+            rows = session.scalars(query.order_by(TakedownRow.request_id)).all()
+            return [OutgoingMessage(topic=self._topic, key=row.request_id.encode(), value=row.payload) for row in rows]
 
     def _record(self, request: RequestRow, decision: DecisionRow, cause: TakedownCause, reason: Reason) -> None:
         now = datetime.now(timezone.utc)
@@ -117,11 +117,16 @@ class TakedownService:
                 decided_at=decision.decided_at, details=decision.details))
         try:
             with self._sessions.begin() as session:
-                session.add(TakedownRow(request_id=request.request_id, cause_event_id=cause.event_id[:128],
+                session.add(TakedownRow(request_id=request.request_id, cause_event_id=_cause_key(cause.event_id),
                                         reason_code=reason.code, created_at=now,
                                         payload=event.model_dump_json().encode()))
         except IntegrityError:
             pass  # another revocation took it down first: one takedown per item
+
+
+def _cause_key(event_id: str) -> str:
+    """The indexed column is 128 characters; the event keeps the whole id."""
+    return event_id[:128]
 
 
 def _published_video(output_payload: bytes) -> MediaReference | None:
