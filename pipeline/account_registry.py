@@ -16,6 +16,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import sessionmaker
 
+from pipeline.batch_snapshot import remembered
 from pipeline.db import AccountRow
 from pipeline.keys import SlotOffsets
 from schemas.models import AccountEvent, AccountKind, AgeAssurance
@@ -80,6 +81,9 @@ class SqlAccountRegistry:
         self._sessions = sessions
 
     def get(self, account_id: str) -> AccountState | None:
+        return remembered(("account", account_id), lambda: self._load(account_id))
+
+    def _load(self, account_id: str) -> AccountState | None:
         with self._sessions() as session:
             row = session.get(AccountRow, account_id)
             return None if row is None else _state_of(row)

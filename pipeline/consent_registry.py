@@ -18,6 +18,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from pipeline.batch_snapshot import remembered
 from pipeline.db import CameoAccessRow, CameoRow
 from pipeline.keys import SlotOffsets
 from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind, MediaReference
@@ -88,6 +89,9 @@ class SqlConsentRegistry:
         self._sessions = sessions
 
     def get(self, cameo_id: str) -> CameoState | None:
+        return remembered(("cameo", cameo_id), lambda: self._load(cameo_id))
+
+    def _load(self, cameo_id: str) -> CameoState | None:
         with self._sessions() as session:
             row = session.get(CameoRow, cameo_id)
             if row is None or row.owner_account is None:

@@ -47,6 +47,12 @@ class ReloadingStage:
     def shadow_policy(self):
         return self._shadow.policy if self._shadow is not None else None
 
+    def prepare_batch(self) -> None:
+        self.reload_if_changed()
+        prepare = getattr(self._stage, "prepare_batch", None)
+        if prepare is not None:
+            prepare()
+
     def decide(self, item: PipelineItem) -> Verdict:
         self.reload_if_changed()
         stage, shadow = self._stage, self._shadow

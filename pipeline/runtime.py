@@ -28,12 +28,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline.audit import AuditStore, DeadLetterRecord, DecisionRecord, StoredDecision
+from pipeline.batch_snapshot import batch_snapshot
+from pipeline.audit import AuditStore, DeadLetterRecord, DecisionEntry, DecisionRecord, StoredDecision
 from pipeline.transactions import FencedOut, OutgoingMessage
 from pipeline.stage import BatchStage, Clock, Stage, Verdict
 from pipeline.topics import TopicMap
@@ -149,26 +151,31 @@ class StageRunner:
         return (await self.handle_batch([(raw, source)]))[0]
 
     async def handle_batch(self, messages: list[tuple[bytes | None, DeadLetterSource]]) -> list[str]:
-        """Process messages in arrival order, deciding the undecided ones together (see BatchStage).
+        """Process messages in arrival order, with one database write and one Kafka transaction per
+        input partition for the whole batch (a BatchStage also decides the undecided items together).
 
-        Nothing is committed until every message of the batch is decided, and commits go in
-        arrival order, so a partition's offset never moves past a message still in progress.
+        Nothing is committed until every message of the batch is decided and recorded, and each
+        partition's transaction commits the offset after its last message, so a partition's offset
+        never moves past a message still in progress.
         """
-        try:
-            steps = [await self._prepare(raw, source) for raw, source in messages]
-            await self._decide_steps([step for step in steps if step.needs_decision])
-            return [await self._finish(step) for step in steps]
-        except FencedOut as fenced:
-            log.warning("%s: %s; leaving the records to their new owner", self.stage.name, fenced)
-            return ["fenced"] * len(messages)
+        steps = [self._read(raw, source) for raw, source in messages]
+        readable = [step for step in steps if step.item is not None]
+        if readable:
+            stored = await self._durably(self.audit.stored_decisions,
+                                         [step.item.request.request_id for step in readable], self.stage.name)
+            for step in readable:
+                step.stored = stored.get(step.item.request.request_id)
+        await self._decide_steps([step for step in steps if step.needs_decision])
+        await self._record(steps)
+        for partition_steps in _by_partition(steps).values():
+            await self._commit_partition(partition_steps)
+        return [step.label for step in steps]
 
-    async def _prepare(self, raw: bytes | None, source: DeadLetterSource) -> "_Step":
+    def _read(self, raw: bytes | None, source: DeadLetterSource) -> "_Step":
         try:
-            item = read_message(raw, self.is_first, self.config.max_message_bytes)
+            return _Step(raw or b"", source, item=read_message(raw, self.is_first, self.config.max_message_bytes))
         except UnreadableMessage as problem:
             return _Step(raw or b"", source, problem=problem)
-        stored = await self._durably(self.audit.stored_decision, item.request.request_id, self.stage.name)
-        return _Step(raw or b"", source, item=item, stored=stored)
 
     async def _decide_steps(self, steps: list["_Step"]) -> None:
         """Fill in each step's verdict (or failure); copies of one request in a batch are decided once."""
@@ -178,29 +185,63 @@ class StageRunner:
         unique = list(firsts.values())
         if not unique:
             return
-        started = time.perf_counter()
         if isinstance(self.stage, BatchStage):
+            started = time.perf_counter()
             outcomes = await self._decide_batch([step.item for step in unique])
+            duration_ms = (time.perf_counter() - started) * 1000 / len(unique)
+            for step, outcome in zip(unique, outcomes):
+                step.outcome, step.duration_ms = outcome, duration_ms
         else:
-            outcomes = [await self._decide_one(step.item) for step in unique]
-        duration_ms = (time.perf_counter() - started) * 1000 / max(1, len(unique))
-        for step, outcome in zip(unique, outcomes):
-            step.outcome, step.duration_ms = outcome, duration_ms
+            first_tries = await self._durably(self._try_each, [step.item for step in unique])
+            for step, (outcome, duration_ms) in zip(unique, first_tries):
+                if isinstance(outcome, Exception):
+                    started = time.perf_counter()
+                    outcome = await self._retry_after(step.item, outcome)
+                    duration_ms += (time.perf_counter() - started) * 1000
+                step.outcome, step.duration_ms = outcome, duration_ms
         for step in steps:
             first = firsts[step.item.request.request_id]
             step.outcome, step.duration_ms = first.outcome, first.duration_ms
 
-    async def _finish(self, step: "_Step") -> str:
+    async def _record(self, steps: list["_Step"]) -> None:
+        """Make every decision and dead letter of the batch durable (two writes at most), and set
+        each step's output: its stored decision's output if this position made it, else nothing."""
+        letters: list[DeadLetterRecord] = []
+        entries: list[DecisionEntry] = []
+        deciding: list[_Step] = []
+        firsts: dict[str, _Step] = {}
+        for step in steps:
+            failure = self._failure_of(step)
+            if failure is not None:
+                code, error = failure
+                letters.append(self._dead_letter_record(step, code, error))
+            elif step.stored is None and firsts.setdefault(step.item.request.request_id, step) is step:
+                entries.append(self._decision_entry(step))
+                deciding.append(step)
+        await self._durably(self.audit.record_dead_letters, letters)
+        for step, stored in zip(deciding, await self._durably(self.audit.record_decisions, entries)):
+            step.stored = stored
+        for step in steps:
+            if step.letter is not None:
+                step.label = Outcome.DEAD_LETTER.value
+                continue
+            if step.stored is None:  # a copy of a request decided earlier in this batch
+                step.stored = firsts[step.item.request.request_id].stored
+            if step.stored.source != step.source:
+                step.label = "duplicate"
+            else:
+                step.output = step.stored.output
+                step.label = step.outcome.outcome.value if isinstance(step.outcome, Verdict) else "resent"
+
+    def _failure_of(self, step: "_Step") -> tuple[str, str] | None:
         if step.problem is not None:
-            return await self._dead_letter(step.raw, step.source, step.problem.code, str(step.problem),
-                                           step.problem.request_id)
-        item = step.item
-        if step.stored is not None:
-            return await self._commit_stored(step.stored, step.source, "resent")
-        if isinstance(step.outcome, StageFailed):
-            return await self._dead_letter(step.raw, step.source, "stage_error", str(step.outcome),
-                                           item.request.request_id)
-        verdict = step.outcome
+            return step.problem.code, str(step.problem)
+        if step.stored is None and isinstance(step.outcome, StageFailed):
+            return "stage_error", str(step.outcome)
+        return None
+
+    def _decision_entry(self, step: "_Step") -> DecisionEntry:
+        item, verdict = step.item, step.outcome
         decision = StageDecision(
             request_id=item.request.request_id, stage=self.stage.name, outcome=verdict.outcome,
             reasons=list(verdict.reasons), policy_id=self.stage.policy.policy_id,
@@ -208,20 +249,69 @@ class StageRunner:
         )
         record = DecisionRecord(decision=decision, duration_ms=step.duration_ms, source=step.source,
                                 worker=self.config.worker_id)
-        stored = await self._durably(self.audit.record_decision, item.request, record,
-                                     self._output_for(item, decision, verdict.assets))
-        return await self._commit_stored(stored, step.source, decision.outcome.value)
+        return item.request, record, self._output_for(item, decision, verdict.assets)
 
-    async def _commit_stored(self, stored: StoredDecision, source: DeadLetterSource, label: str) -> str:
-        """Send the recorded output if this position made it (first try or redelivery); else skip the copy."""
-        if stored.source != source:
-            await self._durably_async(self.sender.send_atomically, source, [])
-            return "duplicate"
-        await self._durably_async(self.sender.send_atomically, source, [stored.output])
-        return label
+    def _dead_letter_record(self, step: "_Step", code: str, error: str) -> DeadLetterRecord:
+        """Also sets the letter the step will send."""
+        request_id = step.problem.request_id if step.problem is not None else step.item.request.request_id
+        step.letter, record = dead_letter(self.stage.name, self.topics.deadletter, step.source, step.raw, code, error,
+                                          request_id, self.clock())
+        return record
+
+    async def _commit_partition(self, steps: list["_Step"]) -> None:
+        """One transaction: every output of this partition's steps, in order, plus the offset after the last."""
+        outputs = [message for step in steps for message in (step.letter, step.output) if message is not None]
+        try:
+            await self._durably_async(self.sender.send_atomically, steps[-1].source, outputs)
+        except FencedOut as fenced:
+            log.warning("%s: %s; leaving the records to their new owner", self.stage.name, fenced)
+            for step in steps:
+                step.label = "fenced"
+
+    def _try_each(self, items: list[PipelineItem]) -> list[tuple["Verdict | Exception", float]]:
+        """Decide items in order in one worker thread (one hand-off per batch, not per message), over
+        one registry snapshot (pipeline.batch_snapshot). The stage's prepare_batch runs first; if it
+        cannot (infrastructure), the whole batch is tried again later."""
+        results: list[tuple[Verdict | Exception, float]] = []
+        with batch_snapshot():
+            self._prepare_batch()
+            for item in items:
+                started = time.perf_counter()
+                try:
+                    outcome: Verdict | Exception = self.stage.decide(item)
+                except Exception as exc:  # handled by _retry_after, back on the event loop
+                    outcome = exc
+                results.append((outcome, (time.perf_counter() - started) * 1000))
+        return results
+
+    def _prepare_batch(self) -> None:
+        prepare = getattr(self.stage, "prepare_batch", None)
+        if prepare is not None:
+            prepare()
+
+    def _decide_alone(self, item: PipelineItem) -> Verdict:
+        """A retry: the item as a batch of one, so it gets the same preparation as in a batch."""
+        with batch_snapshot():
+            self._prepare_batch()
+            return self.stage.decide(item)
+
+    async def _retry_after(self, item: PipelineItem, error: Exception) -> "Verdict | StageFailed":
+        """The first try (in _try_each) failed: wait out infrastructure, or retry a stage error the
+        remaining number of times."""
+        if isinstance(error, INFRASTRUCTURE_ERRORS):
+            log.warning("infrastructure unavailable while %s decided %s (%s: %s); retrying", self.stage.name,
+                        item.request.request_id, type(error).__name__, error)
+            return await self._decide_one(item)
+        attempts = self.config.stage_error_retries + 1
+        log.error("stage %s failed on %s (attempt 1/%d)", self.stage.name, item.request.request_id, attempts,
+                  exc_info=error)
+        if attempts == 1:
+            return StageFailed(f"stage {self.stage.name} failed 1 time: {type(error).__name__}: {error}")
+        await asyncio.sleep(0.2)
+        return await self._with_retries(item.request.request_id, self._decide_alone, item, first_attempt=2)
 
     async def _decide_one(self, item: PipelineItem) -> "Verdict | StageFailed":
-        return await self._with_retries(item.request.request_id, self.stage.decide, item)
+        return await self._with_retries(item.request.request_id, self._decide_alone, item)
 
     async def _decide_batch(self, items: list[PipelineItem]) -> "list[Verdict | StageFailed]":
         what = ", ".join(item.request.request_id for item in items)
@@ -232,10 +322,10 @@ class StageRunner:
             raise AssertionError(f"stage {self.stage.name} returned {len(verdicts)} verdicts for {len(items)} items")
         return verdicts
 
-    async def _with_retries(self, what: str, decide: Callable[..., Any], argument: Any) -> Any:
+    async def _with_retries(self, what: str, decide: Callable[..., Any], argument: Any, first_attempt: int = 1) -> Any:
         """Run a stage's decision; a bug or bad data is retried a few times, then becomes StageFailed."""
         attempts = self.config.stage_error_retries + 1
-        for attempt in range(1, attempts + 1):
+        for attempt in range(first_attempt, attempts + 1):
             try:
                 return await self._durably(decide, argument)
             except Exception as exc:  # a bug or bad data in the stage, not infrastructure
@@ -250,22 +340,6 @@ class StageRunner:
                     new_assets: Mapping[str, MediaReference]) -> OutgoingMessage:
         return output_message(self.topics, self.stage.name, item, decision, publishes=self.is_last,
                               new_assets=new_assets)
-
-    async def _dead_letter(self, raw: bytes, source: DeadLetterSource, code: str, error: str,
-                           request_id: str | None) -> str:
-        received_at = self.clock()
-        letter = DeadLetter(stage=self.stage.name, source=source, error_code=code, error=error,
-                            request_id=request_id, original_base64=base64.b64encode(raw).decode(),
-                            original_sha256=hashlib.sha256(raw).hexdigest(), original_size=len(raw),
-                            received_at=received_at)
-        key = request_id or f"{source.topic}/{source.partition}/{source.offset}"
-        record = DeadLetterRecord(stage=self.stage.name, source=source, request_id=request_id, error_code=code,
-                                  error=error, original=raw, received_at=received_at)
-        await self._durably(self.audit.record_dead_letter, record)
-        output = OutgoingMessage(topic=self.topics.deadletter, key=key.encode(), value=letter.model_dump_json().encode())
-        await self._durably_async(self.sender.send_atomically, source, [output])
-        log.warning("dead letter from %s: %s: %s", self.stage.name, code, error)
-        return Outcome.DEAD_LETTER.value
 
     async def _durably(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run blocking storage work off the event loop, retrying infrastructure failures until they pass."""
@@ -307,6 +381,19 @@ def output_message(topics: TopicMap, stage: str, item: PipelineItem, decision: S
     return OutgoingMessage(topic=topic, key=request.request_id.encode(), value=message.model_dump_json().encode())
 
 
+def dead_letter(stage: str, topic: str, source: DeadLetterSource, raw: bytes, code: str, error: str,
+                request_id: str | None, received_at: datetime) -> tuple[OutgoingMessage, DeadLetterRecord]:
+    """The dead-letter message and its audit row, which say the same (used by stages and state feeds)."""
+    letter = DeadLetter(stage=stage, source=source, error_code=code, error=error, request_id=request_id,
+                        original_base64=base64.b64encode(raw).decode(), original_sha256=hashlib.sha256(raw).hexdigest(),
+                        original_size=len(raw), received_at=received_at)
+    key = request_id or f"{source.topic}/{source.partition}/{source.offset}"
+    log.warning("dead letter from %s: %s: %s", stage, code, error)
+    return (OutgoingMessage(topic=topic, key=key.encode(), value=letter.model_dump_json().encode()),
+            DeadLetterRecord(stage=stage, source=source, request_id=request_id, error_code=code, error=error,
+                             original=raw, received_at=received_at))
+
+
 async def until_infrastructure_answers(function: Callable[..., Awaitable[Any]], *args: Any, first_delay: float = 1.0,
                                        max_delay: float = 30.0) -> Any:
     """Await `function(*args)`, retrying database and broker outages with backoff until it succeeds."""
@@ -324,6 +411,14 @@ class StageFailed(Exception):
     pass
 
 
+def _by_partition(steps: list["_Step"]) -> dict[tuple[str, int], list["_Step"]]:
+    """Steps grouped by input partition, arrival order kept within each group."""
+    groups: dict[tuple[str, int], list[_Step]] = {}
+    for step in steps:
+        groups.setdefault((step.source.topic, step.source.partition), []).append(step)
+    return groups
+
+
 @dataclass
 class _Step:
     """One message on its way through handle_batch."""
@@ -335,6 +430,9 @@ class _Step:
     stored: StoredDecision | None = None
     outcome: "Verdict | StageFailed | None" = None
     duration_ms: float = 0.0
+    letter: OutgoingMessage | None = None
+    output: OutgoingMessage | None = None
+    label: str = ""
 
     @property
     def needs_decision(self) -> bool:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     deadletter_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300,
                                            description="How soon a dead worker's partitions move to the others")
+    stage_batch_size: int = Field(default=200, ge=1, le=5000,
+                                  description="Most messages a stage handles in one database write and one "
+                                              "Kafka transaction per partition (generate uses its policy's)")
+    stage_batch_wait_seconds: float = Field(default=0.02, gt=0, le=10,
+                                            description="How long a stage waits to fill a batch")
     stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
     asset_dir: Path = Field(default=Path("trustreel-assets"), description="Local content-addressed asset store")
     asset_url: str | None = Field(default=None,

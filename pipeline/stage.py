@@ -58,6 +58,10 @@ class Stage(Protocol):
         """Judge one request. Must be deterministic for the same inputs and registry state."""
         ...
 
+    # Optional: `prepare_batch(self) -> None`, run once before each batch's decisions (in the same
+    # thread and registry snapshot); publish uses it to wait for the state feeds. Raising an
+    # infrastructure error (ConnectionError) makes the runtime try the batch again later.
+
 
 @runtime_checkable
 class BatchStage(Protocol):

@@ -17,7 +17,7 @@ from pipeline.audit import InMemoryAuditStore
 from pipeline.runtime import RuntimeConfig, StageRunner, UnreadableMessage, read_message
 from pipeline.stage import Verdict
 from pipeline.topics import TopicMap
-from pipeline.transactions import OutgoingMessage
+from pipeline.transactions import FencedOut, OutgoingMessage
 from policies.loader import LoadedPolicy
 from schemas.models import DeadLetterSource, GenerationRequest, MediaReference, Outcome, PipelineItem, Reason
 
@@ -185,6 +185,79 @@ def test_a_batch_is_decided_together_and_committed_in_arrival_order() -> None:
                                              (request_bytes("b2"), source(2)), (request_bytes("b1"), source(3))]))
     assert outcomes == ["approved", "dead_letter", "approved", "duplicate"]
     assert stage.batches == [["b1", "b2"]]  # the copy of b1 is not generated twice
-    assert emitter.committed == [1, 2, 3, 4]  # never past a message still in progress
+    assert emitter.committed == [4]  # one transaction for the partition, ending after its last message
+    assert [topic for topic, _, _ in emitter.sent] == ["gen.passed.consent", "gen.deadletter", "gen.passed.consent"]
     passed = [json.loads(value) for topic, _, value in emitter.sent if topic == "gen.passed.consent"]
     assert [item["assets"]["video"]["sha256"] for item in passed] == ["a" * 64] * 2
+
+
+class PartitionSender(RecordingSender):
+    """Records one transaction per call; partitions in `fenced` belong to another worker now."""
+
+    def __init__(self, fenced: set[int]) -> None:
+        super().__init__()
+        self.fenced = fenced
+        self.transactions: list[tuple[int, int, list[str]]] = []
+
+    async def send_atomically(self, source: DeadLetterSource, messages: list[OutgoingMessage]) -> None:
+        if source.partition in self.fenced:
+            raise FencedOut(f"partition {source.partition} moved")
+        self.transactions.append((source.partition, source.offset + 1, [m.key.decode() for m in messages]))
+
+
+def test_a_batch_over_several_partitions_commits_each_partition_alone() -> None:
+    emitter = PartitionSender(fenced={1})
+    audit = InMemoryAuditStore()
+    run = runner(ScriptedStage(Verdict.approve()), emitter, audit)
+    at = lambda partition, offset: DeadLetterSource(topic="gen.requests", partition=partition, offset=offset)  # noqa: E731
+    outcomes = asyncio.run(run.handle_batch([(request_bytes("a"), at(0, 5)), (request_bytes("b"), at(1, 9)),
+                                             (request_bytes("c"), at(0, 6)), (request_bytes("d"), at(2, 0))]))
+    assert outcomes == ["approved", "fenced", "approved", "approved"]
+    assert emitter.transactions == [(0, 7, ["a", "c"]), (2, 1, ["d"])]
+    # the fenced partition's decision is stored; its new owner re-sends it from the same position
+    assert audit.stored_decision("b", "consent").source == at(1, 9)
+
+
+class PreparingStage(ScriptedStage):
+    """Counts prepare_batch calls; the first `failures` of them find the state feeds behind."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__(Verdict.approve())
+        self.prepared = 0
+        self.failures = failures
+        self.prepared_before_decide: list[bool] = []
+
+    def prepare_batch(self) -> None:
+        self.prepared += 1
+        if self.prepared <= self.failures:
+            raise ConnectionError("state feeds behind")
+
+    def decide(self, item: PipelineItem) -> Verdict:
+        self.prepared_before_decide.append(self.prepared > self.failures)
+        return super().decide(item)
+
+
+def test_prepare_batch_runs_once_before_the_batch_and_an_outage_there_is_waited_out() -> None:
+    stage, emitter = PreparingStage(failures=1), RecordingSender()
+    run = StageRunner(stage, TOPICS, InMemoryAuditStore(), emitter,
+                      RuntimeConfig(worker_id="w", max_message_bytes=65536, infrastructure_backoff_seconds=0.01),
+                      CLOCK)
+    outcomes = asyncio.run(run.handle_batch([(request_bytes(f"p{n}"), source(n)) for n in range(3)]))
+    assert outcomes == ["approved"] * 3
+    assert stage.prepared == 2 and stage.prepared_before_decide == [True] * 3
+
+
+def test_registry_reads_are_remembered_within_a_batch_only() -> None:
+    from pipeline.batch_snapshot import batch_snapshot, remembered
+
+    loads: list[str] = []
+
+    def load() -> str:
+        loads.append("cam-1")
+        return f"state {len(loads)}"
+
+    with batch_snapshot():
+        assert remembered(("cameo", "cam-1"), load) == remembered(("cameo", "cam-1"), load) == "state 1"
+    assert remembered(("cameo", "cam-1"), load) == "state 2"  # outside a batch: read every time
+    with batch_snapshot():
+        assert remembered(("cameo", "cam-1"), load) == "state 3"  # a new batch sees new state
