@@ -3,6 +3,7 @@
     every earlier stage approved (audit database, not the message's word)?  -no-> reject
     every media reference still matches its hash in the asset store?        -no-> reject
     each re-check still passes (consent always; age controls when age runs)? -no-> reject
+      (on registries that have applied every consent/account record produced before the batch began)
     -> approve: the runtime emits the PublishedItem to feed.published
 
 Consent and parental controls can change while a video is being made, so the stages
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.assets import AssetIntegrityError, AssetStore
 from pipeline.audit import AuditStore
+from pipeline.feed_freshness import FeedFreshness
 from pipeline.stage import Verdict
 from policies.loader import LoadedPolicy
 from schemas.models import Outcome, PipelineItem, Reason
@@ -40,12 +42,20 @@ class PublishStage:
     name = "publish"
 
     def __init__(self, policy: LoadedPolicy[PublishRules], audit: AuditStore, earlier_stages: tuple[str, ...],
-                 rechecks: list[Recheck], assets: AssetStore | None = None) -> None:
+                 rechecks: list[Recheck], assets: AssetStore | None = None,
+                 feeds: FeedFreshness | None = None) -> None:
         self.policy = policy
         self._assets = assets
+        self._feeds = feeds
         self._audit = audit
         self._earlier_stages = earlier_stages
         self._rechecks = rechecks
+
+    def prepare_batch(self) -> None:
+        """Before a batch: wait until the consent and account registries hold everything produced so
+        far, so a revocation sent before this moment is never missed (pipeline.feed_freshness)."""
+        if self._feeds is not None:
+            self._feeds.wait_until_current()
 
     def decide(self, item: PipelineItem) -> Verdict:
         approved = self._audit.approved_stages(item.request.request_id)

@@ -27,6 +27,7 @@ from pipeline.consent_registry import ConsentRegistry
 from pipeline.content_credentials import SigningConfig
 from pipeline.provenance_ledger import ProvenanceLedger
 from pipeline.generation_caps import CapLedger
+from pipeline.feed_freshness import FeedFreshness
 from pipeline.settings import Settings
 from pipeline.stage import Clock, Stage
 from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
@@ -44,6 +45,7 @@ class StageServices:
     galleries: GalleryStore
     provenance: ProvenanceLedger
     read_only_caps: CapLedger | None = None
+    feeds: FeedFreshness | None = None  # publish waits on it; None where no broker feeds the registries
     shadow_of: str | None = None  # building the shadow twin of this stage: its policy file, no side effects
 
     def policy(self, stage: str) -> LoadedPolicy:
@@ -125,7 +127,7 @@ def _publish(services: StageServices) -> Stage:
         age = _age(services)
         rechecks.append(Recheck("age", age.policy.version, age.recheck))
     return PublishStage(services.policy("publish"), services.audit, earlier_stages=stages[: stages.index("publish")],
-                        rechecks=rechecks, assets=services.assets)
+                        rechecks=rechecks, assets=services.assets, feeds=services.feeds)
 
 
 RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "likeness": LikenessRules, "age": AgeRules,

@@ -4,8 +4,9 @@
     replay(): from the beginning to the current end, before a worker starts deciding
     live: a faust agent applies new records and commits its progress
 
-An unreadable record is logged and skipped: the producer validated it, so this is a
-foreign writer; the topic stays the source of truth and nothing is invented.
+An unreadable record changes nothing (the producer validates what it sends, so this is a
+foreign writer; the topic stays the source of truth and nothing is invented); the live agent
+dead-letters it with the reason, like a stage's unreadable input.
 """
 
 from __future__ import annotations
@@ -29,23 +30,30 @@ class Applies(Protocol):
 
 
 @dataclass(frozen=True)
+class FeedOutcome:
+    label: str  # applied | stale | tombstone | unreadable
+    problem: str | None = None  # why an unreadable record could not be read
+
+
+@dataclass(frozen=True)
 class StateFeed:
     name: str
     topic: str
     model: type[BaseModel]
     registry: Applies
 
-    def apply_record(self, raw: bytes | None, offset: int) -> str:
+    def apply_record(self, raw: bytes | None, offset: int) -> "FeedOutcome":
         if raw is None:
-            return "tombstone"
+            return FeedOutcome("tombstone")
         try:
             event = self.model.model_validate_json(raw)
         except ValidationError as exc:
-            log.error("unreadable %s record at offset %d: %s", self.name, offset, describe_validation_error(exc))
-            return "unreadable"
+            problem = describe_validation_error(exc)
+            log.error("unreadable %s record at offset %d: %s", self.name, offset, problem)
+            return FeedOutcome("unreadable", problem)
         for _ in range(3):
             try:
-                return "applied" if self.registry.apply(event, offset) else "stale"
+                return FeedOutcome("applied" if self.registry.apply(event, offset) else "stale")
             except IntegrityError:
                 continue  # another worker created the same row at the same moment; read it and retry
         raise RuntimeError(f"could not apply {self.name} record at offset {offset}")
@@ -69,7 +77,7 @@ class StateFeed:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"replaying {self.topic} took longer than {timeout_seconds}s")
                 for records in consumer.poll(timeout_ms=500).values():
-                    applied += sum(self.apply_record(r.value, r.offset) == "applied" for r in records)
+                    applied += sum(self.apply_record(r.value, r.offset).label == "applied" for r in records)
             return applied
         finally:
             consumer.close()

@@ -8,7 +8,9 @@
 
 One transactional id per input partition means the worker that takes over a partition
 after a crash or rebalance fences the old one (its late commits fail), so a stalled
-"zombie" cannot publish a second copy. Readers must use isolation_level=read_committed;
+"zombie" cannot publish a second copy. A worker closes its producers when partitions are
+revoked, so one it gets back starts a new epoch rather than reusing a fenced producer.
+The runtime sends one transaction per input partition per batch (pipeline.runtime). Readers must use isolation_level=read_committed;
 the stage workers do (see pipeline.faust_transport).
 """
 
@@ -82,6 +84,18 @@ class TransactionalSender:
             except KafkaError as exc:
                 await self._discard(slot)  # a fresh producer re-initialises the transaction state
                 raise ConnectionError(f"transaction for {source.topic}[{source.partition}] failed: {exc!r}") from exc
+
+    async def forget(self, slots: set[tuple[str, int]]) -> None:
+        """Close the producers of partitions this worker no longer owns (called on revocation).
+
+        A producer kept for a partition that went to another worker was fenced by that worker's
+        producer; if the partition came back, reusing it would fail with ProducerFenced although this
+        worker is the owner again, and its records would sit unprocessed. A fresh producer starts a
+        new epoch instead (and fences whatever a previous owner left open).
+        """
+        for slot in slots:
+            async with self._locks.setdefault(slot, asyncio.Lock()):
+                await self._discard(slot)
 
     async def _discard(self, slot: tuple[str, int]) -> None:
         producer = self._producers.pop(slot, None)

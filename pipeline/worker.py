@@ -5,7 +5,9 @@
       -> replay cameo.consents and accounts.events into their registries (no decision on stale state at start)
       -> faust app in the shared consumer group: one agent per stage + one per state feed
            a stage is hot-reloaded from its policy files (with its shadow twin, if any)
-           a BatchStage (generate) gets up to its batch size of messages at once
+           publish waits, before each batch, until the state feeds are applied up to their end
+           each stage takes up to a batch of messages: one DB write + one transaction per partition
+           (generate: its policy's batch size, the number of videos made at once)
            the consents agent sends the takedowns a revocation causes with its own offset commit
       -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
 
@@ -35,7 +37,8 @@ from pipeline.consent_registry import SqlConsentRegistry
 from pipeline.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.db import make_engine, make_sessionmaker, upgrade
 from pipeline.faust_transport import StageApp
-from pipeline.runtime import RuntimeConfig, StageRunner, until_infrastructure_answers
+from pipeline.feed_freshness import KafkaFeedFreshness
+from pipeline.runtime import RuntimeConfig, StageRunner, dead_letter, until_infrastructure_answers
 from pipeline.settings import Settings
 from pipeline.stage import BatchStage, system_clock
 from pipeline.state_feeds import StateFeed, state_feeds
@@ -84,46 +87,45 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
     )
     sender = TransactionalSender(settings.bootstrap, group, settings.deadletter_max_message_bytes + 65536)
     app.on_stop_callbacks.append(sender.close)
+
+    @app.on_partitions_revoked.connect
+    async def _forget_revoked(_app: faust.App, revoked: set, **_: object) -> None:
+        await sender.forget({(tp.topic, tp.partition) for tp in revoked})
     config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
+    feeds_freshness = KafkaFeedFreshness(settings.bootstrap, group, [feed.topic for feed in feeds])
+    app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
                                            clock=system_clock,
                                            assets=asset_store(settings.asset_dir, settings.asset_url),
                                            galleries=GalleryStore(sessions),
                                            provenance=SqlProvenanceLedger(sessions),
-                                           read_only_caps=ReadOnlyCapLedger(sessions))
+                                           read_only_caps=ReadOnlyCapLedger(sessions),
+                                           feeds=feeds_freshness)
     for name in stage_names:
         stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
-        app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner))
+        app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner, settings))
     takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1])
     for feed in feeds:
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
-        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(_feed_agent(feed, sender, reactions))
+        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
+            _feed_agent(feed, sender, audit, topics.deadletter, reactions))
     return app
 
 
-def _stage_agent(runner: StageRunner):
+def _stage_agent(runner: StageRunner, settings: Settings):
+    """Hand the stage up to a batch of messages at once, waiting at most the batch wait to fill it.
+
+    Moderation stages batch to share one database write and one transaction per partition;
+    a BatchStage (generate) batches by its own policy, which is how many videos the GPU makes at once.
+    """
     if isinstance(runner.stage, BatchStage):
-        return _batch_stage_agent(runner, runner.stage.batch_size, runner.stage.batch_wait_seconds)
-
-    async def process(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            outcome = await runner.handle(
-                message.value, DeadLetterSource(topic=message.topic, partition=message.partition,
-                                                offset=message.offset))
-            log.info("%s %s@%d/%d -> %s", runner.stage.name, message.topic, message.partition, message.offset,
-                     outcome)
-
-    process.__name__ = f"stage_{runner.stage.name}"
-    return process
-
-
-def _batch_stage_agent(runner: StageRunner, batch_size: int, wait_seconds: float):
-    """Hand the stage up to `batch_size` messages at once, waiting at most `wait_seconds` to fill a batch."""
+        batch_size, wait_seconds = runner.stage.batch_size, runner.stage.batch_wait_seconds
+    else:
+        batch_size, wait_seconds = settings.stage_batch_size, settings.stage_batch_wait_seconds
 
     async def process(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_size, within=max(wait_seconds, 0.01)):
@@ -152,16 +154,25 @@ def _takedowns_for(service: TakedownService):
     return react
 
 
-def _feed_agent(feed: StateFeed, sender: TransactionalSender,
+def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditStore, deadletter_topic: str,
                 reactions: Callable[[bytes | None], list[OutgoingMessage]] | None = None):
+    """Apply each state record, then commit its offset with what it causes: takedowns for a
+    revocation, a dead letter for a record that cannot be read."""
+
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
-            outcome = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value,
-                                                         message.offset)
+            result = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value,
+                                                        message.offset)
+            outcome = result.label
             caused: list[OutgoingMessage] = []
-            if reactions is not None:  # computed from the database every time, so a redelivery re-sends them
+            if result.problem is not None:
+                letter, record = dead_letter(f"{feed.name}-registry", deadletter_topic, position, message.value or b"",
+                                             "invalid_state_record", result.problem, None, system_clock())
+                await until_infrastructure_answers(asyncio.to_thread, audit.record_dead_letter, record)
+                caused.append(letter)
+            elif reactions is not None:  # computed from the database every time, so a redelivery re-sends them
                 caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)
                 if caused:
                     outcome += f", {len(caused)} takedown(s)"
