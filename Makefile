@@ -1,11 +1,12 @@
 # Two commands on a fresh machine (Python 3.11+, Java 17+, Maven):
 #   make demo   install into .venv, start a local Kafka broker and the workers, run sample requests
 #   make test   install into .venv and run the whole test suite (it starts its own broker)
+# Longer runs: make soak (repeated faults, thousands of requests), make bench (throughput vs raw Kafka)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test soak bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -ra; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
+
+# The long versions of the fault tests (about 30 minutes on 2 cores).
+soak: $(STAMP)
+	$(VENV)/bin/python -m pytest -ra -m soak; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
+
+# 20,000 requests through the moderation stages, and the same hops on raw Kafka, in one run.
+bench: $(STAMP)
+	$(VENV)/bin/python bench/pipeline.py --requests 20000
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,9 +1,9 @@
 """Benchmark: requests through every moderation stage vs raw Kafka hops, on the same local broker.
 
-    python bench/pipeline.py --requests 2000 [--workers 1]
+    python bench/pipeline.py --requests 20000 [--workers 2] [--batch-size 1]
 
-1. trustreel: N valid requests (adult requesters under their daily cap, one verified cameo,
-   prompt-only so likeness runs its name check) through consent -> likeness -> age -> publish, with real worker processes, real
+1. trustreel: N valid requests (adult requesters under their daily cap, each with one of many
+   verified cameos, prompt-only so likeness runs its name check) through consent -> likeness -> age -> publish, with real worker processes, real
    transactions and the audit database (SQLite file). Generation is not part of this run.
 2. baseline: the same N messages through the same number of topic hops with plain aiokafka
    consume -> produce loops and no processing, on the same broker in the same run.
@@ -48,23 +48,28 @@ def percentile(values: list[float], fraction: float) -> float:
 def run_pipeline(settings: Settings, count: int, workers: int) -> tuple[float, dict[str, list[float]]]:
     env = os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap, "TRUSTREEL_DB_URL": settings.db_url,
                         "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix, "TRUSTREEL_STAGES": ",".join(STAGES),
-                        "TRUSTREEL_ASSET_DIR": str(settings.asset_dir)}
-    accounts = [f"bench-user-{n:03d}" for n in range(max(1, count // 50))]  # stay under the daily cap
+                        "TRUSTREEL_ASSET_DIR": str(settings.asset_dir),
+                        "TRUSTREEL_STAGE_BATCH_SIZE": str(settings.stage_batch_size)}
+    accounts = [f"bench-user-{n:04d}" for n in range(max(1, count // 50))]  # stay under the daily cap
+    cameos = [f"bench-cam-{n:04d}" for n in range(max(1, len(accounts) // 2))]  # one per two accounts
     with PipelineProducer(settings) as producer:
         for account in accounts:
             producer.send_account_event(AccountEvent(event_id=account, account_id=account, kind="profile",
                                                      birth_date=date(1990, 1, 1), assurance="verified_document"))
-        for kind, extra in [("register", {"owner_account": accounts[0], "audience": "everyone"}),
-                            ("verify", {"verified_by": "bench", "verification_method": "liveness"})]:
-            producer.send_consent(ConsentEvent(event_id=kind, cameo_id="bench-cam", kind=kind, **extra))
+        for index, cameo in enumerate(cameos):
+            for kind, extra in [("register", {"owner_account": accounts[index], "audience": "everyone"}),
+                                ("verify", {"verified_by": "bench", "verification_method": "liveness"})]:
+                producer.send_consent(ConsentEvent(event_id=f"{cameo}-{kind}", cameo_id=cameo, kind=kind, **extra))
+        logs = [open(Path(settings.asset_dir).parent / f"worker-{n}.log", "wb") for n in range(workers)]
         processes = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+                                      stdout=log, stderr=subprocess.STDOUT) for log in logs]
         engine = make_engine(settings.db_url)
         sessions = make_sessionmaker(engine)
         try:
             time.sleep(8)  # workers replay the state topics and join the group before the clock starts
             requests = [GenerationRequest(request_id=f"bench-{n:06d}", requester_account=accounts[n % len(accounts)],
-                                          prompt=f"a lighthouse in a storm, take {n}", cameo_ids=["bench-cam"])
+                                          prompt=f"a lighthouse in a storm, take {n}",
+                                          cameo_ids=[cameos[n % len(cameos)]])
                         for n in range(count)]
             start = time.perf_counter()
             producer.submit_many(requests)
@@ -93,6 +98,8 @@ def run_pipeline(settings: Settings, count: int, workers: int) -> tuple[float, d
                 process.terminate()
             for process in processes:
                 process.wait(timeout=60)
+            for log in logs:
+                log.close()
             engine.dispose()
 
 
@@ -147,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=Settings().stage_batch_size,
+                        help="messages per stage batch (1 = one transaction per message, as before batching)")
     parser.add_argument("--port", type=int, default=19292, help="local broker port for the benchmark")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trustreel-bench-"))
@@ -154,7 +163,8 @@ def main() -> None:
     started_here = broker.running_pid() is None
     bootstrap = broker.start()
     settings = Settings(bootstrap=bootstrap, db_url=f"sqlite:///{workdir / 'audit.db'}", stages=STAGES,
-                        topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", asset_dir=workdir / "assets")
+                        topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", asset_dir=workdir / "assets",
+                        stage_batch_size=args.batch_size)
     try:
         ensure_topics(settings)
         upgrade(settings.db_url)
@@ -164,7 +174,8 @@ def main() -> None:
         if started_here:
             broker.stop()
     raw_rate, pipeline_rate = args.requests / raw_seconds, args.requests / pipeline_seconds
-    print(f"{args.requests} requests, {len(STAGES)} stages, {args.workers} worker(s), {settings.partitions} partitions")
+    print(f"{args.requests} requests, {len(STAGES)} stages, {args.workers} worker(s), {settings.partitions} partitions, "
+          f"stage batches of up to {args.batch_size}; worker logs and audit database in {workdir}")
     print(f"raw kafka hops : {raw_rate:10.1f} requests/s ({raw_seconds:.1f}s)")
     print(f"trustreel      : {pipeline_rate:10.1f} requests/s ({pipeline_seconds:.1f}s)")
     print(f"ratio          : {pipeline_rate / raw_rate:10.3f} (trustreel / raw)")

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.db import DecisionRow, make_engine, make_sessionmaker, upgrade
+from pipeline.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from schemas.models import ConsentEvent, GenerationRequest
@@ -118,38 +118,124 @@ def hostile_messages(count: int, seed: int = 11) -> list[bytes]:
     return [makers[n % len(makers)]() for n in range(count)]
 
 
-def test_hostile_input_is_dead_lettered_while_good_traffic_flows(settings: Settings, producer, start_worker,
-                                                                 read_topic, sessions) -> None:
-    worker = start_worker()
-    bad = hostile_messages(220)
-    good = [f"good-{n:02d}" for n in range(20)]
+INPUT_TOPICS = ("gen.requests", "gen.passed.consent", "cameo.consents", "accounts.events")
+"""Every topic a consent + publish pipeline reads: both stages' inputs and both state feeds."""
+
+
+def flood(producer, count: int, good: list[str], seed: int = 11) -> list[bytes]:
+    """`count` hostile messages spread over every input topic, a good request after every 11th."""
+    bad = hostile_messages(count, seed)
     for index, raw in enumerate(bad):
-        producer.send_raw("gen.requests", raw, key=f"fuzz-{index}".encode())
-        if index % 11 == 0:
+        producer.send_raw(INPUT_TOPICS[index % len(INPUT_TOPICS)], raw, key=f"fuzz-{index}".encode())
+        if index % 11 == 0 and index // 11 < len(good):
             producer.submit(request(good[index // 11]))
-    letters = read_topic("gen.deadletter").wait_for_count(len(bad), timeout=180)
+    return bad
+
+
+@pytest.mark.parametrize("count", [pytest.param(220, id="short"),
+                                   pytest.param(5000, id="long", marks=[pytest.mark.soak, pytest.mark.timeout(1800)])])
+def test_hostile_input_is_dead_lettered_while_good_traffic_flows(settings: Settings, producer, start_worker,
+                                                                 read_topic, sessions, count: int) -> None:
+    worker = start_worker()
+    good = [f"good-{n:03d}" for n in range(count // 11)]
+    bad = flood(producer, count, good)
+    producer.send_consent(ConsentEvent(event_id="fuzz-cam-1", cameo_id="cam-fuzz", kind="register",
+                                       owner_account="carol", audience="everyone"))
+    producer.send_consent(ConsentEvent(event_id="fuzz-cam-2", cameo_id="cam-fuzz", kind="verify", verified_by="svc",
+                                       verification_method="liveness"))
+    producer.submit(GenerationRequest(request_id="good-cameo", requester_account="dave", prompt="with carol",
+                                      cameo_ids=["cam-fuzz"]))  # the state feeds still apply good records
+    letters = read_topic("gen.deadletter").wait_for_count(len(bad), timeout=180 + count / 10)
     assert all(letter["error"] and letter["error_code"] for letter in letters)
     assert {letter["error_code"] for letter in letters} <= {
-        "malformed_json", "invalid_message", "unsupported_schema_version", "oversize_message", "empty_message"}
-    assert_published_exactly_once(read_topic, good)
-    positions = [(letter["source"]["partition"], letter["source"]["offset"]) for letter in
-                 read_topic("gen.deadletter").settle(2.0)]
+        "malformed_json", "invalid_message", "unsupported_schema_version", "oversize_message", "empty_message",
+        "invalid_state_record"}
+    assert {letter["source"]["topic"] for letter in letters} == {settings.topic_prefix + t for t in INPUT_TOPICS}
+    assert_published_exactly_once(read_topic, [*good, "good-cameo"], timeout=120 + count / 20)
+    positions = [(letter["source"]["topic"], letter["source"]["partition"], letter["source"]["offset"])
+                 for letter in read_topic("gen.deadletter").settle(2.0)]
     assert len(positions) == len(set(positions)) == len(bad), "each bad message is dead-lettered once"
     assert worker.alive, worker.output()
-    with sessions() as session:  # the hostile values were data, never SQL
-        assert session.scalar(select(func.count()).select_from(DecisionRow)) == 2 * len(good)
+    with sessions() as session:  # the hostile values were data, never SQL; every letter has its audit row
+        assert session.scalar(select(func.count()).select_from(DecisionRow)) == 2 * (len(good) + 1)
+        assert session.scalar(select(func.count()).select_from(DeadLetterRow)) == len(bad)
 
 
 def test_three_workers_share_the_load_and_survive_one_dying(settings: Settings, producer, start_worker,
                                                             read_topic, sessions) -> None:
     workers = [start_worker() for _ in range(3)]
-    ids = [f"scale-{n:03d}" for n in range(120)]
-    producer.submit_many([request(request_id) for request_id in ids[:60]])
-    wait_for(lambda: len(read_topic("feed.published").poll()) >= 10, 90, what="the three workers to get going")
+    before: list[str] = []
+
+    def deciders(request_ids: list[str]) -> set[str]:
+        with sessions() as session:
+            return set(session.scalars(select(DecisionRow.worker).where(DecisionRow.request_id.in_(request_ids))))
+
+    def trickle_until_all_three_decide() -> bool:  # the first worker up could take a whole burst alone
+        batch = [f"scale-a{len(before) + n:03d}" for n in range(3)]
+        producer.submit_many([request(request_id) for request_id in batch])
+        before.extend(batch)
+        return len(deciders(before)) == 3
+
+    wait_for(trickle_until_all_three_decide, 120, interval=0.5, what="all three workers to take a share")
     workers[0].kill()
-    producer.submit_many([request(request_id) for request_id in ids[60:]])
-    assert_published_exactly_once(read_topic, ids, timeout=180)
+    after = [f"scale-b{n:03d}" for n in range(60)]
+    producer.submit_many([request(request_id) for request_id in after])
+    assert_published_exactly_once(read_topic, before + after, timeout=180)
     assert workers[1].alive and workers[2].alive
-    with sessions() as session:
-        deciders = set(session.scalars(select(DecisionRow.worker).where(DecisionRow.request_id.in_(ids[60:]))))
-    assert len(deciders) == 2, "both survivors took work after the rebalance"
+    assert len(deciders(after)) == 2, "both survivors took work after the rebalance"
+
+
+def test_a_revocation_sent_before_publish_decides_is_never_missed(settings: Settings, producer, start_worker,
+                                                                 read_topic) -> None:
+    """The consent registry is filled asynchronously; publish waits until it has applied every consent
+    record produced before its batch (pipeline.feed_freshness), so a backlog cannot hide a revocation."""
+    for event in [ConsentEvent(event_id="order-1", cameo_id="cam-order", kind="register", owner_account="dave",
+                               audience="everyone"),
+                  ConsentEvent(event_id="order-2", cameo_id="cam-order", kind="verify", verified_by="svc",
+                               verification_method="liveness")]:
+        producer.send_consent(event)
+    start_worker()
+    producer.submit(GenerationRequest(request_id="order-warm", requester_account="carol", prompt="warm up",
+                                      cameo_ids=["cam-order"]))
+    read_topic("feed.published").wait_for_count(1)
+    for n in range(1500):  # a backlog the registry takes several seconds to apply, revocation last
+        producer.send_consent(ConsentEvent(event_id=f"fill-{n}", cameo_id=f"cam-fill-{n % 40}", kind="grant",
+                                           account=f"acct-{n}", access="allow"))
+    producer.send_consent(ConsentEvent(event_id="order-revoke", cameo_id="cam-order", kind="revoke",
+                                       reason="owner withdrew"))
+    ids = [f"order-{n:02d}" for n in range(20)]
+    producer.submit_many([GenerationRequest(request_id=request_id, requester_account="carol", prompt="after",
+                                            cameo_ids=["cam-order"]) for request_id in ids])
+    rejected = {item["request_id"]: item for item in read_topic("gen.rejected").wait_for_count(20, timeout=180)}
+    assert set(rejected) == set(ids)
+    assert {reason["code"] for item in rejected.values() for reason in item["reasons"]} == {"cameo_revoked"}
+    assert "publish" in {item["stage"] for item in rejected.values()}, \
+        "consent decided on the stale registry, so the window was real and publish closed it"
+    assert [item["request_id"] for item in read_topic("feed.published").settle(2.0)] == ["order-warm"]
+
+
+def test_feed_freshness_waits_until_the_group_has_applied_the_state_topics(settings: Settings, producer) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from pipeline.feed_freshness import FeedBehind, KafkaFeedFreshness
+    from pipeline.topics import TopicMap
+
+    producer.send_consent(ConsentEvent(event_id="fresh-1", cameo_id="cam-fresh", kind="register",
+                                       owner_account="dave", audience="everyone"))
+    consents = TopicMap.from_settings(settings).consents
+    freshness = KafkaFeedFreshness(settings.bootstrap, settings.consumer_group, [consents], wait_seconds=1.0)
+    try:
+        with pytest.raises(FeedBehind, match=r"cameo\.consents\[\d\] at 0 of 1"):
+            freshness.wait_until_current()  # no worker has applied (and committed) the record
+        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.consumer_group,
+                                 enable_auto_commit=False)
+        partitions = [TopicPartition(consents, p) for p in consumer.partitions_for_topic(consents)]
+        consumer.assign(partitions)
+        consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            consumer.position(partition)
+        consumer.commit()  # what a feed agent's transaction does once the record is applied
+        consumer.close(autocommit=False)
+        freshness.wait_until_current()
+    finally:
+        freshness.close()
