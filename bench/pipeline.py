@@ -3,13 +3,17 @@
     python bench/pipeline.py --requests 20000 [--workers 2] [--batch-size 1]
 
 1. trustreel: N valid requests (adult requesters under their daily cap, each with one of many
-   verified cameos, prompt-only so likeness runs its name check) through consent -> likeness -> age -> publish, with real worker processes, real
-   transactions and the audit database (SQLite file). Generation is not part of this run.
+   verified cameos, prompt-only so likeness runs its name check) through consent -> likeness ->
+   age -> publish, with real worker processes, real transactions and the audit database (SQLite
+   file). Generation is not part of this run.
 2. baseline: the same N messages through the same number of topic hops with plain aiokafka
    consume -> produce loops and no processing, on the same broker in the same run.
 
-Prints requests/s for both and their ratio, and p50/p99 of the time each stage adds per request
-(from the audit database's decision times).
+Prints requests/s for both and their ratio, and per stage p50/p99 of the time it adds per request
+(between decision times in the audit database; queueing included, as all N are sent at once) and
+of the time it spends deciding (the decision rows' duration).
+
+Recorded results (2 cores): bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run_pipeline(settings: Settings, count: int, workers: int) -> tuple[float, dict[str, list[float]]]:
+def run_pipeline(settings: Settings, count: int,
+                 workers: int) -> tuple[float, dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds for all requests, then per stage: time added per request, and time spent deciding it."""
     env = os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap, "TRUSTREEL_DB_URL": settings.db_url,
                         "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix, "TRUSTREEL_STAGES": ",".join(STAGES),
                         "TRUSTREEL_ASSET_DIR": str(settings.asset_dir),
@@ -82,17 +88,19 @@ def run_pipeline(settings: Settings, count: int, workers: int) -> tuple[float, d
                 time.sleep(0.5)
             elapsed = time.perf_counter() - start
             added: dict[str, list[float]] = {stage: [] for stage in STAGES}
+            deciding: dict[str, list[float]] = {stage: [] for stage in STAGES}
             with sessions() as session:
                 submitted = {row.request_id: row.submitted_at for row in session.scalars(select(RequestRow))}
                 by_request: dict[str, dict[str, object]] = {}
                 for row in session.scalars(select(DecisionRow)):
                     by_request.setdefault(row.request_id, {})[row.stage] = row.decided_at
+                    deciding[row.stage].append(row.duration_ms)
             for request_id, decided in by_request.items():
                 previous = submitted[request_id]
                 for stage in STAGES:
                     added[stage].append((decided[stage] - previous).total_seconds() * 1000)
                     previous = decided[stage]
-            return elapsed, added
+            return elapsed, added, deciding
         finally:
             for process in processes:
                 process.terminate()
@@ -169,7 +177,7 @@ def main() -> None:
         ensure_topics(settings)
         upgrade(settings.db_url)
         raw_seconds = asyncio.run(run_raw(settings, args.requests, hops=len(STAGES)))
-        pipeline_seconds, added = run_pipeline(settings, args.requests, args.workers)
+        pipeline_seconds, added, deciding = run_pipeline(settings, args.requests, args.workers)
     finally:
         if started_here:
             broker.stop()
@@ -179,8 +187,11 @@ def main() -> None:
     print(f"raw kafka hops : {raw_rate:10.1f} requests/s ({raw_seconds:.1f}s)")
     print(f"trustreel      : {pipeline_rate:10.1f} requests/s ({pipeline_seconds:.1f}s)")
     print(f"ratio          : {pipeline_rate / raw_rate:10.3f} (trustreel / raw)")
+    print("per stage        added (queueing included: all requests are sent at once)   deciding (in the stage)")
     for stage, values in added.items():
-        print(f"added by {stage:<9}: p50 {statistics.median(values):8.1f} ms   p99 {percentile(values, 0.99):8.1f} ms")
+        spent = deciding[stage]
+        print(f"  {stage:<9}: p50 {statistics.median(values):9.1f} ms  p99 {percentile(values, 0.99):9.1f} ms"
+              f"        p50 {statistics.median(spent):7.2f} ms  p99 {percentile(spent, 0.99):7.2f} ms")
 
 
 if __name__ == "__main__":
