@@ -14,8 +14,9 @@ For each input message (the faust agent in pipeline.worker feeds them in order):
 
 [...] is one Kafka transaction (pipeline.transactions): the output and the input's
 progress become visible together, so a crash anywhere leaves either nothing (the
-record is redelivered and the stored decision re-sent) or everything.
-Infrastructure failures (database down, broker unreachable) are retried without
+record is redelivered and the stored decision re-sent) or everything. A position the group
+has already committed past (a worker that lost the partition without noticing committed it
+late) is skipped, never re-sent. Infrastructure failures (database down, broker unreachable) are retried without
 end and commit nothing, so nothing is lost and the message is redone after recovery.
 """
 
@@ -57,8 +58,9 @@ log = logging.getLogger("trustreel.runtime")
 
 
 class AtomicSender(Protocol):
-    async def send_atomically(self, source: DeadLetterSource, messages: list[OutgoingMessage]) -> None:
-        """Make `messages` visible and mark `source` consumed, both or neither."""
+    async def send_batch(self, entries: list[tuple[DeadLetterSource, list[OutgoingMessage]]]) -> list[bool]:
+        """For positions of one partition, in order: make their messages visible and mark them consumed,
+        all or nothing. False for a position already committed by an earlier transaction (not re-sent)."""
         ...
 
 
@@ -260,13 +262,18 @@ class StageRunner:
 
     async def _commit_partition(self, steps: list["_Step"]) -> None:
         """One transaction: every output of this partition's steps, in order, plus the offset after the last."""
-        outputs = [message for step in steps for message in (step.letter, step.output) if message is not None]
+        entries = [(step.source, [message for message in (step.letter, step.output) if message is not None])
+                   for step in steps]
         try:
-            await self._durably_async(self.sender.send_atomically, steps[-1].source, outputs)
+            sent = await self._durably_async(self.sender.send_batch, entries)
         except FencedOut as fenced:
             log.warning("%s: %s; leaving the records to their new owner", self.stage.name, fenced)
             for step in steps:
                 step.label = "fenced"
+            return
+        for step, was_sent in zip(steps, sent):
+            if not was_sent:
+                step.label = "already delivered"
 
     def _try_each(self, items: list[PipelineItem]) -> list[tuple["Verdict | Exception", float]]:
         """Decide items in order in one worker thread (one hand-off per batch, not per message), over

@@ -85,7 +85,8 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
         producer_max_request_size=settings.deadletter_max_message_bytes + 65536,
         consumer_max_fetch_size=settings.deadletter_max_message_bytes + 65536,
     )
-    sender = TransactionalSender(settings.bootstrap, group, settings.deadletter_max_message_bytes + 65536)
+    sender = TransactionalSender(settings.bootstrap, group, settings.deadletter_max_message_bytes + 65536,
+                                 owns=lambda topic, partition: _assigned(app, topic, partition))
     app.on_stop_callbacks.append(sender.close)
 
     @app.on_partitions_revoked.connect
@@ -114,6 +115,11 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
             _feed_agent(feed, sender, audit, topics.deadletter, reactions))
     return app
+
+
+def _assigned(app: StageApp, topic: str, partition: int) -> bool:
+    """Whether the group currently gives this worker the partition (not during a rebalance)."""
+    return any(tp.topic == topic and tp.partition == partition for tp in app.consumer.assignment())
 
 
 def _stage_agent(runner: StageRunner, settings: Settings):

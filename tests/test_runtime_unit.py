@@ -33,12 +33,13 @@ class RecordingSender:
         self.committed: list[int] = []
         self.fail_times = fail_times
 
-    async def send_atomically(self, source: DeadLetterSource, messages: list[OutgoingMessage]) -> None:
+    async def send_batch(self, entries: list[tuple[DeadLetterSource, list[OutgoingMessage]]]) -> list[bool]:
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionError("broker unreachable")
-        self.sent.extend((m.topic, m.key, m.value) for m in messages)
-        self.committed.append(source.offset + 1)
+        self.sent.extend((m.topic, m.key, m.value) for _, messages in entries for m in messages)
+        self.committed.append(entries[-1][0].offset + 1)
+        return [True] * len(entries)
 
 
 class ScriptedStage:
@@ -199,10 +200,13 @@ class PartitionSender(RecordingSender):
         self.fenced = fenced
         self.transactions: list[tuple[int, int, list[str]]] = []
 
-    async def send_atomically(self, source: DeadLetterSource, messages: list[OutgoingMessage]) -> None:
-        if source.partition in self.fenced:
-            raise FencedOut(f"partition {source.partition} moved")
-        self.transactions.append((source.partition, source.offset + 1, [m.key.decode() for m in messages]))
+    async def send_batch(self, entries: list[tuple[DeadLetterSource, list[OutgoingMessage]]]) -> list[bool]:
+        last = entries[-1][0]
+        if last.partition in self.fenced:
+            raise FencedOut(f"partition {last.partition} moved")
+        self.transactions.append((last.partition, last.offset + 1,
+                                  [m.key.decode() for _, messages in entries for m in messages]))
+        return [True] * len(entries)
 
 
 def test_a_batch_over_several_partitions_commits_each_partition_alone() -> None:
@@ -261,3 +265,28 @@ def test_registry_reads_are_remembered_within_a_batch_only() -> None:
     assert remembered(("cameo", "cam-1"), load) == "state 2"  # outside a batch: read every time
     with batch_snapshot():
         assert remembered(("cameo", "cam-1"), load) == "state 3"  # a new batch sees new state
+
+
+class CommittedPastSender(RecordingSender):
+    """The group's offset is already past `committed`: those positions were delivered by a lost owner."""
+
+    def __init__(self, committed: int) -> None:
+        super().__init__()
+        self.committed_offset = committed
+
+    async def send_batch(self, entries: list[tuple[DeadLetterSource, list[OutgoingMessage]]]) -> list[bool]:
+        fresh = [(position, messages) for position, messages in entries if position.offset >= self.committed_offset]
+        if fresh:
+            await super().send_batch(fresh)
+        return [position.offset >= self.committed_offset for position, _ in entries]
+
+
+def test_positions_committed_by_a_lost_owner_are_not_sent_again() -> None:
+    audit = InMemoryAuditStore()
+    first = runner(ScriptedStage(Verdict.approve()), RecordingSender(), audit)
+    asyncio.run(first.handle_batch([(request_bytes("z1"), source(3)), (request_bytes("z2"), source(4))]))
+    emitter = CommittedPastSender(committed=4)  # the lost owner's transaction for offset 3 did commit
+    again = runner(ScriptedStage(Verdict.approve()), emitter, audit)
+    outcomes = asyncio.run(again.handle_batch([(request_bytes("z1"), source(3)), (request_bytes("z2"), source(4))]))
+    assert outcomes == ["already delivered", "resent"]
+    assert [key for _, key, _ in emitter.sent] == [b"z2"] and emitter.committed == [5]
