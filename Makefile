@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -ra; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
 
-# The long versions of the fault tests (about 30 minutes on 2 cores).
+# The long versions of the fault tests (about 15 minutes on 2 cores).
 soak: $(STAMP)
 	$(VENV)/bin/python -m pytest -ra -m soak; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
