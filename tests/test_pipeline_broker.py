@@ -177,8 +177,13 @@ def test_killed_worker_restarts_and_every_request_ends_exactly_once(
              interval=1.0, what="every request to reach a terminal state")
     expected = {request_id: ("rejected at consent" if n % 3 == 0 else "published") for n, request_id in enumerate(ids)}
     assert {request_id: outcome(sessions, request_id) for request_id in ids} == expected
-    published = [item["request_id"] for item in read_topic("feed.published").settle(3.0)]
-    rejected = [item["request_id"] for item in read_topic("gen.rejected").settle(1.0)]
+    # a decision is recorded before its transaction commits: the restarted worker re-sends what the killed
+    # one recorded but never committed, once it has joined the group
+    published_reader, rejected_reader = read_topic("feed.published"), read_topic("gen.rejected")
+    wait_for(lambda: len(published_reader.poll()) + len(rejected_reader.poll()) >= len(ids), 120, interval=1.0,
+             what="every outcome on its topic")
+    published = [item["request_id"] for item in published_reader.settle(3.0)]
+    rejected = [item["request_id"] for item in rejected_reader.settle(1.0)]
     assert sorted(published) == sorted(set(published)) == sorted(k for k, v in expected.items() if v == "published")
     assert sorted(rejected) == sorted(set(rejected)) == sorted(k for k, v in expected.items() if v != "published")
 
