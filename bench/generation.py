@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.generate import GenerateRules, GenerateStage  # noqa: E402
-from pipeline.assets import LocalAssetStore  # noqa: E402
-from pipeline.consent_registry import InMemoryConsentRegistry  # noqa: E402
-from pipeline.generator import DiffusersVideoGenerator, GeneratorConfig  # noqa: E402
-from pipeline.tiny_generator import build_tiny_ltx  # noqa: E402
+from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig  # noqa: E402
+from pipeline.generation.tiny_generator import build_tiny_ltx  # noqa: E402
+from pipeline.media.assets import LocalAssetStore  # noqa: E402
+from pipeline.state.consent_registry import InMemoryConsentRegistry  # noqa: E402
 from policies.loader import LoadedPolicy  # noqa: E402
 from schemas.models import GenerationRequest, Outcome, PipelineItem  # noqa: E402
 

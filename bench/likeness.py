@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.galleries import VectorIndex  # noqa: E402
-from pipeline.names import LexiconEntry, NameMatcher, tokens  # noqa: E402
+from pipeline.likeness.galleries import VectorIndex  # noqa: E402
+from pipeline.likeness.names import LexiconEntry, NameMatcher, tokens  # noqa: E402
 
 
 def timed(function, repeat: int) -> tuple[float, object]:

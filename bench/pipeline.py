@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from pipeline.audit.db import DecisionRow, RequestRow, make_engine, make_sessionmaker, upgrade  # noqa: E402
 from pipeline.broker import LocalBroker  # noqa: E402
-from pipeline.db import DecisionRow, RequestRow, make_engine, make_sessionmaker, upgrade  # noqa: E402
 from pipeline.producer import PipelineProducer  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.topics import ensure_topics  # noqa: E402
+from pipeline.transport.topics import ensure_topics  # noqa: E402
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest  # noqa: E402
 
 STAGES = ("consent", "likeness", "age", "publish")

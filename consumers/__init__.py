@@ -1,1 +1,1 @@
-"""Stage decision modules: one module per stage, each only decides (see pipeline.stage)."""
+"""Stage decision modules: one module per stage, each only decides (see pipeline.runtime.stage)."""

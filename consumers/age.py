@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.account_registry import AccountRegistry, AccountState, age_on
-from pipeline.consent_registry import ConsentRegistry
-from pipeline.generation_caps import CapLedger, ChargeOutcome
-from pipeline.stage import Clock, Verdict
+from pipeline.runtime.stage import Clock, Verdict
+from pipeline.state.account_registry import AccountRegistry, AccountState, age_on
+from pipeline.state.consent_registry import ConsentRegistry
+from pipeline.state.generation_caps import CapLedger, ChargeOutcome
 from policies.loader import LoadedPolicy
 from schemas.models import AccessLevel, AgeAssurance, PipelineItem, Reason
 

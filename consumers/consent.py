@@ -20,8 +20,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.consent_registry import CameoState, ConsentRegistry
-from pipeline.stage import Clock, Verdict
+from pipeline.runtime.stage import Clock, Verdict
+from pipeline.state.consent_registry import CameoState, ConsentRegistry
 from policies.loader import LoadedPolicy
 from schemas.models import AccessLevel, Audience, PipelineItem, Reason
 

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.assets import AssetIntegrityError, AssetStore
-from pipeline.batching import compatible_batches
-from pipeline.consent_registry import ConsentRegistry
-from pipeline.generator import GenerationJob, GenerationTimeout, RenderSpec, VideoGenerator
-from pipeline.stage import Verdict
-from pipeline.video_files import encode_mp4
+from pipeline.generation.batching import compatible_batches
+from pipeline.generation.generator import GenerationJob, GenerationTimeout, RenderSpec, VideoGenerator
+from pipeline.media.assets import AssetIntegrityError, AssetStore
+from pipeline.media.video_files import encode_mp4
+from pipeline.runtime.stage import Verdict
+from pipeline.state.consent_registry import ConsentRegistry
 from policies.loader import LoadedPolicy
 from schemas.models import Outcome, PipelineItem, Reason
 

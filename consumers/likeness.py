@@ -1,7 +1,7 @@
 """Likeness stage: no public figures, and no real person without consent; by name and by face.
 
 Before generation ("likeness"):
-    prompt names a public figure (pipeline.names)                  -> reject, naming the entry
+    prompt names a public figure (pipeline.likeness.names)                  -> reject, naming the entry
     each face in the input media (images, sampled video frames):
         matches a cameo the request names (consent already passed) -> allowed, even if it resembles someone
         matches a public figure                                    -> reject, naming the identity
@@ -22,12 +22,12 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.assets import AssetIntegrityError, AssetStore
-from pipeline.faces import FaceEmbedder
-from pipeline.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch
-from pipeline.media import UnreadableMedia, frames_of
-from pipeline.names import NameMatcher, read_lexicon
-from pipeline.stage import Verdict
+from pipeline.likeness.faces import FaceEmbedder
+from pipeline.likeness.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch
+from pipeline.likeness.names import NameMatcher, read_lexicon
+from pipeline.media.assets import AssetIntegrityError, AssetStore
+from pipeline.media.frames import UnreadableMedia, frames_of
+from pipeline.runtime.stage import Verdict
 from policies.loader import LoadedPolicy
 from schemas.models import MediaReference, PipelineItem, Reason
 

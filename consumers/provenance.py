@@ -20,14 +20,14 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.assets import AssetIntegrityError, AssetStore
-from pipeline.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, load_signer,
+from pipeline.media.assets import AssetIntegrityError, AssetStore
+from pipeline.provenance.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, load_signer,
                                           read_credentials, sign_mp4)
-from pipeline.media import UnreadableMedia, frames_of
-from pipeline.provenance_ledger import ProvenanceLedger, ProvenanceMark
-from pipeline.stage import Verdict
-from pipeline.video_files import decode_mp4, encode_mp4
-from pipeline.watermarks import (MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, burn_visible_mark,
+from pipeline.media.frames import UnreadableMedia, frames_of
+from pipeline.media.video_files import decode_mp4, encode_mp4
+from pipeline.provenance.ledger import ProvenanceLedger, ProvenanceMark
+from pipeline.runtime.stage import Verdict
+from pipeline.provenance.watermarks import (MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, burn_visible_mark,
                                  embed_payload, read_payload)
 from policies.loader import LoadedPolicy
 from schemas.models import Outcome, PipelineItem, Reason

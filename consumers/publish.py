@@ -17,10 +17,10 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.assets import AssetIntegrityError, AssetStore
-from pipeline.audit import AuditStore
-from pipeline.feed_freshness import FeedFreshness
-from pipeline.stage import Verdict
+from pipeline.audit.store import AuditStore
+from pipeline.media.assets import AssetIntegrityError, AssetStore
+from pipeline.runtime.stage import Verdict
+from pipeline.transport.feed_freshness import FeedFreshness
 from policies.loader import LoadedPolicy
 from schemas.models import Outcome, PipelineItem, Reason
 
@@ -53,7 +53,7 @@ class PublishStage:
 
     def prepare_batch(self) -> None:
         """Before a batch: wait until the consent and account registries hold everything produced so
-        far, so a revocation sent before this moment is never missed (pipeline.feed_freshness)."""
+        far, so a revocation sent before this moment is never missed (pipeline.transport.feed_freshness)."""
         if self._feeds is not None:
             self._feeds.wait_until_current()
 

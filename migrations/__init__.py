@@ -1,1 +1,1 @@
-"""Alembic migrations for the audit database (see pipeline.db.upgrade)."""
+"""Alembic migrations for the audit database (see pipeline.audit.db.upgrade)."""

@@ -1,8 +1,8 @@
-"""Alembic environment: runs migrations against the URL set by pipeline.db.alembic_config."""
+"""Alembic environment: runs migrations against the URL set by pipeline.audit.db.alembic_config."""
 
 from alembic import context
 
-from pipeline.db import Base, make_engine
+from pipeline.audit.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

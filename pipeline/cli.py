@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from pipeline.assets import asset_store
+from pipeline.media.assets import asset_store
 from pipeline.settings import Settings, load_settings
 
 app = typer.Typer(help="trustreel: moderation and trust pipeline for AI-generated video, on Apache Kafka.",
@@ -104,7 +104,7 @@ def broker_status(ctx: typer.Context) -> None:
 @topics_app.command("create")
 def topics_create(ctx: typer.Context) -> None:
     """Create every pipeline topic that is missing (partitions and replication from settings)."""
-    from pipeline.topics import ensure_topics
+    from pipeline.transport.topics import ensure_topics
 
     created = ensure_topics(_settings(ctx))
     typer.echo("created: " + (", ".join(created) if created else "nothing (all present)"))
@@ -113,7 +113,7 @@ def topics_create(ctx: typer.Context) -> None:
 @topics_app.command("list")
 def topics_list(ctx: typer.Context) -> None:
     """List the pipeline's topics in flow order."""
-    from pipeline.topics import TopicMap
+    from pipeline.transport.topics import TopicMap
 
     settings = _settings(ctx)
     for spec in TopicMap.from_settings(settings).all_topics(settings):
@@ -124,7 +124,7 @@ def topics_list(ctx: typer.Context) -> None:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context, revision: str = typer.Argument("head")) -> None:
     """Migrate the audit database to REVISION (default: head)."""
-    from pipeline.db import upgrade
+    from pipeline.audit.db import upgrade
 
     upgrade(_settings(ctx).db_url, revision)
     typer.echo(f"audit database at {revision}")
@@ -154,7 +154,7 @@ def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files
     """Validate policy files; prints each one's id, stage and version hash."""
     import yaml
 
-    from pipeline.stages import RULES
+    from pipeline.worker.catalog import RULES
     from policies.loader import PolicyError, load_policy
 
     failed = False
@@ -182,12 +182,12 @@ def verify(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir
 
     Exits 0 when the manifest validates (trusted, if trust anchors are configured), else 1.
     """
-    from pipeline.db import make_engine, make_sessionmaker
-    from pipeline.stages import trust_anchors
-    from pipeline.verification import verify_file
-    from pipeline.watermarks import InvisibleMarkStyle
-    from policies.loader import load_policy, policy_path
     from consumers.provenance import ProvenanceRules
+    from pipeline.audit.db import make_engine, make_sessionmaker
+    from pipeline.provenance.verification import verify_file
+    from pipeline.provenance.watermarks import InvisibleMarkStyle
+    from pipeline.worker.catalog import trust_anchors
+    from policies.loader import load_policy, policy_path
 
     settings = _settings(ctx)
     rules = load_policy(policy_path("provenance", settings.policy_dir), ProvenanceRules).rules
@@ -232,7 +232,7 @@ def submit(
     from pydantic import ValidationError
 
     from pipeline.producer import PipelineProducer, read_requests_jsonl
-    from pipeline.runtime import describe_validation_error
+    from pipeline.runtime.runner import describe_validation_error
     from schemas.models import GenerationRequest
 
     if file is not None:
@@ -266,7 +266,7 @@ def _send_state_event(ctx: typer.Context, model_name: str, **fields: object) -> 
     from pydantic import ValidationError
 
     from pipeline.producer import PipelineProducer
-    from pipeline.runtime import describe_validation_error
+    from pipeline.runtime.runner import describe_validation_error
     from schemas.models import AccountEvent, ConsentEvent
 
     model = {"consent": ConsentEvent, "account": AccountEvent}[model_name]
@@ -328,8 +328,8 @@ def cameo_revoke(ctx: typer.Context, cameo_id: str,
 @cameo_app.command("show")
 def cameo_show(ctx: typer.Context, cameo_id: str) -> None:
     """Print the registry's current state of a cameo."""
-    from pipeline.consent_registry import SqlConsentRegistry
-    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.audit.db import make_engine, make_sessionmaker
+    from pipeline.state.consent_registry import SqlConsentRegistry
 
     state = SqlConsentRegistry(make_sessionmaker(make_engine(_settings(ctx).db_url))).get(cameo_id)
     if state is None:
@@ -342,8 +342,8 @@ def cameo_show(ctx: typer.Context, cameo_id: str) -> None:
 
 
 def _rebuild(ctx: typer.Context, feed_name: str) -> None:
-    from pipeline.db import make_engine, make_sessionmaker, upgrade
-    from pipeline.state_feeds import state_feeds
+    from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+    from pipeline.state.feeds import state_feeds
 
     settings = _settings(ctx)
     upgrade(settings.db_url)
@@ -387,8 +387,8 @@ def account_controls(ctx: typer.Context, account_id: str,
 @account_app.command("show")
 def account_show(ctx: typer.Context, account_id: str) -> None:
     """Print the registry's age data for an account."""
-    from pipeline.account_registry import SqlAccountRegistry
-    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.audit.db import make_engine, make_sessionmaker
+    from pipeline.state.account_registry import SqlAccountRegistry
 
     state = SqlAccountRegistry(make_sessionmaker(make_engine(_settings(ctx).db_url))).get(account_id)
     if state is None:
@@ -406,8 +406,8 @@ def account_rebuild(ctx: typer.Context) -> None:
 # --- galleries and assets -----------------------------------------------------------------------------------
 
 def _gallery_store(settings: Settings):
-    from pipeline.db import make_engine, make_sessionmaker, upgrade
-    from pipeline.galleries import GalleryStore
+    from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+    from pipeline.likeness.galleries import GalleryStore
 
     upgrade(settings.db_url)
     return GalleryStore(make_sessionmaker(make_engine(settings.db_url)))
@@ -419,7 +419,8 @@ def gallery_add(ctx: typer.Context, name: str, images: list[Path] = typer.Argume
                 sweep: bool = typer.Option(True, help="For public figures: re-check published videos and take "
                                                       "down those showing NAME")) -> None:
     """Embed the most confident face of each image and add it to NAME in the gallery."""
-    from pipeline.faces import decode_image, embedder_from_settings
+    from pipeline.likeness.faces import embedder_from_settings
+    from pipeline.media.frames import decode_image
 
     settings = _settings(ctx)
     embedder = embedder_from_settings(settings.face_backend, settings.insightface_model_dir)
@@ -462,7 +463,7 @@ def gallery_remove(ctx: typer.Context, name: str,
 @generator_app.command("tiny")
 def generator_tiny(directory: Path, seed: int = typer.Option(0, help="Weight initialisation seed")) -> None:
     """Write a tiny randomly initialised LTX-Video pipeline (no download) for demos, tests and benchmarks."""
-    from pipeline.tiny_generator import build_tiny_ltx
+    from pipeline.generation.tiny_generator import build_tiny_ltx
 
     build_tiny_ltx(directory, seed)
     typer.echo(f"tiny pipeline written; use it with TRUSTREEL_GENERATOR_MODEL={directory}")
@@ -471,7 +472,7 @@ def generator_tiny(directory: Path, seed: int = typer.Option(0, help="Weight ini
 @provenance_app.command("dev-cert")
 def provenance_dev_cert(directory: Path, valid_days: int = typer.Option(30, help="Leaf certificate lifetime")) -> None:
     """Write a throwaway CA + ES256 signing chain for development (never for production)."""
-    from pipeline.dev_certificates import write_dev_credentials
+    from pipeline.provenance.dev_certificates import write_dev_credentials
 
     credentials = write_dev_credentials(directory, valid_days=valid_days)
     typer.echo(f"TRUSTREEL_C2PA_CERT_CHAIN={credentials.cert_chain}\n"
@@ -505,7 +506,7 @@ def worker(ctx: typer.Context,
            stage: list[str] = typer.Option([], help="Stage to run (repeatable; default: every configured stage)"),
            loglevel: str = typer.Option("warning", help="faust log level")) -> None:
     """Run stage workers until stopped (SIGTERM / Ctrl-C)."""
-    from pipeline.worker import run_worker
+    from pipeline.worker.app import run_worker
 
     settings = _settings(ctx)
     run_worker(settings, stage or list(settings.stages), loglevel=loglevel)
@@ -515,9 +516,9 @@ def worker(ctx: typer.Context,
 def audit_show(ctx: typer.Context, request_id: str,
                as_json: bool = typer.Option(False, "--json", help="Machine-readable output")) -> None:
     """Print a request's full path through the stages, with reasons and policy versions."""
-    from pipeline.audit_queries import request_path
+    from pipeline.audit.queries import request_path
 
-    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.audit.db import make_engine, make_sessionmaker
 
     path = request_path(make_sessionmaker(make_engine(_settings(ctx).db_url)), request_id)
     if path is None:
@@ -566,7 +567,7 @@ def _parse_time(value: str) -> "datetime":
 
 
 def _audit_sessions(ctx: typer.Context):
-    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.audit.db import make_engine, make_sessionmaker
 
     return make_sessionmaker(make_engine(_settings(ctx).db_url))
 
@@ -576,7 +577,7 @@ def audit_decisions(ctx: typer.Context, account: Optional[str] = typer.Option(No
                     cameo: Optional[str] = typer.Option(None, help="Cameo id"),
                     output_format: str = _format_option()) -> None:
     """All decisions on an account's requests, or on requests that used a cameo."""
-    from pipeline.audit_queries import decisions_for
+    from pipeline.audit.queries import decisions_for
 
     if (account is None) == (cameo is None):
         _fail("give --account or --cameo")
@@ -590,7 +591,7 @@ def audit_rejections(ctx: typer.Context, since: str = typer.Option(..., help="IS
                      policy_version: Optional[str] = typer.Option(None, help="Version or its prefix"),
                      output_format: str = _format_option()) -> None:
     """Rejections in a time range, by stage / reason code / policy version."""
-    from pipeline.audit_queries import rejections
+    from pipeline.audit.queries import rejections
 
     _emit_rows(rejections(_audit_sessions(ctx), _parse_time(since), _parse_time(until), stage, reason,
                           policy_version), output_format)
@@ -600,7 +601,7 @@ def audit_rejections(ctx: typer.Context, since: str = typer.Option(..., help="IS
 def audit_published(ctx: typer.Context, cameo: str = typer.Option(..., help="Cameo id"),
                     output_format: str = _format_option()) -> None:
     """Published items that used a cameo, and whether each was taken down."""
-    from pipeline.audit_queries import published_with_cameo
+    from pipeline.audit.queries import published_with_cameo
 
     _emit_rows(published_with_cameo(_audit_sessions(ctx), cameo, _settings(ctx).stages[-1]), output_format)
 
@@ -609,7 +610,7 @@ def audit_published(ctx: typer.Context, cameo: str = typer.Option(..., help="Cam
 def audit_counts(ctx: typer.Context, since: str = typer.Option(...), until: str = typer.Option(...),
                  output_format: str = _format_option()) -> None:
     """Requests per terminal outcome per hour."""
-    from pipeline.audit_queries import outcome_counts_per_hour
+    from pipeline.audit.queries import outcome_counts_per_hour
 
     _emit_rows(outcome_counts_per_hour(_audit_sessions(ctx), _parse_time(since), _parse_time(until),
                                        _settings(ctx).stages[-1]), output_format)
@@ -621,7 +622,7 @@ def audit_expire(ctx: typer.Context, older_than_days: Optional[int] = typer.Opti
     """Drop prompts and media references older than the retention period, keeping the decision skeleton."""
     from datetime import timedelta
 
-    from pipeline.retention import expire
+    from pipeline.audit.retention import expire
 
     days = older_than_days or _settings(ctx).retention_days
     if days is None:
@@ -633,11 +634,11 @@ def audit_expire(ctx: typer.Context, older_than_days: Optional[int] = typer.Opti
 
 def _identity_sweep(settings: Settings, name: str, embedder) -> None:
     from consumers.likeness import LikenessRules
-    from pipeline.db import make_engine, make_sessionmaker
-    from pipeline.galleries import GallerySearch, GalleryStore
+    from pipeline.audit.db import make_engine, make_sessionmaker
+    from pipeline.cases.takedowns import TakedownService, face_matcher
+    from pipeline.likeness.galleries import GallerySearch, GalleryStore
     from pipeline.producer import PipelineProducer
-    from pipeline.takedowns import TakedownService, face_matcher
-    from pipeline.topics import TopicMap
+    from pipeline.transport.topics import TopicMap
     from policies.loader import load_policy, policy_path
 
     rules = load_policy(policy_path("likeness", settings.policy_dir), LikenessRules, "likeness").rules
@@ -657,7 +658,7 @@ def _identity_sweep(settings: Settings, name: str, embedder) -> None:
 @takedown_app.command("sweep")
 def takedown_sweep(ctx: typer.Context, name: str) -> None:
     """Re-check published videos against public figure NAME and take down those that show them."""
-    from pipeline.faces import embedder_from_settings
+    from pipeline.likeness.faces import embedder_from_settings
 
     settings = _settings(ctx)
     _identity_sweep(settings, name, embedder_from_settings(settings.face_backend, settings.insightface_model_dir))
@@ -666,15 +667,15 @@ def takedown_sweep(ctx: typer.Context, name: str) -> None:
 @review_app.command("list")
 def review_list(ctx: typer.Context, output_format: str = _format_option()) -> None:
     """Requests waiting for a person (oldest first)."""
-    from pipeline.reviews import pending_reviews
+    from pipeline.cases.reviews import pending_reviews
 
     _emit_rows(pending_reviews(_audit_sessions(ctx)), output_format)
 
 
 def _resolve(ctx: typer.Context, request_id: str, approve: bool, reviewer: str, note: str) -> None:
+    from pipeline.cases.reviews import ReviewError, describe, mark_sent, resolve
     from pipeline.producer import PipelineProducer
-    from pipeline.reviews import ReviewError, describe, mark_sent, resolve
-    from pipeline.topics import TopicMap
+    from pipeline.transport.topics import TopicMap
 
     settings = _settings(ctx)
     sessions = _audit_sessions(ctx)
@@ -706,7 +707,7 @@ def review_reject(ctx: typer.Context, request_id: str, reviewer: str = typer.Opt
 def review_appeal(ctx: typer.Context, request_id: str,
                   note: str = typer.Option("", help="What the requester says")) -> None:
     """Open an appeal of a rejection: a reviewer can then approve (resume) or reject it."""
-    from pipeline.reviews import ReviewError, appeal
+    from pipeline.cases.reviews import ReviewError, appeal
 
     try:
         stage = appeal(_audit_sessions(ctx), request_id, note)

@@ -28,14 +28,14 @@ from sqlalchemy import select
 
 import insightface
 
-from pipeline.assets import AssetStore, asset_store
-from pipeline.audit_queries import request_path
-from pipeline.account_registry import SqlAccountRegistry
-from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
+from pipeline.audit.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
+from pipeline.audit.queries import request_path
+from pipeline.media.assets import AssetStore, asset_store
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from pipeline.state.account_registry import SqlAccountRegistry
+from pipeline.state.consent_registry import SqlConsentRegistry
+from pipeline.transport.topics import ensure_topics
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, MediaReference
 
 
@@ -169,7 +169,7 @@ def _demo_generator_model(settings: Settings) -> str:
     """The configured model, or (left at the default hub id) a tiny random one built here, offline."""
     if "TRUSTREEL_GENERATOR_MODEL" in os.environ or "generate" not in settings.stages:
         return settings.generator_model
-    from pipeline.tiny_generator import build_tiny_ltx, is_current_tiny_model
+    from pipeline.generation.tiny_generator import build_tiny_ltx, is_current_tiny_model
 
     directory = Path("trustreel-tiny-model").resolve()
     if not is_current_tiny_model(directory):  # absent, or built by older code with other configs
@@ -184,7 +184,7 @@ def _demo_signing(settings: Settings) -> dict[str, str]:
     """The configured C2PA credentials, or a throwaway development chain made here."""
     if settings.c2pa_cert_chain is not None or "provenance" not in settings.stages:
         return {}
-    from pipeline.dev_certificates import write_dev_credentials
+    from pipeline.provenance.dev_certificates import write_dev_credentials
 
     credentials = write_dev_credentials(Path("trustreel-dev-c2pa").resolve(), organisation="trustreel demo")
     print(f"videos are signed with a throwaway development certificate in {credentials.cert_chain.parent.name}/; "

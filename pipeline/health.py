@@ -23,7 +23,7 @@ class Check:
 def check_broker(settings: Settings) -> Check:
     from kafka.admin import KafkaAdminClient
 
-    from pipeline.topics import TopicMap
+    from pipeline.transport.topics import TopicMap
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="trustreel-health",
@@ -45,7 +45,7 @@ def check_database(settings: Settings) -> Check:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from pipeline.db import alembic_config, make_engine
+    from pipeline.audit.db import alembic_config, make_engine
 
     try:
         engine = make_engine(settings.db_url)
@@ -61,7 +61,7 @@ def check_database(settings: Settings) -> Check:
 
 
 def check_assets(settings: Settings) -> Check:
-    from pipeline.assets import asset_store
+    from pipeline.media.assets import asset_store
 
     try:
         store = asset_store(settings.asset_dir, settings.asset_url)

@@ -1,7 +1,7 @@
 """Producer side for client services (kafka-python): validate, then send and wait for the ack.
 
     service -> PipelineProducer.submit(GenerationRequest) -> gen.requests (key: request id)
-    cameo app -> send_consent(ConsentEvent) -> cameo.consents            (slot keys: pipeline.keys)
+    cameo app -> send_consent(ConsentEvent) -> cameo.consents            (slot keys: pipeline.state.keys)
     account service -> send_account_event(AccountEvent) -> accounts.events
 
 The producer is idempotent (no duplicates from its own retries). Invalid messages are
@@ -16,11 +16,11 @@ from pathlib import Path
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
-from pipeline.keys import entity_partition, slot_key
-from pipeline.runtime import describe_validation_error
+from pipeline.runtime.runner import describe_validation_error
 from pipeline.settings import Settings
-from pipeline.transactions import OutgoingMessage
-from pipeline.topics import TopicMap
+from pipeline.state.keys import entity_partition, slot_key
+from pipeline.transport.topics import TopicMap
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
 
 

@@ -21,10 +21,10 @@ from typing import Callable, Iterator
 
 import pytest
 
+from pipeline.audit.db import upgrade
 from pipeline.broker import LocalBroker
-from pipeline.db import upgrade
 from pipeline.settings import MODERATION_ONLY_STAGES, Settings
-from pipeline.topics import TopicMap, ensure_topics
+from pipeline.transport.topics import TopicMap, ensure_topics
 
 TEST_BROKER_PORT = int(os.environ.get("TRUSTREEL_TEST_BROKER_PORT", "19092"))
 
@@ -55,7 +55,7 @@ def broker() -> Iterator[LocalBroker]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised LTX-Video pipeline, built once per session from configs (no download)."""
-    from pipeline.tiny_generator import build_tiny_ltx
+    from pipeline.generation.tiny_generator import build_tiny_ltx
 
     return build_tiny_ltx(tmp_path_factory.mktemp("tiny-ltx"))
 
@@ -94,7 +94,7 @@ def settings(broker: LocalBroker, tmp_path: Path, request: pytest.FixtureRequest
         generation = {"generator_model": str(request.getfixturevalue("tiny_model_dir")),
                       "policy_dir": policies_with(tmp_path / "policies", "generate", **FAST_GENERATION_RULES)}
     if "provenance" in stages:
-        from pipeline.dev_certificates import write_dev_credentials
+        from pipeline.provenance.dev_certificates import write_dev_credentials
 
         credentials = write_dev_credentials(tmp_path / "c2pa")
         generation |= {"c2pa_cert_chain": credentials.cert_chain, "c2pa_private_key": credentials.private_key,
@@ -320,7 +320,7 @@ def producer(settings: Settings):
 
 @pytest.fixture
 def sessions(settings: Settings):
-    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.audit.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings.db_url)
     yield make_sessionmaker(engine)

@@ -152,7 +152,7 @@ def bright_square_image(corner: tuple[int, int], size: int = 640, checkered: boo
 
 def group_portrait(index: int, margin: int = 60) -> np.ndarray:
     """One person's head from the group photo (faces ordered left to right, found with dlib)."""
-    from pipeline.faces import DlibEmbedder
+    from pipeline.likeness.faces import DlibEmbedder
 
     photo = group_photo()
     boxes = sorted(face.box for face in DlibEmbedder().faces(photo))

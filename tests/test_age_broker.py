@@ -10,9 +10,9 @@ import pytest
 from kafka.admin import KafkaAdminClient
 from sqlalchemy import select
 
-from pipeline.account_registry import SqlAccountRegistry
-from pipeline.db import DecisionRow
+from pipeline.audit.db import DecisionRow
 from pipeline.settings import Settings
+from pipeline.state.account_registry import SqlAccountRegistry
 from policies.loader import policy_path
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
 from tests.conftest import wait_for

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from consumers.age import AgeRules, AgeStage, Band, band_of
-from pipeline.account_registry import AccountState, InMemoryAccountRegistry, age_on
-from pipeline.consent_registry import InMemoryConsentRegistry
-from pipeline.db import make_engine, make_sessionmaker, upgrade
-from pipeline.generation_caps import InMemoryCapLedger, SqlCapLedger
+from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+from pipeline.state.account_registry import AccountState, InMemoryAccountRegistry, age_on
+from pipeline.state.consent_registry import InMemoryConsentRegistry
+from pipeline.state.generation_caps import InMemoryCapLedger, SqlCapLedger
 from policies.loader import PolicyError, load_policy, policy_path
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, Outcome, PipelineItem
 

@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 
-from pipeline.audit import DeadLetterRecord, DecisionRecord, SqlAuditStore
-from pipeline.transactions import OutgoingMessage
-from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.db import Base, DeadLetterRow, alembic_config, make_engine, make_sessionmaker, upgrade
+from pipeline.audit.db import Base, DeadLetterRow, alembic_config, make_engine, make_sessionmaker, upgrade
+from pipeline.audit.store import DeadLetterRecord, DecisionRecord, SqlAuditStore
+from pipeline.state.consent_registry import SqlConsentRegistry
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import ConsentEvent, DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

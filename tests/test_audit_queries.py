@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from pipeline.audit import DecisionRecord, SqlAuditStore
-from pipeline.audit_queries import decisions_for, outcome_counts_per_hour, published_with_cameo, rejections
+from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+from pipeline.audit.queries import decisions_for, outcome_counts_per_hour, published_with_cameo, rejections
+from pipeline.audit.store import DecisionRecord, SqlAuditStore
 from pipeline.cli import app
-from pipeline.db import make_engine, make_sessionmaker, upgrade
-from pipeline.transactions import OutgoingMessage
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, Reason, StageDecision
 from tests.test_audit_database import db_url  # noqa: F401 (the SQLite + PostgreSQL fixture)
 

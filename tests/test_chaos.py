@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from pipeline.audit_queries import request_path
-from pipeline.db import DeadLetterRow, DecisionRow
+from pipeline.audit.db import DeadLetterRow, DecisionRow
+from pipeline.audit.queries import request_path
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from consumers.consent import ConsentRules, ConsentStage, check_cameos
-from pipeline.consent_registry import InMemoryConsentRegistry
+from pipeline.state.consent_registry import InMemoryConsentRegistry
 from policies.loader import load_policy, policy_path
 from schemas.models import ConsentEvent, GenerationRequest, Outcome, PipelineItem
 

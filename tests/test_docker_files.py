@@ -11,7 +11,7 @@ import yaml
 
 from pipeline.cli import app
 from pipeline.settings import Settings
-from pipeline.stages import BUILDERS
+from pipeline.worker.catalog import BUILDERS
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 SETTINGS_VARIABLES = {f"TRUSTREEL_{name.upper()}" for name in Settings.model_fields}

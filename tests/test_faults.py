@@ -14,10 +14,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
+from pipeline.audit.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from pipeline.state.consent_registry import SqlConsentRegistry
+from pipeline.transport.topics import ensure_topics
 from schemas.models import ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
 
@@ -191,7 +191,7 @@ def test_three_workers_share_the_load_and_survive_one_dying(settings: Settings, 
 def test_a_revocation_sent_before_publish_decides_is_never_missed(settings: Settings, producer, start_worker,
                                                                  read_topic) -> None:
     """The consent registry is filled asynchronously; publish waits until it has applied every consent
-    record produced before its batch (pipeline.feed_freshness), so a backlog cannot hide a revocation."""
+    record produced before its batch (pipeline.transport.feed_freshness), so a backlog cannot hide a revocation."""
     for event in [ConsentEvent(event_id="order-1", cameo_id="cam-order", kind="register", owner_account="dave",
                                audience="everyone"),
                   ConsentEvent(event_id="order-2", cameo_id="cam-order", kind="verify", verified_by="svc",
@@ -220,8 +220,8 @@ def test_a_revocation_sent_before_publish_decides_is_never_missed(settings: Sett
 def test_feed_freshness_waits_until_the_group_has_applied_the_state_topics(settings: Settings, producer) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
-    from pipeline.feed_freshness import FeedBehind, KafkaFeedFreshness
-    from pipeline.topics import TopicMap
+    from pipeline.transport.feed_freshness import FeedBehind, KafkaFeedFreshness
+    from pipeline.transport.topics import TopicMap
 
     producer.send_consent(ConsentEvent(event_id="fresh-1", cameo_id="cam-fresh", kind="register",
                                        owner_account="dave", audience="everyone"))

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from pipeline.assets import LocalAssetStore
+from pipeline.audit.db import DecisionRow, make_engine, make_sessionmaker
 from pipeline.cli import app
-from pipeline.db import DecisionRow, make_engine, make_sessionmaker
+from pipeline.media.assets import LocalAssetStore
+from pipeline.media.video_files import probe_mp4
 from pipeline.settings import Settings
-from pipeline.video_files import probe_mp4
 from schemas.models import MediaReference
 from tests import face_fixtures as photos
 from tests.conftest import policies_with, settings_env, wait_for

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from consumers.generate import GenerateRules, GenerateStage, seed_for
-from pipeline.assets import AssetIntegrityError, FsspecAssetStore, LocalAssetStore
-from pipeline.batching import compatible_batches
-from pipeline.consent_registry import InMemoryConsentRegistry
-from pipeline.generator import (DiffusersVideoGenerator, GeneratedVideo, GenerationJob, GenerationTimeout,
+from pipeline.generation.batching import compatible_batches
+from pipeline.media.assets import AssetIntegrityError, FsspecAssetStore, LocalAssetStore
+from pipeline.state.consent_registry import InMemoryConsentRegistry
+from pipeline.generation.generator import (DiffusersVideoGenerator, GeneratedVideo, GenerationJob, GenerationTimeout,
                                 GeneratorConfig, RenderSpec)
-from pipeline.video_files import AudioTrack, encode_mp4, probe_mp4
+from pipeline.media.video_files import AudioTrack, encode_mp4, probe_mp4
 from policies.loader import LoadedPolicy
 from schemas.models import ConsentEvent, GenerationRequest, Outcome, PipelineItem
 
@@ -224,7 +224,7 @@ def test_tiny_diffusers_pipeline_is_reproducible_and_honours_the_deadline(tiny_m
 def test_a_tiny_model_built_by_older_code_is_recognised(tiny_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from pipeline.tiny_generator import VERSION_FILE, is_current_tiny_model
+    from pipeline.generation.tiny_generator import VERSION_FILE, is_current_tiny_model
 
     assert is_current_tiny_model(tiny_model_dir)
     old = tmp_path / "old"

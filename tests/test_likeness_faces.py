@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
-from pipeline.assets import LocalAssetStore
-from pipeline.db import make_engine, make_sessionmaker, upgrade
-from pipeline.faces import DlibEmbedder, InsightFaceEmbedder
-from pipeline.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch, GalleryStore
+from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+from pipeline.likeness.faces import DlibEmbedder, InsightFaceEmbedder
+from pipeline.likeness.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch, GalleryStore
+from pipeline.media.assets import LocalAssetStore
 from policies.loader import load_policy, policy_path
 from schemas.models import GenerationRequest, Outcome, PipelineItem
 from tests import face_fixtures as photos
@@ -178,7 +178,7 @@ def test_insightface_backend_runs_scrfd_and_arcface_shaped_models(tmp_path: Path
 
 
 def test_gallery_search_switches_to_approximate_above_the_configured_size(tmp_path: Path) -> None:
-    from pipeline.galleries import VectorIndex
+    from pipeline.likeness.galleries import VectorIndex
 
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((3000, 64)).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumers.likeness import LikenessRules, build_name_matcher
-from pipeline.names import LexiconEntry, NameMatcher
+from pipeline.likeness.names import LexiconEntry, NameMatcher
 from policies.loader import load_policy, policy_path
 
 

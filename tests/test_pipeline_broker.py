@@ -9,8 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import delete, func, select
 
-from pipeline.audit_queries import request_path
-from pipeline.db import CameoAccessRow, CameoRow, DeadLetterRow, DecisionRow
+from pipeline.audit.db import CameoAccessRow, CameoRow, DeadLetterRow, DecisionRow
+from pipeline.audit.queries import request_path
 from schemas.models import ConsentEvent, GenerationRequest
 from tests.conftest import wait_for
 

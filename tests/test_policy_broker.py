@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from pipeline.audit.db import DecisionRow, make_engine, make_sessionmaker
 from pipeline.cli import app
-from pipeline.db import DecisionRow, make_engine, make_sessionmaker
 from pipeline.settings import Settings
 from tests.conftest import policies_with, settings_env
 from tests.test_policy_reload import write_policy

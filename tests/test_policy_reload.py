@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from consumers.consent import ConsentRules, ConsentStage
-from pipeline.consent_registry import InMemoryConsentRegistry
-from pipeline.policy_reload import reloading
+from pipeline.runtime.policy_reload import reloading
+from pipeline.state.consent_registry import InMemoryConsentRegistry
 from policies.loader import load_policy, policy_path, shadow_policy_path
 from schemas.models import ConsentEvent, GenerationRequest, Outcome, PipelineItem
 

@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.assets import LocalAssetStore
 from pipeline.cli import app
-from pipeline.dev_certificates import write_dev_credentials
+from pipeline.media.assets import LocalAssetStore
+from pipeline.provenance.dev_certificates import write_dev_credentials
 from pipeline.settings import DEFAULT_STAGES, Settings
 from schemas.models import MediaReference
 from tests.conftest import settings_env, wait_for

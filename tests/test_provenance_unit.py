@@ -15,15 +15,15 @@ import pytest
 from PIL import Image
 
 from consumers.provenance import ProvenanceRules, ProvenanceStage, watermark_id_for
-from pipeline.assets import LocalAssetStore
-from pipeline.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, SOFT_BINDING_LABEL,
+from pipeline.media.assets import LocalAssetStore
+from pipeline.provenance.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, SOFT_BINDING_LABEL,
                                           SigningConfig, SigningUnavailable, read_credentials)
-from pipeline.dev_certificates import write_dev_credentials
-from pipeline.media import frames_of
-from pipeline.provenance_ledger import InMemoryProvenanceLedger
-from pipeline.verification import verify_file
-from pipeline.video_files import AudioTrack, decode_mp4, encode_mp4, probe_mp4
-from pipeline.watermarks import InvisibleMarkStyle, read_payload
+from pipeline.media.frames import frames_of
+from pipeline.media.video_files import AudioTrack, decode_mp4, encode_mp4, probe_mp4
+from pipeline.provenance.dev_certificates import write_dev_credentials
+from pipeline.provenance.ledger import InMemoryProvenanceLedger
+from pipeline.provenance.verification import verify_file
+from pipeline.provenance.watermarks import InvisibleMarkStyle, read_payload
 from policies.loader import LoadedPolicy
 from schemas.models import GenerationRequest, Outcome, PipelineItem, StageDecision
 

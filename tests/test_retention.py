@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from pipeline.audit import DecisionRecord, DeadLetterRecord, SqlAuditStore
+from pipeline.audit.db import DeadLetterRow, DecisionRow, RequestRow, make_engine, make_sessionmaker, upgrade
+from pipeline.audit.retention import expire
+from pipeline.audit.store import DecisionRecord, DeadLetterRecord, SqlAuditStore
 from pipeline.cli import app
-from pipeline.db import DeadLetterRow, DecisionRow, RequestRow, make_engine, make_sessionmaker, upgrade
-from pipeline.retention import expire
-from pipeline.transactions import OutgoingMessage
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, StageDecision
 from tests.test_audit_database import db_url  # noqa: F401 (the SQLite + PostgreSQL fixture)
 

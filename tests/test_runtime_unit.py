@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.audit import InMemoryAuditStore
-from pipeline.runtime import RuntimeConfig, StageRunner, UnreadableMessage, read_message
-from pipeline.stage import Verdict
-from pipeline.topics import TopicMap
-from pipeline.transactions import FencedOut, OutgoingMessage
+from pipeline.audit.store import InMemoryAuditStore
+from pipeline.runtime.runner import RuntimeConfig, StageRunner, UnreadableMessage, read_message
+from pipeline.runtime.stage import Verdict
+from pipeline.transport.topics import TopicMap
+from pipeline.transport.transactions import FencedOut, OutgoingMessage
 from policies.loader import LoadedPolicy
 from schemas.models import DeadLetterSource, GenerationRequest, MediaReference, Outcome, PipelineItem, Reason
 
@@ -252,7 +252,7 @@ def test_prepare_batch_runs_once_before_the_batch_and_an_outage_there_is_waited_
 
 
 def test_registry_reads_are_remembered_within_a_batch_only() -> None:
-    from pipeline.batch_snapshot import batch_snapshot, remembered
+    from pipeline.runtime.batch_snapshot import batch_snapshot, remembered
 
     loads: list[str] = []
 

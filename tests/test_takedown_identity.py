@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.assets import LocalAssetStore
-from pipeline.audit import DecisionRecord, SqlAuditStore
-from pipeline.db import make_engine, make_sessionmaker, upgrade
-from pipeline.faces import DlibEmbedder
-from pipeline.galleries import PUBLIC_FIGURES, GallerySearch, GalleryStore
-from pipeline.reviews import ReviewError, appeal, resolve
-from pipeline.takedowns import TakedownService, face_matcher
-from pipeline.topics import TopicMap
-from pipeline.transactions import OutgoingMessage
+from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+from pipeline.audit.store import DecisionRecord, SqlAuditStore
+from pipeline.cases.reviews import ReviewError, appeal, resolve
+from pipeline.cases.takedowns import TakedownService, face_matcher
+from pipeline.likeness.faces import DlibEmbedder
+from pipeline.likeness.galleries import PUBLIC_FIGURES, GallerySearch, GalleryStore
+from pipeline.media.assets import LocalAssetStore
+from pipeline.transport.topics import TopicMap
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import (ConsentEvent, DeadLetterSource, GenerationRequest, Outcome, PublishedItem,
                             StageDecision)
 from tests import face_fixtures as photos

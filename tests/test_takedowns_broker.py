@@ -49,9 +49,9 @@ def test_a_revocation_takes_down_exactly_the_items_that_used_the_cameo(settings,
 
 def test_adding_a_public_figure_sends_takedowns_for_published_videos_showing_them(settings, read_topic,
                                                                                     tmp_path) -> None:
-    from pipeline.assets import LocalAssetStore
-    from pipeline.audit import SqlAuditStore
-    from pipeline.db import make_engine, make_sessionmaker
+    from pipeline.audit.db import make_engine, make_sessionmaker
+    from pipeline.audit.store import SqlAuditStore
+    from pipeline.media.assets import LocalAssetStore
     from tests import face_fixtures as photos
     from tests.test_takedown_identity import publish
 

@@ -13,13 +13,11 @@ set per backend, and each backend names the distance at which faces count as the
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PIL import Image, ImageOps
 
 
 @dataclass(frozen=True)
@@ -36,15 +34,6 @@ class FaceEmbedder(Protocol):
     def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Every face found in an RGB uint8 image (H x W x 3)."""
         ...
-
-
-def decode_image(data: bytes, max_side: int = 2048) -> np.ndarray:
-    """RGB uint8 array from image bytes, EXIF orientation applied, very large images scaled down."""
-    with Image.open(io.BytesIO(data)) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
-        if max(image.size) > max_side:
-            image.thumbnail((max_side, max_side))
-        return np.asarray(image, dtype=np.uint8)
 
 
 class DlibEmbedder:

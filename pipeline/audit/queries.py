@@ -10,7 +10,7 @@ from sqlalchemy import and_, case, func, or_, select
 
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import DeadLetterRow, DecisionRow, RequestCameoRow, RequestRow, TakedownRow
+from pipeline.audit.db import DeadLetterRow, DecisionRow, RequestCameoRow, RequestRow, TakedownRow
 
 
 @dataclass(frozen=True)

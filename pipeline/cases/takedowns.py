@@ -6,7 +6,7 @@
       -> one takedowns row per item, ever (primary key = request id): a repeated or redelivered
          revoke finds the rows it already made and re-sends exactly those
       -> TakedownEvent(s) to feed.takedowns, in the same Kafka transaction that commits the
-         consents offset (pipeline.worker's registry agent)
+         consents offset (pipeline.worker.app's registry agent)
 
     identity added to the public-figure gallery (`trustreel gallery add`, or `trustreel takedown sweep`)
       -> published videos (from the publish decisions' recorded output) re-scanned: sampled frames ->
@@ -28,9 +28,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.assets import AssetIntegrityError, AssetStore
-from pipeline.db import DecisionRow, RequestCameoRow, RequestRow, TakedownRow
-from pipeline.transactions import OutgoingMessage
+from pipeline.audit.db import DecisionRow, RequestCameoRow, RequestRow, TakedownRow
+from pipeline.media.assets import AssetIntegrityError, AssetStore
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import (ConsentEvent, ConsentKind, MediaReference, Outcome, PublishedItem, Reason,
                             StageDecision, TakedownCause, TakedownEvent)
 
@@ -138,8 +138,8 @@ def _published_video(output_payload: bytes) -> MediaReference | None:
 
 def face_matcher(embedder, search, identity: str, threshold: float, every: int, max_frames: int):
     """video bytes -> best distance of any sampled face to `identity` when within threshold, else None."""
-    from pipeline.galleries import PUBLIC_FIGURES
-    from pipeline.media import UnreadableMedia, frames_of
+    from pipeline.likeness.galleries import PUBLIC_FIGURES
+    from pipeline.media.frames import UnreadableMedia, frames_of
 
     def matches(video: bytes) -> float | None:
         search.refresh()

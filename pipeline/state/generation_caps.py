@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import GenerationChargeRow, GenerationCountRow
+from pipeline.audit.db import GenerationChargeRow, GenerationCountRow
 
 
 class ChargeOutcome(str, enum.Enum):

@@ -23,11 +23,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
-from pipeline.db import DecisionRow, RequestRow, ReviewRow, TakedownRow
-from pipeline.runtime import output_message
-from pipeline.topics import TopicMap
-from pipeline.transactions import OutgoingMessage
+from pipeline.audit.db import DecisionRow, RequestRow, ReviewRow, TakedownRow
+from pipeline.audit.store import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
+from pipeline.runtime.runner import output_message
+from pipeline.transport.topics import TopicMap
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import (DeadLetterSource, GenerationRequest, Outcome, PipelineItem, PublishedItem, Reason,
                             ReviewRequest, StageDecision, TakedownEvent)
 

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import ProvenanceMarkRow
+from pipeline.audit.db import ProvenanceMarkRow
 
 
 @dataclass(frozen=True)

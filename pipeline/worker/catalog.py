@@ -14,22 +14,22 @@ from pydantic import BaseModel
 from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage
 from consumers.generate import GenerateRules, GenerateStage
-from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
+from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.publish import PublishRules, PublishStage, Recheck
-from pipeline.account_registry import AccountRegistry
-from pipeline.assets import AssetStore
-from pipeline.audit import AuditStore
-from pipeline.faces import embedder_from_settings
-from pipeline.galleries import GallerySearch, GalleryStore
-from pipeline.generator import DiffusersVideoGenerator, GeneratorConfig
-from pipeline.consent_registry import ConsentRegistry
-from pipeline.content_credentials import SigningConfig
-from pipeline.provenance_ledger import ProvenanceLedger
-from pipeline.generation_caps import CapLedger
-from pipeline.feed_freshness import FeedFreshness
+from pipeline.audit.store import AuditStore
+from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig
+from pipeline.likeness.faces import embedder_from_settings
+from pipeline.likeness.galleries import GallerySearch, GalleryStore
+from pipeline.media.assets import AssetStore
+from pipeline.provenance.content_credentials import SigningConfig
+from pipeline.provenance.ledger import ProvenanceLedger
+from pipeline.runtime.stage import Clock, Stage
 from pipeline.settings import Settings
-from pipeline.stage import Clock, Stage
+from pipeline.state.account_registry import AccountRegistry
+from pipeline.state.consent_registry import ConsentRegistry
+from pipeline.state.generation_caps import CapLedger
+from pipeline.transport.feed_freshness import FeedFreshness
 from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
 
 
@@ -153,7 +153,7 @@ def build_stage(name: str, services: StageServices) -> Stage:
 
 def build_reloading_stage(name: str, services: StageServices, check_interval_seconds: float = 1.0) -> Stage:
     """The stage as workers run it: policy files hot-reloaded, plus its shadow twin if one is configured."""
-    from pipeline.policy_reload import reloading
+    from pipeline.runtime.policy_reload import reloading
 
     shadow = (lambda: build_stage(name, services.for_shadow(name))) if name in SHADOWABLE else None
     return reloading(name, services.settings.policy_dir, lambda: build_stage(name, services), shadow,

@@ -27,24 +27,24 @@ from typing import Callable
 
 import faust
 
-from pipeline import stages as stage_catalog
-from pipeline.assets import asset_store
-from pipeline.audit import SqlAuditStore
-from pipeline.galleries import GalleryStore
-from pipeline.provenance_ledger import SqlProvenanceLedger
-from pipeline.account_registry import SqlAccountRegistry
-from pipeline.consent_registry import SqlConsentRegistry
-from pipeline.generation_caps import ReadOnlyCapLedger, SqlCapLedger
-from pipeline.db import make_engine, make_sessionmaker, upgrade
-from pipeline.faust_transport import StageApp
-from pipeline.feed_freshness import KafkaFeedFreshness
-from pipeline.runtime import RuntimeConfig, StageRunner, dead_letter, until_infrastructure_answers
+from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
+from pipeline.audit.store import SqlAuditStore
+from pipeline.cases.takedowns import TakedownService
+from pipeline.likeness.galleries import GalleryStore
+from pipeline.media.assets import asset_store
+from pipeline.provenance.ledger import SqlProvenanceLedger
+from pipeline.runtime.runner import RuntimeConfig, StageRunner, dead_letter, until_infrastructure_answers
+from pipeline.runtime.stage import BatchStage, system_clock
 from pipeline.settings import Settings
-from pipeline.stage import BatchStage, system_clock
-from pipeline.state_feeds import StateFeed, state_feeds
-from pipeline.topics import TopicMap, ensure_topics
-from pipeline.takedowns import TakedownService
-from pipeline.transactions import FencedOut, OutgoingMessage, TransactionalSender
+from pipeline.state.account_registry import SqlAccountRegistry
+from pipeline.state.consent_registry import SqlConsentRegistry
+from pipeline.state.feeds import StateFeed, state_feeds
+from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
+from pipeline.transport.faust_transport import StageApp
+from pipeline.transport.feed_freshness import KafkaFeedFreshness
+from pipeline.transport.topics import TopicMap, ensure_topics
+from pipeline.transport.transactions import FencedOut, OutgoingMessage, TransactionalSender
+from pipeline.worker import catalog as stage_catalog
 from schemas.models import ConsentEvent, DeadLetterSource
 
 log = logging.getLogger("trustreel.worker")

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import GalleryEmbeddingRow, GalleryIdentityRow, GalleryVersionRow
+from pipeline.audit.db import GalleryEmbeddingRow, GalleryIdentityRow, GalleryVersionRow
 
 PUBLIC_FIGURES = "public_figures"
 CAMEOS = "cameos"

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.db import DeadLetterRow, DecisionRow, RequestRow, ReviewRow
+from pipeline.audit.db import DeadLetterRow, DecisionRow, RequestRow, ReviewRow
 
 PERSONAL_DETAIL_KEYS = frozenset({"conditioning", "video", "faces", "names", "signed_sha256", "source_sha256",
                                   "watermark_id", "prompt"})

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.stage import BatchStage, Stage, Verdict
+from pipeline.runtime.stage import BatchStage, Stage, Verdict
 from policies.loader import policy_path, shadow_policy_path
 from schemas.models import PipelineItem
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit_queries import request_path
-from pipeline.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, CredentialReport,
+from pipeline.audit.queries import request_path
+from pipeline.provenance.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, CredentialReport,
                                           read_credentials)
-from pipeline.media import UnreadableMedia, frames_of
-from pipeline.provenance_ledger import SqlProvenanceLedger
-from pipeline.watermarks import InvisibleMarkStyle, PayloadReading, read_payload
+from pipeline.media.frames import UnreadableMedia, frames_of
+from pipeline.provenance.ledger import SqlProvenanceLedger
+from pipeline.provenance.watermarks import InvisibleMarkStyle, PayloadReading, read_payload
 
 
 @dataclass

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import RequestCameoRow, ReviewRow, DeadLetterRow, DecisionRow, RequestRow
-from pipeline.transactions import OutgoingMessage
+from pipeline.audit.db import RequestCameoRow, ReviewRow, DeadLetterRow, DecisionRow, RequestRow
+from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
 

@@ -10,8 +10,8 @@ One transactional id per input partition means the worker that takes over a part
 after a crash or rebalance fences the old one (its late commits fail), so a stalled
 "zombie" cannot publish a second copy. A worker closes its producers when partitions are
 revoked, so one it gets back starts a new epoch rather than reusing a fenced producer.
-The runtime sends one transaction per input partition per batch (pipeline.runtime). Readers must use isolation_level=read_committed;
-the stage workers do (see pipeline.faust_transport).
+The runtime sends one transaction per input partition per batch (pipeline.runtime.runner). Readers must use isolation_level=read_committed;
+the stage workers do (see pipeline.transport.faust_transport).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence, TypeVar
 
-from pipeline.generator import GenerationJob
+from pipeline.generation.generator import GenerationJob
 
 JobT = TypeVar("JobT", bound=GenerationJob)
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import io
 
 import numpy as np
-
-from pipeline.faces import decode_image
+from PIL import Image, ImageOps
 
 
 class UnreadableMedia(Exception):
     pass
+
+
+def decode_image(data: bytes, max_side: int = 2048) -> np.ndarray:
+    """RGB uint8 array from image bytes, EXIF orientation applied, very large images scaled down."""
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if max(image.size) > max_side:
+            image.thumbnail((max_side, max_side))
+        return np.asarray(image, dtype=np.uint8)
 
 
 def frames_of(data: bytes, media_type: str, every: int, max_frames: int) -> list[tuple[int, np.ndarray]]:

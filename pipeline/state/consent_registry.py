@@ -3,7 +3,7 @@
     cameo app --ConsentEvent--> cameo.consents (compacted) --apply()--> registry (table)
                                          \\--StateFeed.replay() at worker start / `cameo rebuild`
 
-Each record's key is one slot of a cameo's state (pipeline.keys): registration,
+Each record's key is one slot of a cameo's state (pipeline.state.keys): registration,
 verification, revocation or access:<account>. A slot only moves forward (an older
 offset never overwrites a newer one), which makes replays harmless.
 """
@@ -18,9 +18,9 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.batch_snapshot import remembered
-from pipeline.db import CameoAccessRow, CameoRow
-from pipeline.keys import SlotOffsets
+from pipeline.audit.db import CameoAccessRow, CameoRow
+from pipeline.runtime.batch_snapshot import remembered
+from pipeline.state.keys import SlotOffsets
 from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind, MediaReference
 
 

@@ -1,6 +1,6 @@
 """The account registry: age data materialized from the accounts.events topic.
 
-    account service --AccountEvent--> accounts.events (compacted, slot keys: pipeline.keys)
+    account service --AccountEvent--> accounts.events (compacted, slot keys: pipeline.state.keys)
                                           --apply()--> registry (table accounts)
 
 Slots: profile (birth date + assurance), parental_link, parental_controls. As in the
@@ -16,9 +16,9 @@ from typing import Protocol
 
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.batch_snapshot import remembered
-from pipeline.db import AccountRow
-from pipeline.keys import SlotOffsets
+from pipeline.audit.db import AccountRow
+from pipeline.runtime.batch_snapshot import remembered
+from pipeline.state.keys import SlotOffsets
 from schemas.models import AccountEvent, AccountKind, AgeAssurance
 
 

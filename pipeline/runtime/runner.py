@@ -1,6 +1,6 @@
 """The shared stage runtime: everything a stage does except deciding.
 
-For each input message (the faust agent in pipeline.worker feeds them in order):
+For each input message (the faust agent in pipeline.worker.app feeds them in order):
 
     raw bytes --too big / not JSON / wrong schema--> record dead letter -> [send letter + commit offset]
         |
@@ -12,7 +12,7 @@ For each input message (the faust agent in pipeline.worker feeds them in order):
     record decision + output in the audit store (unique per request+stage)
     [send output (next stage / gen.rejected / feed.published) + commit offset]
 
-[...] is one Kafka transaction (pipeline.transactions): the output and the input's
+[...] is one Kafka transaction (pipeline.transport.transactions): the output and the input's
 progress become visible together, so a crash anywhere leaves either nothing (the
 record is redelivered and the stored decision re-sent) or everything. A position the group
 has already committed past (a worker that lost the partition without noticing committed it
@@ -35,11 +35,11 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline.batch_snapshot import batch_snapshot
-from pipeline.audit import AuditStore, DeadLetterRecord, DecisionEntry, DecisionRecord, StoredDecision
-from pipeline.transactions import FencedOut, OutgoingMessage
-from pipeline.stage import BatchStage, Clock, Stage, Verdict
-from pipeline.topics import TopicMap
+from pipeline.audit.store import AuditStore, DeadLetterRecord, DecisionEntry, DecisionRecord, StoredDecision
+from pipeline.runtime.batch_snapshot import batch_snapshot
+from pipeline.runtime.stage import BatchStage, Clock, Stage, Verdict
+from pipeline.transport.topics import TopicMap
+from pipeline.transport.transactions import FencedOut, OutgoingMessage
 from schemas.models import (
     SCHEMA_VERSION,
     DeadLetter,
@@ -277,7 +277,7 @@ class StageRunner:
 
     def _try_each(self, items: list[PipelineItem]) -> list[tuple["Verdict | Exception", float]]:
         """Decide items in order in one worker thread (one hand-off per batch, not per message), over
-        one registry snapshot (pipeline.batch_snapshot). The stage's prepare_batch runs first; if it
+        one registry snapshot (pipeline.runtime.batch_snapshot). The stage's prepare_batch runs first; if it
         cannot (infrastructure), the whole batch is tried again later."""
         results: list[tuple[Verdict | Exception, float]] = []
         with batch_snapshot():
@@ -361,7 +361,7 @@ def output_message(topics: TopicMap, stage: str, item: PipelineItem, decision: S
                    new_assets: Mapping[str, MediaReference] | None = None) -> OutgoingMessage:
     """What a decision sends: a rejection, a review request, the published item, or the item for the stage after `stage`.
 
-    Shared by the stage runtime and by people's review decisions (pipeline.reviews), which resume a
+    Shared by the stage runtime and by people's review decisions (pipeline.cases.reviews), which resume a
     request exactly where the reviewed stage would have sent it.
     """
     request = item.request

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.video_files import AudioTrack
+from pipeline.media.video_files import AudioTrack
 
 
 class GenerationTimeout(Exception):

@@ -1,6 +1,6 @@
 """What a stage is: a named decision function over a request in flight.
 
-The shared runtime (pipeline.runtime) does everything else: reading, validating,
+The shared runtime (pipeline.runtime.runner) does everything else: reading, validating,
 de-duplicating, recording, routing and committing. A stage module only decides.
 
     PipelineItem --stage.decide()--> Verdict(approved | rejected, reasons, details, new assets)

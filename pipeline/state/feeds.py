@@ -19,7 +19,7 @@ from typing import Protocol
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.runtime import describe_validation_error
+from pipeline.runtime.runner import describe_validation_error
 from pipeline.settings import Settings
 
 log = logging.getLogger("trustreel.state")
@@ -84,9 +84,9 @@ class StateFeed:
 
 
 def state_feeds(settings: Settings, sessions) -> list[StateFeed]:
-    from pipeline.account_registry import SqlAccountRegistry
-    from pipeline.consent_registry import SqlConsentRegistry
-    from pipeline.topics import TopicMap
+    from pipeline.state.account_registry import SqlAccountRegistry
+    from pipeline.state.consent_registry import SqlConsentRegistry
+    from pipeline.transport.topics import TopicMap
     from schemas.models import AccountEvent, ConsentEvent
 
     topics = TopicMap.from_settings(settings)

@@ -1,6 +1,6 @@
 """faust-streaming, adjusted for transactional stage hand-offs.
 
-Two changes to faust's aiokafka transport, both needed by pipeline.transactions:
+Two changes to faust's aiokafka transport, both needed by pipeline.transport.transactions:
 - the consumer reads with isolation_level=read_committed, so a stage never sees the
   output of an aborted transaction (faust only does this in its own exactly-once mode,
   which cannot route outputs to topics the app does not consume);
@@ -20,7 +20,7 @@ class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         if not hasattr(consumer, "_isolation_level"):
-            raise RuntimeError("this aiokafka version hides the isolation level; update pipeline.faust_transport")
+            raise RuntimeError("this aiokafka version hides the isolation level; update pipeline.transport.faust_transport")
         consumer._isolation_level = "read_committed"
         return consumer
 

@@ -1,0 +1,11 @@
+"""Registries materialized from compacted topics: who may use a cameo, how old an account is.
+
+consent_registry.py  cameo registration, verification, audience, grants and revocations
+account_registry.py  birth dates, assurance, parental links and controls
+generation_caps.py   daily generation caps, charged once per request in the database
+keys.py              slot keys and partitioning, so one entity lives in one partition
+feeds.py             topic records applied to the registries (replay at start, then live)
+
+May import runtime (batch snapshots), audit (tables), transport, schemas. A new registry goes here,
+with its feed in feeds.py and its topic in transport.topics.
+"""
