@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     face_backend: str = Field(default="dlib", pattern="^(dlib|insightface)$",
                               description="Face embedder: dlib (offline default) or insightface (production)")
     insightface_model_dir: Path | None = Field(default=None, description="SCRFD + ArcFace ONNX model directory")
+    enrollment_face_backends: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Face backends a cameo's reference images are enrolled with, comma separated "
+                                "(default: face_backend alone); enroll with a second one before switching to it")
+    voice_backend: str | None = Field(default=None,
+                                      description="Speaker embedder: transformers (x-vector model from "
+                                                  "voice_model_dir) or package.module:factory; unset: none")
+    voice_model_dir: Path | None = Field(default=None, description="Local directory of the speaker model")
     gallery_approximate_above: int = Field(default=50_000, ge=1,
                                            description="Gallery size above which search is approximate (HNSW)")
     c2pa_cert_chain: Path | None = Field(default=None, description="PEM signing certificate chain, leaf first")
@@ -87,7 +94,12 @@ class Settings(BaseSettings):
         """The group id, distinct per topic prefix so isolated pipelines on one broker never share offsets."""
         return f"{self.group_id}-{self.topic_prefix}".rstrip("-.").replace(".", "-")
 
-    @field_validator("stages", mode="before")
+    @property
+    def enrollment_backends(self) -> tuple[str, ...]:
+        """The face backends cameo references are enrolled with: always the one the likeness stages use."""
+        return tuple(dict.fromkeys((self.face_backend, *self.enrollment_face_backends)))
+
+    @field_validator("stages", "enrollment_face_backends", mode="before")
     @classmethod
     def _split_stage_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -101,6 +113,14 @@ class Settings(BaseSettings):
             raise ValueError("the stage list must end with 'publish' (the final consent re-check)")
         if len(set(value)) != len(value):
             raise ValueError("a stage may appear once in the stage list")
+        return value
+
+    @field_validator("enrollment_face_backends")
+    @classmethod
+    def _known_face_backends(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [backend for backend in value if backend not in ("dlib", "insightface")]
+        if unknown:
+            raise ValueError(f"unknown face backend(s) {', '.join(unknown)}; use dlib or insightface")
         return value
 
 

@@ -183,6 +183,28 @@ class CameoRow(Base):
     revocation_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
 
 
+class CameoEnrollmentRow(Base):
+    """The cameo's verified reference media turned into gallery embeddings (pipeline.state.enrollment).
+
+    One row per cameo: which verification it enrolled (the consent record's offset), whether that
+    worked (enrolled / failed / no_reference) and why not, what each reference gave, the policy
+    version that judged it, and when the cameo was retired by a revocation.
+    """
+
+    __tablename__ = "cameo_enrollments"
+
+    cameo_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    verification_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    revocation_offset: Mapped[int] = mapped_column(BigInteger, default=-1)
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    findings: Mapped[Any] = mapped_column(JSON, nullable=True)
+    policy_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    policy_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enrolled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 class CameoAccessRow(Base):
     """The owner's explicit allow / deny entry for one account."""
 

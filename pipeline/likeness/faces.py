@@ -13,6 +13,7 @@ set per backend, and each backend names the distance at which faces count as the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -112,3 +113,7 @@ def embedder_from_settings(backend: str, insightface_model_dir: Path | None) -> 
             raise ValueError("TRUSTREEL_INSIGHTFACE_MODEL_DIR must name the SCRFD + ArcFace model directory")
         return InsightFaceEmbedder.from_directory(insightface_model_dir)
     raise ValueError(f"unknown face backend {backend!r}; use dlib or insightface")
+
+
+shared_embedder = functools.cache(embedder_from_settings)
+"""Face models load once per process (on first use), shared by the likeness stages and cameo enrollment."""

@@ -5,8 +5,11 @@
       index rebuilt from the tables whenever gallery_versions moves (checked per decision, one row read)
       exact (faiss IndexFlatL2) up to `approximate_above` vectors, IVF (approximate) beyond
 
-Galleries: "public_figures" (who must never be depicted) and "cameos" (verified cameo owners,
-named by cameo id, which a request may use only with consent).
+Galleries: "public_figures" (who must never be depicted), "cameos" (verified cameo owners, named by
+cameo id, which a request may use only with consent) and "retired_cameos" (owners who revoked their
+cameo: still protected, never a consenting match). Cameo entries are enrolled from the consent feed
+(pipeline.state.enrollment); their embeddings carry the source "enrollment:<offset>:<media hash>",
+and those an operator adds with `trustreel gallery add` are kept apart from them.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from datetime import datetime, timezone
 
 import faiss
 import numpy as np
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audit.db import GalleryEmbeddingRow, GalleryIdentityRow, GalleryVersionRow
 
 PUBLIC_FIGURES = "public_figures"
 CAMEOS = "cameos"
+RETIRED_CAMEOS = "retired_cameos"
+ENROLLMENT_SOURCE = "enrollment:"
 
 
 @dataclass(frozen=True)
@@ -39,25 +44,60 @@ class GalleryStore:
 
     def add(self, gallery: str, name: str, backend: str, embeddings: list[tuple[np.ndarray, str]]) -> int:
         """Add embeddings (with their source) to an identity, creating it; returns how many were stored."""
-        now = datetime.now(timezone.utc)
         with self._sessions.begin() as session:
-            identity = session.scalar(select(GalleryIdentityRow).where(GalleryIdentityRow.gallery == gallery,
-                                                                       GalleryIdentityRow.name == name))
-            if identity is None:
-                identity = GalleryIdentityRow(gallery=gallery, name=name, created_at=now)
-                session.add(identity)
-                session.flush()
+            identity = _identity(session, gallery, name, create=True)
             for vector, source in embeddings:
-                session.add(GalleryEmbeddingRow(identity_id=identity.id, backend=backend, source=source[:500],
-                                                vector=np.asarray(vector, dtype=np.float32).tobytes(),
-                                                created_at=now))
+                _add_embedding(session, identity, backend, vector, source)
             _bump(session, backend)
         return len(embeddings)
 
+    def replace_enrolled(self, session: Session, gallery: str, name: str,
+                         embeddings: list[tuple[str, np.ndarray, str]]) -> None:
+        """In the caller's transaction: `name`'s enrolled embeddings become these (backend, vector, source).
+
+        Enrolled embeddings (source starting "enrollment:") of `name` are dropped from both cameo
+        galleries, then these are added to `gallery`. Embeddings an operator added stay where they are.
+        Every backend whose vectors changed is bumped, so searches reload.
+        """
+        touched = {backend for backend, _, _ in embeddings}
+        for identity in session.scalars(select(GalleryIdentityRow).where(
+                GalleryIdentityRow.name == name, GalleryIdentityRow.gallery.in_((CAMEOS, RETIRED_CAMEOS)))):
+            for row in session.scalars(select(GalleryEmbeddingRow).where(
+                    GalleryEmbeddingRow.identity_id == identity.id,
+                    GalleryEmbeddingRow.source.startswith(ENROLLMENT_SOURCE))):
+                touched.add(row.backend)
+                session.delete(row)
+        if embeddings:
+            identity = _identity(session, gallery, name, create=True)
+            for backend, vector, source in embeddings:
+                _add_embedding(session, identity, backend, vector, source)
+        for backend in sorted(touched):
+            _bump(session, backend)
+
+    def move(self, session: Session, name: str, source: str, target: str) -> bool:
+        """In the caller's transaction: every embedding of `name` in gallery `source` moves to `target`.
+
+        False (and nothing changes) when `source` has no such identity; merges into an existing one.
+        """
+        identity = _identity(session, source, name, create=False)
+        if identity is None:
+            return False
+        backends = set(session.scalars(select(GalleryEmbeddingRow.backend)
+                                       .where(GalleryEmbeddingRow.identity_id == identity.id)))
+        existing = _identity(session, target, name, create=False)
+        if existing is None:
+            identity.gallery = target
+        else:
+            session.execute(update(GalleryEmbeddingRow).where(GalleryEmbeddingRow.identity_id == identity.id)
+                            .values(identity_id=existing.id))
+            session.delete(identity)
+        for backend in sorted(backends):
+            _bump(session, backend)
+        return True
+
     def remove(self, gallery: str, name: str) -> bool:
         with self._sessions.begin() as session:
-            identity = session.scalar(select(GalleryIdentityRow).where(GalleryIdentityRow.gallery == gallery,
-                                                                       GalleryIdentityRow.name == name))
+            identity = _identity(session, gallery, name, create=False)
             if identity is None:
                 return False
             backends = set(session.scalars(select(GalleryEmbeddingRow.backend)
@@ -93,6 +133,23 @@ class GalleryStore:
         labels = [(gallery, name) for gallery, name, _ in rows]
         matrix = np.stack([np.frombuffer(vector, dtype=np.float32) for _, _, vector in rows]) if rows else None
         return labels, matrix
+
+
+def _identity(session: Session, gallery: str, name: str, create: bool) -> GalleryIdentityRow | None:
+    identity = session.scalar(select(GalleryIdentityRow).where(GalleryIdentityRow.gallery == gallery,
+                                                               GalleryIdentityRow.name == name))
+    if identity is None and create:
+        identity = GalleryIdentityRow(gallery=gallery, name=name, created_at=datetime.now(timezone.utc))
+        session.add(identity)
+        session.flush()
+    return identity
+
+
+def _add_embedding(session: Session, identity: GalleryIdentityRow, backend: str, vector: np.ndarray,
+                   source: str) -> None:
+    session.add(GalleryEmbeddingRow(identity_id=identity.id, backend=backend, source=source[:500],
+                                    vector=np.asarray(vector, dtype=np.float32).tobytes(),
+                                    created_at=datetime.now(timezone.utc)))
 
 
 def _bump(session, backend: str) -> None:
@@ -183,10 +240,17 @@ class GallerySearch:
         """Best match restricted to some identities (a request's cameos): exact, they are few."""
         best = None
         for name in names:
-            vectors = self._vectors.get(gallery, {}).get(name)
-            if vectors is None:
+            distances = self.reference_distances(gallery, name, embedding)
+            if distances is None:
                 continue
-            distance = float(np.min(np.linalg.norm(vectors - embedding[None, :], axis=1)))
+            distance = float(np.min(distances))
             if best is None or distance < best.distance:
                 best = GalleryMatch(gallery, name, distance)
         return best
+
+    def reference_distances(self, gallery: str, name: str, embedding: np.ndarray) -> np.ndarray | None:
+        """Distance to each of an identity's embeddings (its references), or None if it has none here."""
+        vectors = self._vectors.get(gallery, {}).get(name)
+        if vectors is None:
+            return None
+        return np.linalg.norm(vectors - embedding[None, :], axis=1)

@@ -1,4 +1,4 @@
-"""Read media for the checks: images as RGB arrays, videos as sampled RGB frames (PyAV)."""
+"""Read media for the checks: images as RGB arrays, videos as sampled RGB frames, sound as mono samples (PyAV)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,34 @@ def _video_frames(data: bytes, every: int, max_frames: int) -> list[tuple[int, n
     if not sampled:
         raise UnreadableMedia("the video has no frames")
     return sampled
+
+
+def audio_of(data: bytes, max_seconds: float) -> tuple[np.ndarray, int] | None:
+    """The first audio stream as mono float32 samples in [-1, 1] and their rate, up to `max_seconds`.
+
+    Any container PyAV reads (WAV, MP3, an MP4's AAC track). None when the file has no audio stream;
+    UnreadableMedia when it cannot be decoded or holds no samples.
+    """
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            rate = stream.rate
+            limit = int(max_seconds * rate)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks, total = [], 0
+            for frame in container.decode(stream):
+                for mono in resampler.resample(frame):
+                    chunk = mono.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                if total >= limit:
+                    break
+    except Exception as exc:  # decoders raise many types for corrupt input
+        raise UnreadableMedia(f"cannot decode audio: {type(exc).__name__}: {exc}") from exc
+    if total == 0:
+        raise UnreadableMedia("the audio stream has no samples")
+    return np.concatenate(chunks)[:limit].astype(np.float32), rate
