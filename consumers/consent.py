@@ -1,8 +1,9 @@
 """Consent stage: every cameo in a request must be usable by this requester.
 
 A cameo is usable when it is registered to an owner, verified by an accepted
-method within the validity window, not withdrawn, and its owner's settings admit
-the requester:
+method within the validity window, its verified reference media enrolled (one clear
+face per reference image: pipeline.state.enrollment), not withdrawn, and its owner's
+settings admit the requester:
 
     requester is owner ............................ allowed
     on the owner's deny list ...................... refused
@@ -52,6 +53,13 @@ def cameo_problem(cameo_id: str, state: CameoState | None, requester: str, rules
         return Reason(code="cameo_verification_expired",
                       message=f"The verification of cameo {cameo_id} is older than "
                               f"{rules.verification_valid_days} days; its owner must verify again.")
+    if state.reference_media and state.enrollment_status != "enrolled":
+        if state.enrollment_status == "failed":
+            return Reason(code="cameo_enrollment_failed",
+                          message=f"The verification of cameo {cameo_id} could not be used: "
+                                  f"{state.enrollment_error}. Its owner must verify again.")
+        return Reason(code="cameo_enrollment_pending",
+                      message=f"The verified reference media of cameo {cameo_id} are not enrolled yet.")
     if requester == state.owner_account:
         return None
     access = state.access.get(requester, AccessLevel.NONE)

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import select
 
@@ -36,7 +37,7 @@ from pipeline.settings import Settings
 from pipeline.state.account_registry import SqlAccountRegistry
 from pipeline.state.consent_registry import SqlConsentRegistry
 from pipeline.transport.topics import ensure_topics
-from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, MediaReference
+from schemas.models import AccountEvent, ConsentEvent, ConsentKind, GenerationRequest, MediaReference
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,23 @@ def _uses_local_broker(settings: Settings) -> bool:
 def _insightface_image(name: str) -> Path:
     """Sample photos that ship inside the insightface package (no download)."""
     return Path(insightface.__file__).parent / "data" / "images" / name
+
+
+def _alice_photos() -> tuple[bytes, bytes]:
+    """Alice: one person's head cut from insightface's group photo (a reference must show one face),
+    and a mirrored copy, the "other photo of her" that she and her friend upload."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    with Image.open(_insightface_image("t1.jpg")) as group:
+        head = group.convert("RGB").crop((1058, 223, 1286, 450))  # the rightmost of the six faces
+    encoded = []
+    for image in (head, ImageOps.mirror(head)):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    return encoded[0], encoded[1]
 
 
 def _consents(run: str, alice_reference: MediaReference) -> list[ConsentEvent]:
@@ -85,7 +103,7 @@ def _accounts(run: str) -> list[AccountEvent]:
         born(f"teen-{run}", 14, "estimated"), born(f"child-{run}", 11, "estimated")]
 
 
-def _samples(run: str, assets: AssetStore) -> list[Sample]:
+def _samples(run: str, assets: AssetStore, alice_photo: MediaReference) -> list[Sample]:
     def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = (),
                 media: tuple[MediaReference, ...] = (), seconds: float = 1.0) -> GenerationRequest:
         # Small and short: the demo generates on a CPU (a real deployment asks for 720x1280);
@@ -104,6 +122,10 @@ def _samples(run: str, assets: AssetStore) -> list[Sample]:
                request("friend", "bob", "alice and me surfing at sunset", "cameo-alice")),
         Sample("owner uses own cameo", "published",
                request("owner", "alice", "me as an astronaut", "cameo-alice")),
+        Sample("approved friend uploads a photo of the cameo's owner", "published",
+               request("friend-photo", "bob", "alice and me at the beach", "cameo-alice", media=(alice_photo,))),
+        Sample("a photo of a cameo's owner, without her cameo", "rejected at likeness",
+               request("owner-photo-no-cameo", "carol", "this woman dancing", media=(alice_photo,))),
         Sample("no cameo at all", "published", request("plain", "carol", "a paper boat on a river")),
         Sample("stranger uses a limited cameo", "rejected at consent",
                request("stranger", "mallory", "alice dancing", "cameo-alice")),
@@ -157,9 +179,27 @@ def _signed_video_note(sessions, sample: Sample, settings: Settings, signing: di
     return f"\n  signed video: {where}\n  check it:     {trust}trustreel verify {where}"
 
 
-def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, ids: set[str], timeout_seconds: float) -> None:
+def _consent_applied(registry: SqlConsentRegistry, event: ConsentEvent) -> bool:
+    """Whether the registry shows this event (a verification with its enrollment recorded)."""
+    state = registry.get(event.cameo_id)
+    if state is None:
+        return False
+    if event.kind is ConsentKind.VERIFY:
+        return state.verified_at is not None and (not event.reference_media or state.enrollment_status is not None)
+    if event.kind is ConsentKind.REVOKE and event.account is None:
+        return state.revoked_at is not None
+    if event.kind is ConsentKind.GRANT:
+        return event.account in state.access
+    return True
+
+
+def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, items: Iterable, timeout_seconds: float,
+              applied: Callable[[Any, Any], bool] = lambda registry, entity_id: registry.get(entity_id) is not None
+              ) -> None:
+    """Until the registry shows every item (an entity id, or with `applied`, an event)."""
+    items = list(items)
     deadline = time.monotonic() + timeout_seconds
-    while any(registry.get(entity_id) is None for entity_id in ids):
+    while not all(applied(registry, item) for item in items):
         if time.monotonic() > deadline:
             raise TimeoutError("the worker did not apply the sample consent and account events in time")
         time.sleep(0.2)
@@ -218,11 +258,11 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
                                                 "TRUSTREEL_GENERATOR_MODEL": generator_model}
                               | signing)
     assets = asset_store(settings.asset_dir, settings.asset_url)
-    samples = _samples(run, assets)
+    alice_reference, alice_photo = _alice_photos()
+    samples = _samples(run, assets, assets.put(alice_photo, "image/png"))
     try:
         sessions = make_sessionmaker(make_engine(settings.db_url))
-        alice = assets.put(_insightface_image("t1.jpg").read_bytes(), "image/jpeg")
-        consents, accounts = _consents(run, alice), _accounts(run)
+        consents, accounts = _consents(run, assets.put(alice_reference, "image/png")), _accounts(run)
         with PipelineProducer(settings) as producer:
             for event in consents:
                 producer.send_consent(event)
@@ -230,7 +270,7 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
                 producer.send_account_event(account)
             # Consent, accounts and requests travel on different topics; the app lets people use the
             # service once their setup is confirmed, so wait for the registries like the app would.
-            _wait_for(SqlConsentRegistry(sessions), {event.cameo_id for event in consents}, timeout_seconds)
+            _wait_for(SqlConsentRegistry(sessions), consents, timeout_seconds, _consent_applied)
             _wait_for(SqlAccountRegistry(sessions), {event.account_id for event in accounts}, timeout_seconds)
             for sample in samples:
                 if sample.request is not None:

@@ -21,9 +21,9 @@ def test_demo_runs_every_sample_to_its_expected_outcome(settings: Settings, tmp_
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=tmp_path,
                             env=os.environ | environment, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "15 of 15 requests ended as expected" in result.stdout
-    assert result.stdout.count("outcome: rejected at likeness") == 2
-    assert result.stdout.count("outcome: published") == 3
+    assert "17 of 17 requests ended as expected" in result.stdout
+    assert result.stdout.count("outcome: rejected at likeness") == 3
+    assert result.stdout.count("outcome: published") == 4
     assert result.stdout.count("outcome: rejected at consent") == 4
     assert result.stdout.count("outcome: rejected at age") == 2
     assert result.stdout.count("outcome: rejected at generate") == 1

@@ -1,8 +1,9 @@
 """The layout's one rule, checked on the source: imports only point down the layers.
 
     schemas, policies, pipeline.settings                          (leaves)
-      transport -> audit -> runtime -> state                      (records, decisions, registries)
+      transport -> audit -> runtime                               (records, decisions, the stage runner)
       media -> likeness, generation, provenance                   (what a request carries and becomes)
+        state                                                     (registries, cameo enrollment)
         cases                                                     (reviews, takedowns)
           consumers                                               (one decision module per stage)
             worker                                                (builds stages, runs faust)
@@ -28,13 +29,13 @@ RANK = {
     "pipeline.audit": 2,
     "pipeline.runtime": 3,
     "pipeline.media": 3,
-    "pipeline.state": 4,
     "pipeline.likeness": 4, "pipeline.generation": 4, "pipeline.provenance": 4,
-    "pipeline.cases": 5,
-    "consumers": 6,
-    "pipeline.worker": 7,
-    "pipeline.producer": 8, "pipeline.broker": 8, "pipeline.health": 8,
-    "pipeline.demo": 9, "pipeline.cli": 10,
+    "pipeline.state": 5,
+    "pipeline.cases": 6,
+    "consumers": 7,
+    "pipeline.worker": 8,
+    "pipeline.producer": 9, "pipeline.broker": 9, "pipeline.health": 9,
+    "pipeline.demo": 10, "pipeline.cli": 11,
 }
 SUBPACKAGES = ["transport", "audit", "runtime", "media", "state", "likeness", "generation", "provenance", "cases",
                "worker", "cli"]

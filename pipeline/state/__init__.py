@@ -4,8 +4,10 @@ consent_registry.py  cameo registration, verification, audience, grants and revo
 account_registry.py  birth dates, assurance, parental links and controls
 generation_caps.py   daily generation caps, charged once per request in the database
 keys.py              slot keys and partitioning, so one entity lives in one partition
+enrollment.py        a cameo's verified reference faces (and voice) enrolled in its gallery entry
 feeds.py             topic records applied to the registries (replay at start, then live)
 
-May import runtime (batch snapshots), audit (tables), transport, schemas. A new registry goes here,
-with its feed in feeds.py and its topic in transport.topics.
+May import likeness and media (enrollment embeds reference media), runtime (batch snapshots), audit
+(tables), transport, schemas. A new registry goes here, with its feed in feeds.py and its topic in
+transport.topics.
 """

@@ -18,7 +18,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import CameoAccessRow, CameoRow
+from pipeline.audit.db import CameoAccessRow, CameoEnrollmentRow, CameoRow
 from pipeline.runtime.batch_snapshot import remembered
 from pipeline.state.keys import SlotOffsets
 from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind, MediaReference
@@ -37,6 +37,8 @@ class CameoState:
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
     access: dict[str, AccessLevel] = field(default_factory=dict)
+    enrollment_status: str | None = None  # of this verification's references (pipeline.state.enrollment)
+    enrollment_error: str | None = None
 
 
 class ConsentRegistry(Protocol):
@@ -55,10 +57,18 @@ class InMemoryConsentRegistry:
     def __init__(self) -> None:
         self._states: dict[str, CameoState] = {}
         self._slots = SlotOffsets()
+        self._enrollments: dict[str, tuple[str, str | None]] = {}
 
     def get(self, cameo_id: str) -> CameoState | None:
         state = self._states.get(cameo_id)
-        return state if state is not None and state.owner_account is not None else None
+        if state is None or state.owner_account is None:
+            return None
+        status, error = self._enrollments.get(cameo_id, (None, None))
+        return replace(state, enrollment_status=status, enrollment_error=error)
+
+    def record_enrollment(self, cameo_id: str, status: str, error: str | None = None) -> None:
+        """What enrollment made of the current verification (SqlConsentRegistry reads it from its table)."""
+        self._enrollments[cameo_id] = (status, error)
 
     def apply(self, event: ConsentEvent, offset: int) -> bool:
         if not self._slots.advance(event.cameo_id, event.aspect(), offset):
@@ -100,6 +110,9 @@ class SqlConsentRegistry:
                 entry.account: AccessLevel(entry.access)
                 for entry in session.scalars(select(CameoAccessRow).where(CameoAccessRow.cameo_id == cameo_id))
             }
+            enrollment = session.get(CameoEnrollmentRow, cameo_id)
+            if enrollment is not None and enrollment.verification_offset != row.verification_offset:
+                enrollment = None  # it enrolled another verification than the one the registry shows
             return CameoState(
                 cameo_id=row.cameo_id,
                 owner_account=row.owner_account,
@@ -113,6 +126,8 @@ class SqlConsentRegistry:
                 revoked_at=row.revoked_at,
                 revoked_reason=row.revoked_reason,
                 access=access,
+                enrollment_status=enrollment.status if enrollment else None,
+                enrollment_error=enrollment.error if enrollment else None,
             )
 
     def apply(self, event: ConsentEvent, offset: int) -> bool:

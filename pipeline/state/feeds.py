@@ -1,6 +1,7 @@
 """State feeds: compacted topics materialized into registries (consents, accounts).
 
     topic record --parse (model)--> registry.apply(event, offset)      # idempotent, slot by slot
+    cameo.consents: enrollment (faces of verified references -> gallery) first, then the registry
     replay(): from the beginning to the current end, before a worker starts deciding
     live: a faust agent applies new records and commits its progress
 
@@ -27,6 +28,23 @@ log = logging.getLogger("trustreel.state")
 
 class Applies(Protocol):
     def apply(self, event, offset: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class InOrder:
+    """Several materializations of one topic, each applied in turn; the record changed state if any did.
+
+    The consents feed enrolls a verification's faces before the registry shows the verification, so a
+    cameo the registry calls verified always has its enrollment recorded (or its failure).
+    """
+
+    steps: tuple[Applies, ...]
+
+    def apply(self, event, offset: int) -> bool:
+        changed = False
+        for step in self.steps:
+            changed = step.apply(event, offset) or changed
+        return changed
 
 
 @dataclass(frozen=True)
@@ -86,9 +104,11 @@ class StateFeed:
 def state_feeds(settings: Settings, sessions) -> list[StateFeed]:
     from pipeline.state.account_registry import SqlAccountRegistry
     from pipeline.state.consent_registry import SqlConsentRegistry
+    from pipeline.state.enrollment import cameo_enrollment
     from pipeline.transport.topics import TopicMap
     from schemas.models import AccountEvent, ConsentEvent
 
     topics = TopicMap.from_settings(settings)
-    return [StateFeed("consents", topics.consents, ConsentEvent, SqlConsentRegistry(sessions)),
+    consents = InOrder((cameo_enrollment(settings, sessions), SqlConsentRegistry(sessions)))
+    return [StateFeed("consents", topics.consents, ConsentEvent, consents),
             StateFeed("accounts", topics.accounts, AccountEvent, SqlAccountRegistry(sessions))]

@@ -19,8 +19,9 @@ from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.audit.store import AuditStore
 from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig
-from pipeline.likeness.faces import embedder_from_settings
+from pipeline.likeness.faces import shared_embedder
 from pipeline.likeness.galleries import GallerySearch, GalleryStore
+from pipeline.likeness.voices import shared_voice_embedder
 from pipeline.media.assets import AssetStore
 from pipeline.provenance.content_credentials import SigningConfig
 from pipeline.provenance.ledger import ProvenanceLedger
@@ -28,6 +29,7 @@ from pipeline.runtime.stage import Clock, Stage
 from pipeline.settings import Settings
 from pipeline.state.account_registry import AccountRegistry
 from pipeline.state.consent_registry import ConsentRegistry
+from pipeline.state.enrollment import EnrollmentRules
 from pipeline.state.generation_caps import CapLedger
 from pipeline.transport.feed_freshness import FeedFreshness
 from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
@@ -69,18 +71,15 @@ def _age(services: StageServices) -> AgeStage:
     return AgeStage(services.policy("age"), services.accounts, services.cameos, services.caps, services.clock)
 
 
-_shared_embedder = functools.cache(embedder_from_settings)
-"""Face models load once per process (on first use), whatever policy reloads happen."""
-
-
 def _likeness(name: str) -> Callable[[StageServices], Stage]:
     def build(services: StageServices) -> LikenessStage:
         settings = services.settings
         policy = services.policy("likeness")
-        embedder = functools.partial(_shared_embedder, settings.face_backend, settings.insightface_model_dir)
+        embedder = functools.partial(shared_embedder, settings.face_backend, settings.insightface_model_dir)
         searches = functools.cache(lambda backend: GallerySearch(services.galleries, backend,
                                                                  settings.gallery_approximate_above))
-        return LikenessStage(name, policy, build_name_matcher(policy), embedder, searches, services.assets)
+        voice = functools.partial(shared_voice_embedder, settings.voice_backend, settings.voice_model_dir)
+        return LikenessStage(name, policy, build_name_matcher(policy), embedder, searches, services.assets, voice)
 
     return build
 
@@ -132,7 +131,8 @@ def _publish(services: StageServices) -> Stage:
 
 RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "likeness": LikenessRules, "age": AgeRules,
                                      "generate": GenerateRules, "provenance": ProvenanceRules,
-                                     "publish": PublishRules}
+                                     "publish": PublishRules, "enrollment": EnrollmentRules}
+"""Each policy file's rules model, by the name in its `stage:` field (enrollment runs in the consents feed)."""
 BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
     "consent": _consent, "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
     "age": _age, "generate": _generate, "provenance": _provenance, "publish": _publish,
