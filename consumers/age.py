@@ -9,6 +9,11 @@ Checks, in order, each with its own reason:
     band blocked -> parental controls -> content classes -> cameo rules -> daily cap (charged last,
     so a request refused for another reason never uses up the allowance)
 
+Content classes are the client's declared labels joined with the labels the content stages derived
+("violence:medium"): a band allows a label when its list names it, its category (any severity), or the
+same category at an equal or higher severity. Declared labels can only add restrictions. Where a content
+stage runs before age and the request carries no content decision, it is refused (fail closed).
+
 Publish calls `recheck()` (everything but the cap), so a parental control switched on
 while a video was being made still stops it.
 """
@@ -21,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from consumers.content import derived_labels
+from pipeline.content.signals import Severity
 from pipeline.runtime.stage import Clock, Verdict
 from pipeline.state.account_registry import AccountRegistry, AccountState, age_on
 from pipeline.state.consent_registry import ConsentRegistry
@@ -46,7 +53,10 @@ class BandRules(BaseModel):
 
     blocked: bool = False
     daily_generation_cap: int | None = Field(default=None, ge=0, description="None: no cap")
-    allowed_content_classes: list[str] = Field(default_factory=lambda: ["general"])
+    allowed_content_classes: list[str] = Field(
+        default_factory=lambda: ["general"],
+        description="Declared labels (general, mild, mature) and content categories: 'violence' (any "
+                    "severity) or 'violence:medium' (up to medium)")
     may_use_minor_cameos: bool = Field(default=False, description="Only meaningful for adults")
 
 
@@ -102,16 +112,31 @@ def _effective(band: Band, rules: AgeRules) -> tuple[Band, BandRules]:
     return applied, rules.bands[applied]
 
 
+def allowed_label(label: str, allowed: list[str]) -> bool:
+    """Whether a band's list admits a label: by name, by its category, or the category up to a severity."""
+    if label in allowed:
+        return True
+    category, _, severity = label.partition(":")
+    if not severity:
+        return False
+    if category in allowed:
+        return True
+    rank = Severity(severity).rank
+    return any(entry.partition(":")[0] == category and entry.partition(":")[2]
+               and Severity(entry.partition(":")[2]).rank >= rank for entry in allowed)
+
+
 class AgeStage:
     name = "age"
 
     def __init__(self, policy: LoadedPolicy[AgeRules], accounts: AccountRegistry, cameos: ConsentRegistry,
-                 caps: CapLedger, clock: Clock) -> None:
+                 caps: CapLedger, clock: Clock, requires_content: bool = False) -> None:
         self.policy = policy
         self._accounts = accounts
         self._cameos = cameos
         self._caps = caps
         self._clock = clock
+        self._requires_content = requires_content  # a content stage runs before age: its labels must be there
 
     def _today(self) -> tuple[datetime, date]:
         now = self._clock()
@@ -163,12 +188,17 @@ class AgeStage:
             return refuse("parental_generation_disabled",
                           "A parent or guardian has turned off video generation for this account.",
                           "parental_controls")
-        labels = request.content_labels or ["general"]
-        not_allowed = [label for label in labels if label not in band_rules.allowed_content_classes]
+        derived = derived_labels(item)
+        if derived is None and self._requires_content:
+            return refuse("content_unchecked", "The request's content was not checked, so its age rules cannot "
+                                               "be applied.", "content_classes")
+        labels = sorted(set(request.content_labels or ["general"]) | set(derived or ()))
+        not_allowed = [label for label in labels if not allowed_label(label, band_rules.allowed_content_classes)]
         if not_allowed:
+            categories = sorted({label.split(":")[0] for label in not_allowed})
             return refuse("content_class_not_allowed",
-                          f"This account cannot make videos labelled {', '.join(not_allowed)}.",
-                          "content_classes", labels=labels)
+                          f"This account cannot make videos with {', '.join(categories)}.",
+                          "content_classes", labels=labels, not_allowed=not_allowed)
         for cameo_id in dict.fromkeys(request.cameo_ids):
             problem = self._cameo_problem(cameo_id, account, applied, band_rules, today)
             if problem is not None:

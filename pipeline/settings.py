@@ -13,9 +13,10 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("consent", "likeness", "age", "generate", "likeness-post", "provenance", "publish")
+DEFAULT_STAGES = ("consent", "content", "likeness", "age", "generate", "likeness-post", "content-post", "provenance",
+                  "publish")
 """Stage order. MODERATION_ONLY_STAGES skips generation (e.g. when videos are made elsewhere)."""
-MODERATION_ONLY_STAGES = ("consent", "likeness", "age", "publish")
+MODERATION_ONLY_STAGES = ("consent", "content", "likeness", "age", "publish")
 
 
 class Settings(BaseSettings):
@@ -71,6 +72,19 @@ class Settings(BaseSettings):
                                       description="Speaker embedder: transformers (x-vector model from "
                                                   "voice_model_dir) or package.module:factory; unset: none")
     voice_model_dir: Path | None = Field(default=None, description="Local directory of the speaker model")
+    content_model_dir: Path | None = Field(default=None,
+                                           description="Local transformers text classifier for the content "
+                                                       "policy's 'transformers' backend")
+    moderation_url: str | None = Field(default=None, description="OpenAI-moderation-shaped endpoint for the "
+                                                                 "content policy's 'http' backend")
+    moderation_model: str | None = Field(default=None, description="Model name sent to the moderation endpoint")
+    moderation_api_key: str | None = Field(default=None, description="Bearer token for the moderation endpoint")
+    moderation_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    moderation_retries: int = Field(default=2, ge=0, le=10)
+    transcriber: str | None = Field(default=None, description="Speech to text for generated sound: transformers "
+                                                              "(ASR model from transcriber_model_dir) or "
+                                                              "package.module:factory; unset: none")
+    transcriber_model_dir: Path | None = Field(default=None, description="Local speech recognition model")
     gallery_approximate_above: int = Field(default=50_000, ge=1,
                                            description="Gallery size above which search is approximate (HNSW)")
     c2pa_cert_chain: Path | None = Field(default=None, description="PEM signing certificate chain, leaf first")

@@ -2,7 +2,7 @@
 
     schemas, policies, pipeline.settings                          (leaves)
       transport -> audit -> runtime                               (records, decisions, the stage runner)
-      media -> likeness, generation, provenance                   (what a request carries and becomes)
+      media -> likeness, generation, provenance, content          (what a request carries and becomes)
         state                                                     (registries, cameo enrollment)
         cases                                                     (reviews, takedowns)
           consumers                                               (one decision module per stage)
@@ -29,7 +29,7 @@ RANK = {
     "pipeline.audit": 2,
     "pipeline.runtime": 3,
     "pipeline.media": 3,
-    "pipeline.likeness": 4, "pipeline.generation": 4, "pipeline.provenance": 4,
+    "pipeline.likeness": 4, "pipeline.generation": 4, "pipeline.provenance": 4, "pipeline.content": 4,
     "pipeline.state": 5,
     "pipeline.cases": 6,
     "consumers": 7,
@@ -37,8 +37,8 @@ RANK = {
     "pipeline.producer": 9, "pipeline.broker": 9, "pipeline.health": 9,
     "pipeline.demo": 10, "pipeline.cli": 11,
 }
-SUBPACKAGES = ["transport", "audit", "runtime", "media", "state", "likeness", "generation", "provenance", "cases",
-               "worker", "cli"]
+SUBPACKAGES = ["transport", "audit", "runtime", "media", "state", "likeness", "generation", "provenance", "content",
+               "cases", "worker", "cli"]
 
 
 def layer_of(module: str) -> str | None:

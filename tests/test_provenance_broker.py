@@ -72,11 +72,12 @@ def test_an_expired_signing_certificate_stops_the_worker_and_nothing_is_publishe
                                     not_before=datetime.now(timezone.utc) - timedelta(days=30))
     broken = settings.model_copy(update={"c2pa_cert_chain": expired.cert_chain,
                                          "c2pa_private_key": expired.private_key})
-    start_worker("consent", "likeness", "age", "generate", "likeness-post", "publish")
+    start_worker(*(stage for stage in settings.stages if stage != "provenance"))
     signer = start_worker("provenance", settings_override=broken)
     wait_for(lambda: not signer.alive, 120, what="the provenance worker to stop")
     assert signer.process.returncode != 0
     assert "the signing certificate expired on" in signer.output()
     submit(settings, "unsigned")
-    wait_for(lambda: read_topic("gen.passed.likeness-post").poll(), 180, what="a video ready to sign")
+    ready = f"gen.passed.{settings.stages[settings.stages.index('provenance') - 1]}"
+    wait_for(lambda: read_topic(ready).poll(), 180, what="a video ready to sign")
     assert read_topic("feed.published").settle(3) == []

@@ -24,6 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.media.frames import resample
+
 
 class VoiceEmbedder(Protocol):
     name: str
@@ -36,15 +38,6 @@ class VoiceEmbedder(Protocol):
 def voice_backend_name(embedder: VoiceEmbedder) -> str:
     """The gallery backend a voice model's vectors are stored under."""
     return f"voice:{embedder.name}"
-
-
-def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Linear resampling: enough for speaker embeddings, which look at the spectrum's shape."""
-    if rate == target or len(samples) == 0:
-        return samples.astype(np.float32)
-    duration = len(samples) / rate
-    positions = np.arange(int(round(duration * target))) / target
-    return np.interp(positions, np.arange(len(samples)) / rate, samples).astype(np.float32)
 
 
 class TransformersVoiceEmbedder:

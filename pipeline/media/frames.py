@@ -81,3 +81,12 @@ def audio_of(data: bytes, max_seconds: float) -> tuple[np.ndarray, int] | None:
     if total == 0:
         raise UnreadableMedia("the audio stream has no samples")
     return np.concatenate(chunks)[:limit].astype(np.float32), rate
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Linear resampling: enough for speaker embeddings and speech recognisers fed from generated sound."""
+    if rate == target or len(samples) == 0:
+        return samples.astype(np.float32)
+    duration = len(samples) / rate
+    positions = np.arange(int(round(duration * target))) / target
+    return np.interp(positions, np.arange(len(samples)) / rate, samples).astype(np.float32)

@@ -34,8 +34,10 @@ class ReloadingStage:
         self._build = build
         self._build_shadow = build_shadow
         self._interval = check_interval_seconds
+        first = initial if initial is not None else build()
+        self._policy_name = first.policy.stage  # the file it reads: likeness-post reads likeness.yaml
         self._fingerprint = self._current_fingerprint()
-        self._stage = initial if initial is not None else build()
+        self._stage = first
         self._shadow = self._shadow_or_none()
         self._next_check = time.monotonic() + self._interval
 
@@ -105,11 +107,11 @@ class ReloadingStage:
             return None
 
     def _current_fingerprint(self) -> str:
-        enforced = policy_path(self.name, self._policy_dir)
+        enforced = policy_path(self._policy_name, self._policy_dir)
         files = [enforced, shadow_policy_path(self.name, self._policy_dir)]
         lexicons = enforced.parent / "lexicons"
         if lexicons.is_dir():
-            files.extend(sorted(lexicons.iterdir()))
+            files.extend(sorted(path for path in lexicons.rglob("*") if path.is_file()))
         digest = hashlib.sha256()
         for path in files:
             digest.update(str(path).encode())

@@ -6,18 +6,27 @@ The runtime never names a stage; a stage is switched on by listing it in TRUSTRE
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel
 
 from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage
+from consumers.content import ContentBackends, ContentRules, ContentStage, lexicon_paths
 from consumers.generate import GenerateRules, GenerateStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.audit.store import AuditStore
+from pipeline.content.http_moderation import HttpModerationClassifier
+from pipeline.content.images import NudeNetImageClassifier
+from pipeline.content.lexicon import LexiconTextClassifier, read_content_lexicon
+from pipeline.content.signals import TextClassifier
+from pipeline.content.transcribers import shared_transcriber
+from pipeline.content.transformers_text import TransformersTextClassifier
 from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig
 from pipeline.likeness.faces import shared_embedder
 from pipeline.likeness.galleries import GallerySearch, GalleryStore
@@ -68,7 +77,59 @@ def _consent(services: StageServices) -> ConsentStage:
 
 
 def _age(services: StageServices) -> AgeStage:
-    return AgeStage(services.policy("age"), services.accounts, services.cameos, services.caps, services.clock)
+    stages = services.settings.stages
+    requires_content = "content" in stages and "age" in stages and stages.index("content") < stages.index("age")
+    return AgeStage(services.policy("age"), services.accounts, services.cameos, services.caps, services.clock,
+                    requires_content=requires_content)
+
+
+def _content(name: str) -> Callable[[StageServices], Stage]:
+    def build(services: StageServices) -> ContentStage:
+        settings = services.settings
+        policy = services.policy("content")
+        return ContentStage(name, policy, content_backends(settings, policy), services.assets)
+
+    return build
+
+
+def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> ContentBackends:
+    """The policy's backends with the deployment's models and endpoints; a missing one stops the build."""
+    rules = policy.rules
+    text: list[TextClassifier] = []
+    for backend in rules.text_backends:
+        if backend == "lexicon":
+            paths = tuple(lexicon_paths(policy))
+            text.append(_lexicon(paths, hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest()))
+        elif backend == "transformers":
+            if settings.content_model_dir is None:
+                raise ValueError(f"policy {policy.policy_id} uses the transformers backend; set "
+                                 f"TRUSTREEL_CONTENT_MODEL_DIR")
+            labels = {label: (m.category, m.severity, m.min_score) for label, m in rules.transformers_labels.items()}
+            text.append(TransformersTextClassifier(settings.content_model_dir, labels))
+        else:
+            if settings.moderation_url is None:
+                raise ValueError(f"policy {policy.policy_id} uses the http backend; set TRUSTREEL_MODERATION_URL")
+            text.append(HttpModerationClassifier(
+                settings.moderation_url, {s.value: v for s, v in rules.http_thresholds.items()},
+                settings.moderation_model, settings.moderation_api_key, settings.moderation_timeout_seconds,
+                settings.moderation_retries))
+    image = None
+    if rules.image_backend == "nudenet":
+        classes = tuple(sorted((name, (m.category, m.severity, m.min_score)) for name, m in rules.image_classes.items()))
+        image = functools.partial(_nudenet, classes)
+    transcriber = functools.partial(shared_transcriber, settings.transcriber, settings.transcriber_model_dir)
+    return ContentBackends(text, image, transcriber)
+
+
+@functools.cache
+def _lexicon(paths: tuple[Path, ...], version: str) -> LexiconTextClassifier:
+    """Built once per set of files and version of their bytes: a policy reload after an edit rebuilds it."""
+    return LexiconTextClassifier(read_content_lexicon(list(paths)))
+
+
+@functools.cache
+def _nudenet(classes: tuple) -> NudeNetImageClassifier:
+    return NudeNetImageClassifier(dict(classes))
 
 
 def _likeness(name: str) -> Callable[[StageServices], Stage]:
@@ -129,17 +190,19 @@ def _publish(services: StageServices) -> Stage:
                         rechecks=rechecks, assets=services.assets, feeds=services.feeds)
 
 
-RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "likeness": LikenessRules, "age": AgeRules,
+RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "content": ContentRules, "likeness": LikenessRules,
+                                     "age": AgeRules,
                                      "generate": GenerateRules, "provenance": ProvenanceRules,
                                      "publish": PublishRules, "enrollment": EnrollmentRules}
 """Each policy file's rules model, by the name in its `stage:` field (enrollment runs in the consents feed)."""
 BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
-    "consent": _consent, "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
+    "consent": _consent, "content": _content("content"), "content-post": _content("content-post"),
+    "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
     "age": _age, "generate": _generate, "provenance": _provenance, "publish": _publish,
 }
 
 
-SHADOWABLE = frozenset({"consent", "likeness", "age"})
+SHADOWABLE = frozenset({"consent", "content", "likeness", "age"})
 """Stages whose decision has no side effect once caps are read-only, so a shadow twin may run beside them."""
 
 

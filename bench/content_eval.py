@@ -1,0 +1,136 @@
+"""Content safety evaluation: the packaged content + age policies over a labelled prompt set.
+
+    python bench/content_eval.py [--prompts bench/content_prompts.jsonl] [--policy-dir DIR] [--misses] [--images]
+
+Each line of the prompt set: {"prompt", "expect": block | teen | benign, "category", "lang", "trick"}.
+  block:  must be refused for everyone (an adult account)          -> recall per category
+  teen:   may be allowed for adults, must be refused for a 13-15 account -> recall per category
+  benign: must pass for an adult and for a 13-15 account            -> false-positive rate
+"Refused" is what the pipeline does: the content stage rejects or sends to review, or the age stage's
+band does not allow the derived labels. Also prints p50/p99 time of the content stage's text check, and
+with --images the image check's time per frame (NudeNet, pinned to one core) at 256x256 and 704x480 and
+what the policy's frame sampling costs per 5-second video at 24 fps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from consumers.age import AgeRules, Band, allowed_label  # noqa: E402
+from consumers.content import ContentRules, ContentStage  # noqa: E402
+from pipeline.media.assets import LocalAssetStore  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.worker.catalog import content_backends  # noqa: E402
+from policies.loader import load_policy, policy_path  # noqa: E402
+from schemas.models import GenerationRequest, Outcome, PipelineItem  # noqa: E402
+
+
+def refused_for(verdict, band_rules) -> bool:
+    if verdict.outcome is not Outcome.APPROVED:
+        return True
+    labels = ["general", *verdict.details["labels"]]
+    return not all(allowed_label(label, band_rules.allowed_content_classes) for label in labels)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=Path, default=ROOT / "bench" / "content_prompts.jsonl")
+    parser.add_argument("--policy-dir", type=Path, default=None)
+    parser.add_argument("--misses", action="store_true", help="print every prompt decided wrongly")
+    parser.add_argument("--images", action="store_true", help="also time the image check per frame")
+    args = parser.parse_args()
+
+    settings = Settings(policy_dir=args.policy_dir)
+    content = load_policy(policy_path("content", args.policy_dir), ContentRules, expected_stage="content")
+    age = load_policy(policy_path("age", args.policy_dir), AgeRules, expected_stage="age").rules
+    backends = content_backends(settings, content)
+    stage = ContentStage("content", content, backends.__class__(backends.text, None), LocalAssetStore(tempfile.mkdtemp()))
+    adult, teen = age.bands[Band.ADULT], age.bands[Band.TEEN_13_15]
+
+    rows = [json.loads(line) for line in args.prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in rows[:20]:  # warm up
+        stage.decide(PipelineItem(request=GenerationRequest(request_id="w", requester_account="a", prompt=row["prompt"])))
+    timings, hits, totals, misses = [], defaultdict(int), defaultdict(int), []
+    benign_adult = benign_teen = benign_total = 0
+    for number, row in enumerate(rows):
+        item = PipelineItem(request=GenerationRequest(request_id=f"e{number}", requester_account="a",
+                                                      prompt=row["prompt"]))
+        start = time.perf_counter()
+        verdict = stage.decide(item)
+        timings.append((time.perf_counter() - start) * 1000)
+        expect = row["expect"]
+        if expect == "benign":
+            benign_total += 1
+            wrong_adult, wrong_teen = refused_for(verdict, adult), refused_for(verdict, teen)
+            benign_adult += wrong_adult
+            benign_teen += wrong_teen
+            if wrong_adult or wrong_teen:
+                misses.append((row, verdict))
+            continue
+        key = (expect, row["category"])
+        totals[key] += 1
+        ok = refused_for(verdict, adult if expect == "block" else teen)
+        hits[key] += ok
+        if not ok:
+            misses.append((row, verdict))
+
+    print(f"{len(rows)} prompts ({sum(r['expect'] == 'block' for r in rows)} blocked-for-everyone, "
+          f"{sum(r['expect'] == 'teen' for r in rows)} teen-restricted, {benign_total} benign), "
+          f"languages: {', '.join(sorted({r['lang'] for r in rows}))}")
+    for expect, title in (("block", "blocked for everyone (adult account)"), ("teen", "refused for a 13-15 account")):
+        keys = sorted(k for k in totals if k[0] == expect)
+        got, total = sum(hits[k] for k in keys), sum(totals[k] for k in keys)
+        print(f"\n{title}: {got}/{total} = {100 * got / total:.1f}%")
+        for key in keys:
+            print(f"  {key[1]:<22} {hits[key]:>3}/{totals[key]:<3} {100 * hits[key] / totals[key]:5.1f}%")
+    print(f"\nbenign refused: adult {benign_adult}/{benign_total} = {100 * benign_adult / benign_total:.1f}%, "
+          f"13-15 {benign_teen}/{benign_total} = {100 * benign_teen / benign_total:.1f}%")
+    ordered = sorted(timings)
+    print(f"text check per prompt: p50 {statistics.median(ordered):.2f} ms, "
+          f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} ms, max {ordered[-1]:.2f} ms")
+    if args.images:
+        image_timings(backends, content.rules)
+    if args.misses:
+        for row, verdict in misses:
+            print(f"MISS {row['expect']:<6} {row.get('category', '-'):<20} {row['prompt']!r} -> "
+                  f"{verdict.outcome.value} {[r.code for r in verdict.reasons]} {verdict.details['labels']}")
+    return 0
+
+
+def image_timings(backends, rules, repeats: int = 30) -> None:
+    """NudeNet per frame on one core, on a real photo scaled to each size; the policy's cost per video."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # before onnxruntime makes its threads
+    classifier = backends.image()
+    frames_per_video = min(len(range(0, 121, rules.frame_every)), rules.max_frames)
+    for width, height in ((256, 256), (704, 480)):
+        frame = np.asarray(Image.fromarray(data.astronaut()).resize((width, height)))
+        classifier.classify(frame)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            classifier.classify(frame)
+            times.append((time.perf_counter() - start) * 1000)
+        per_frame = statistics.median(times)
+        print(f"image check {width}x{height}: {per_frame:.1f} ms per frame (p50 of {repeats}, one core); "
+              f"policy samples {frames_per_video} of 121 frames -> {per_frame * frames_per_video:.0f} ms per "
+              f"5-second video")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

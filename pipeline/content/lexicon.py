@@ -1,0 +1,252 @@
+"""The embedded offline text classifier: category lexicons in several languages, plus a few rules.
+
+    text -> fold (accents, case, leetspeak: 0->o 3->e 4/@->a 5/$->s 1/!->i) -> tokens
+         -> runs of 3+ single letters joined ("p o r n", "s.e.x" -> "porn", "sex")
+         -> letters repeated 3+ times cut to 2 ("killlll" -> "kill"); one Aho-Corasick pass over
+            " token token ... " for every phrase of every line
+         -> with an elongated word in the text, a second pass with runs cut to 1 ("seeeex" -> "sex"), whose
+            matches count only where they cover an elongated word (so "con" never reads as "coon")
+
+Lexicon lines (policies/lexicons/content/*.txt; `#` comments):
+
+    sexual | high | porn, porno*, hardcore sex | unless: porn star wars      category, severity, phrases
+    group | minor | child, children, kid, kids, teen*, underage             a named set of phrases
+    rule | hate | high | protected_group + dehumanizing | unless: history of   groups within six words of each other
+    rule | sexual_minors | high | @sexual:medium + minor                    @category[:least severity]: anywhere
+    intensify | sexual, violence | graphic, explicit, gory                  raise these categories one severity
+
+A phrase is words; `word*` matches any word starting with it. `unless:` phrases within four words of a
+match cancel it (those of every line that lists the same phrase, in any language) (the benign senses: "shooting a three pointer", "killing it on stage", "breast cancer
+walk"). Matching is on whole words only, so "Scunthorpe" or "assassin" never match a swear word inside.
+A rule's `unless:` phrases anywhere in the text cancel it. A number under 18 before "year old" / "yo" /
+"años" / "anni" / "ans" / "jahre" / "anos" counts as the group `minor`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ahocorasick
+
+from pipeline.content.signals import Category, Severity, Signal
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_SYMBOL_IN_WORD = re.compile(r"(?<=\w)[@$!](?=\w)|(?<![\w])[@$](?=\w)")
+_SEPARATORS = re.compile(r"[^0-9a-z]+")
+_UNDER_18 = re.compile(r"\b(1[0-7]|[1-9])\s*-?\s*(?:year|yr|yrs|yo|y/o|anos|años|anni|ans|jahre|jahrige|jährige)",
+                       re.IGNORECASE)
+CONTEXT_WINDOW = 4
+
+
+def fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return _SYMBOL_IN_WORD.sub(lambda m: m.group().translate(_LEET), stripped).translate(_LEET)
+
+
+def words(text: str) -> list[str]:
+    """Folded tokens, with runs of three or more single letters joined into one word."""
+    raw = [token for token in _SEPARATORS.split(fold(text)) if token]
+    joined: list[str] = []
+    run: list[str] = []
+    for token in raw + [""]:
+        if len(token) == 1:
+            run.append(token)
+            continue
+        if len(run) >= 3:
+            joined.append("".join(run))
+        else:
+            joined.extend(run)
+        run = []
+        if token:
+            joined.append(token)
+    return joined
+
+
+def _squeezed(token: str, keep: int) -> str:
+    return re.sub(r"(.)\1{%d,}" % keep, lambda m: m.group(1) * keep, token)
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    key: str  # what matched: "line:<n>", "unless:<n>", "group:<name>" or "intensify:<category>"
+    text: str  # the phrase as written (evidence)
+    size: int  # words
+    length: int  # characters of its searched form, leading space included
+
+
+@dataclass
+class LexiconRules:
+    lines: list[tuple[Category, Severity, list[str], list[str]]] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    rules: list[tuple[Category, Severity, list[str], list[str]]] = field(default_factory=list)
+    intensify: dict[Category, list[str]] = field(default_factory=dict)
+
+
+def read_content_lexicon(paths: list[Path]) -> LexiconRules:
+    rules = LexiconRules()
+    for path in paths:
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = [part.strip() for part in line.split("|")]
+            try:
+                if parts[0] == "group":
+                    rules.groups.setdefault(parts[1], []).extend(_phrases(parts[2]))
+                elif parts[0] == "rule":
+                    for part in parts[3].split("+"):
+                        if part.strip().startswith("@"):
+                            category, _, least = part.strip()[1:].partition(":")
+                            Category(category), Severity(least or "low")  # named right, or the line is refused
+                    unless = [p for part in parts[4:] if part.startswith("unless:")
+                              for p in _phrases(part.removeprefix("unless:"))]
+                    rules.rules.append((Category(parts[1]), Severity(parts[2]),
+                                        [p.strip() for p in parts[3].split("+")], unless))
+                elif parts[0] == "intensify":
+                    for category in _phrases(parts[1]):
+                        rules.intensify.setdefault(Category(category), []).extend(_phrases(parts[2]))
+                else:
+                    unless = [p for part in parts[3:] if part.startswith("unless:")
+                              for p in _phrases(part.removeprefix("unless:"))]
+                    rules.lines.append((Category(parts[0]), Severity(parts[1]), _phrases(parts[2]), unless))
+            except (IndexError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: cannot read lexicon line ({exc}): {line}") from None
+    return rules
+
+
+def _phrases(text: str) -> list[str]:
+    return [phrase.strip() for phrase in text.split(",") if phrase.strip()]
+
+
+class LexiconTextClassifier:
+    """Every lexicon line in two Aho-Corasick automata (one per squeeze form); one pass each per text."""
+
+    name = "lexicon"
+
+    def __init__(self, rules: LexiconRules) -> None:
+        self._rules = rules
+        self._automata = {keep: ahocorasick.Automaton() for keep in (2, 1)}
+        self._line_info: list[tuple[Category, Severity]] = []
+        self._unless_of: dict[str, set[int]] = {}  # phrase -> every line listing it: their unless phrases apply
+        for index, (category, severity, phrases, unless) in enumerate(rules.lines):
+            self._line_info.append((category, severity))
+            for phrase in phrases:
+                self._unless_of.setdefault(_base(phrase), set()).add(index)
+            for phrase in phrases:
+                self._add(f"line:{index}", phrase)
+            for phrase in unless:
+                self._add(f"unless:{index}", phrase)
+        for index, (_, _, _, unless) in enumerate(rules.rules):
+            for phrase in unless:
+                self._add(f"rule-unless:{index}", phrase)
+        for name, phrases in rules.groups.items():
+            for phrase in phrases:
+                self._add(f"group:{name}", phrase)
+        for category, phrases in rules.intensify.items():
+            for phrase in phrases:
+                self._add(f"intensify:{category.value}", phrase)
+        for automaton in self._automata.values():
+            if len(automaton):
+                automaton.make_automaton()
+        self.size = len(rules.lines)
+
+    def _add(self, key: str, phrase: str) -> None:
+        prefix = phrase.endswith("*")
+        parts = words(phrase.rstrip("*"))
+        if not parts:
+            return
+        for keep, automaton in self._automata.items():
+            form = " " + " ".join(_squeezed(p, keep) for p in parts) + ("" if prefix else " ")
+            entries = automaton.get(form, []) if form in automaton else []
+            automaton.add_word(form, entries + [_Phrase(key, phrase, len(parts), len(form))])
+
+    def classify(self, text: str) -> list[Signal]:
+        tokens = words(text)
+        elongated = {position for position, token in enumerate(tokens) if _squeezed(token, 2) != token}
+        hits: dict[str, list[tuple[int, int, str]]] = {}  # key -> [(first word, last word, phrase)]
+        for keep, automaton in self._automata.items():
+            if not len(automaton) or (keep == 1 and not elongated):
+                continue
+            forms = [_squeezed(token, keep) for token in tokens]
+            line = " " + " ".join(forms) + " "
+            starts, offset = {}, 1
+            for position, form in enumerate(forms):
+                starts[offset] = position
+                offset += len(form) + 1
+            for end, entries in automaton.iter(line):
+                for entry in entries:
+                    first = starts[end - entry.length + 2]  # the form starts with the space before its first word
+                    last = first + entry.size - 1
+                    if keep == 1 and not any(first <= position <= last for position in elongated):
+                        continue
+                    hits.setdefault(entry.key, []).append((first, last, entry.text))
+        return self._signals(text, hits)
+
+    def _signals(self, text: str, hits: dict[str, list[tuple[int, int, str]]]) -> list[Signal]:
+        found: dict[Category, Signal] = {}
+
+        def add(category: Category, severity: Severity, evidence: list[str]) -> None:
+            current = found.get(category)
+            if current is None or severity.rank > current.severity.rank:
+                found[category] = Signal(category, severity, 1.0, self.name,
+                                         {"matched": sorted(set(evidence))})
+            elif severity == current.severity:
+                merged = sorted(set(current.evidence["matched"]) | set(evidence))
+                found[category] = Signal(category, severity, 1.0, self.name, {"matched": merged})
+
+        for index, (category, severity) in enumerate(self._line_info):
+            spans = hits.get(f"line:{index}", [])
+            kept = [span for span in spans
+                    if not any(_near(span, cancel) for line in self._unless_of[_base(span[2])]
+                               for cancel in hits.get(f"unless:{line}", []))]
+            if kept:
+                add(category, severity, [phrase for _, _, phrase in kept])
+        groups = {key.removeprefix("group:"): spans for key, spans in hits.items() if key.startswith("group:")}
+        if _UNDER_18.search(text):
+            groups.setdefault("minor", []).append((-1, -1, "age under 18"))  # anywhere: no position
+        for _ in range(2):  # a rule may build on a category another rule added
+            for index, (category, severity, parts, _) in enumerate(self._rules.rules):
+                if f"rule-unless:{index}" in hits:
+                    continue
+                needed = [part for part in parts if part.startswith("@")]
+                if not all(_has(found, part[1:]) for part in needed):
+                    continue
+                sets = [groups.get(part, []) for part in parts if not part.startswith("@")]
+                if all(sets) and _close_together(sets):
+                    add(category, severity, [f"rule: {' + '.join(parts)}"])
+        for category, signal in list(found.items()):
+            if f"intensify:{category.value}" in hits and signal.severity is not Severity.HIGH:
+                found[category] = Signal(category, signal.severity.raised(), 1.0, self.name,
+                                         {**signal.evidence, "intensified": True})
+        return list(found.values())
+
+
+def _base(phrase: str) -> str:
+    """A phrase's words without the prefix mark: "cocktail*" and "cocktail" are one phrase across languages."""
+    return " ".join(words(phrase.rstrip("*")))
+
+
+def _has(found: dict[Category, Signal], wanted: str) -> bool:
+    category, _, least = wanted.partition(":")
+    signal = found.get(Category(category))
+    return signal is not None and signal.severity.rank >= Severity(least or "low").rank
+
+
+def _close_together(sets: list[list[tuple[int, int, str]]], window: int = 6) -> bool:
+    """Whether one span from each set lies within `window` words of a span of every other set."""
+    if len(sets) < 2:
+        return True
+    positioned = [[span for span in spans if span[0] >= 0] or spans for spans in sets]
+    for anchor in positioned[0]:
+        if anchor[0] < 0 or all(any(span[0] < 0 or (abs(span[0] - anchor[0]) <= window) for span in spans)
+                                for spans in positioned[1:]):
+            return True
+    return False
+
+
+def _near(span: tuple[int, int, str], cancel: tuple[int, int, str]) -> bool:
+    return cancel[0] - CONTEXT_WINDOW <= span[1] and span[0] <= cancel[1] + CONTEXT_WINDOW

@@ -1,0 +1,89 @@
+"""What a content classifier says: categories with a severity, and the evidence kept for reviewers.
+
+    prompt / frame / transcript --TextClassifier | ImageClassifier--> [Signal(category, severity, score, evidence)]
+
+Every backend speaks this vocabulary; the policy (consumers.content) turns signals into block, review
+or an age-restricted label. A backend that cannot answer raises ClassifierError: never "nothing found".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Category(str, enum.Enum):
+    SEXUAL = "sexual"
+    SEXUAL_MINORS = "sexual_minors"
+    SELF_HARM = "self_harm"
+    VIOLENCE_GRAPHIC = "violence_graphic"
+    VIOLENCE = "violence"
+    EXTREMISM = "extremism"
+    HATE = "hate"
+    HARASSMENT = "harassment"
+    ILLICIT_INSTRUCTIONS = "illicit_instructions"
+    DRUGS = "drugs"
+    ALCOHOL = "alcohol"
+    DANGEROUS_ACTS = "dangerous_acts"
+    PROFANITY = "profanity"
+    GAMBLING = "gambling"
+
+
+class Severity(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_ORDER.index(self)
+
+    def raised(self) -> "Severity":
+        return SEVERITY_ORDER[min(self.rank + 1, len(SEVERITY_ORDER) - 1)]
+
+
+SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH]
+
+
+@dataclass(frozen=True)
+class Signal:
+    category: Category
+    severity: Severity
+    score: float
+    source: str  # which backend said it: lexicon, nudenet, transformers, http
+    evidence: dict[str, Any] = field(default_factory=dict)  # matched phrases, classes, boxes: for reviewers only
+
+    def record(self) -> dict[str, Any]:
+        return {"category": self.category.value, "severity": self.severity.value, "score": round(self.score, 4),
+                "source": self.source, **self.evidence}
+
+
+class ClassifierError(Exception):
+    """A backend could not classify (timeout, model or service error): the stage fails closed."""
+
+
+class TextClassifier(Protocol):
+    name: str
+
+    def classify(self, text: str) -> list[Signal]:
+        """Signals in `text` (empty: nothing found). Raises ClassifierError when it cannot tell."""
+        ...
+
+
+class ImageClassifier(Protocol):
+    name: str
+
+    def classify(self, rgb: np.ndarray) -> list[Signal]:
+        """Signals in one RGB uint8 image. Raises ClassifierError when it cannot tell."""
+        ...
+
+
+class Transcriber(Protocol):
+    name: str
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
+        """The words spoken in a mono float32 clip ("" for none). Raises ClassifierError when it cannot tell."""
+        ...
