@@ -6,10 +6,13 @@ working directory), so the demo needs no setup; deployments override by env.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
+
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -136,6 +139,20 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown face backend(s) {', '.join(unknown)}; use dlib or insightface")
         return value
+
+
+def import_named(target: str) -> Any:
+    """The object a `package.module:attribute` setting names (a plug-in factory, a signing function).
+
+    Raises ValueError, naming the target, when it is not of that form or cannot be imported.
+    """
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{target!r} is not of the form package.module:attribute")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{target} cannot be imported: {exc}") from exc
 
 
 def load_settings(**overrides: object) -> Settings:

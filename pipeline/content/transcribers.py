@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import functools
-import importlib
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.content.signals import ClassifierError, Transcriber
 from pipeline.media.frames import resample
+from pipeline.settings import import_named
 
 
 class TransformersTranscriber:
@@ -43,10 +43,9 @@ def transcriber_from_settings(backend: str | None, model_dir: Path | None) -> Tr
         if model_dir is None:
             raise ValueError("TRUSTREEL_TRANSCRIBER_MODEL_DIR must name the speech recognition model directory")
         return TransformersTranscriber(model_dir)
-    module_name, _, attribute = backend.partition(":")
-    if not attribute:
+    if ":" not in backend:
         raise ValueError(f"unknown transcriber {backend!r}; use transformers or package.module:factory")
-    return getattr(importlib.import_module(module_name), attribute)(model_dir)
+    return import_named(backend)(model_dir)
 
 
 shared_transcriber = functools.cache(transcriber_from_settings)

@@ -18,13 +18,13 @@ are never compared with faces or with another voice model's vectors.
 from __future__ import annotations
 
 import functools
-import importlib
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from pipeline.media.frames import resample
+from pipeline.settings import import_named
 
 
 class VoiceEmbedder(Protocol):
@@ -68,10 +68,9 @@ def voice_embedder_from_settings(backend: str | None, model_dir: Path | None) ->
         if model_dir is None:
             raise ValueError("TRUSTREEL_VOICE_MODEL_DIR must name the speaker model directory")
         return TransformersVoiceEmbedder(model_dir)
-    module_name, _, attribute = backend.partition(":")
-    if not attribute:
+    if ":" not in backend:
         raise ValueError(f"unknown voice backend {backend!r}; use transformers or package.module:factory")
-    return getattr(importlib.import_module(module_name), attribute)(model_dir)
+    return import_named(backend)(model_dir)
 
 
 shared_voice_embedder = functools.cache(voice_embedder_from_settings)

@@ -11,13 +11,14 @@ signer not trusted here), Invalid (e.g. media changed after signing), or "absent
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from pipeline.settings import import_named
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 MODERATION_LABEL = "org.trustreel.moderation"
@@ -81,11 +82,10 @@ def _check_validity(chain_pem: bytes, now: datetime, path: Path) -> None:
 
 
 def _import_callback(target: str) -> Callable[[bytes], bytes]:
-    module, _, name = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise SigningUnavailable(f"signer callback {target} cannot be imported: {exc}") from exc
+        return import_named(target)
+    except ValueError as exc:
+        raise SigningUnavailable(f"signer callback {exc}") from exc
 
 
 def build_manifest(title: str, generator: dict[str, Any], moderation: dict[str, Any],
