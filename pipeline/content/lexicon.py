@@ -123,7 +123,8 @@ def _phrases(text: str) -> list[str]:
 
 
 class LexiconTextClassifier:
-    """Every lexicon line in two Aho-Corasick automata (one per squeeze form); one pass each per text."""
+    """Every lexicon line in two Aho-Corasick automata (one per squeeze form); the second only runs on text
+    with a stretched word."""
 
     name = "lexicon"
 
