@@ -28,7 +28,7 @@ from pipeline.content.signals import (Category, ClassifierError, ImageClassifier
                                       Transcriber)
 from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.media.frames import UnreadableMedia, audio_of, frames_of
-from pipeline.runtime.stage import Verdict
+from pipeline.runtime.stage import Verdict, media_unreadable, no_generated_video
 from policies.loader import LoadedPolicy
 from schemas.models import MediaReference, PipelineItem, Reason
 
@@ -150,9 +150,7 @@ class ContentStage:
         if self.after_generation:
             video = item.assets.get("video")
             if video is None:
-                return Verdict.reject([Reason(code="no_generated_video",
-                                              message="There is no generated video to check, so it cannot be "
-                                                      "published.")])
+                return no_generated_video()
             self._check_media(video, rules.frame_every, rules.max_frames, findings, with_sound=True)
         else:
             self._check_text(item.request.prompt, {"in": "prompt"}, findings)
@@ -231,9 +229,7 @@ class ContentStage:
                           message=f"This request was refused under content policy {policy}: "
                                   f"{DESCRIPTIONS[category]} is not allowed.")
                    for category in sorted(blocked, key=lambda c: c.value)]
-        reasons += [Reason(code="media_unreadable",
-                           message=f"A media file could not be checked ({problem}), so it cannot be used.")
-                    for problem in findings.unreadable]
+        reasons += [media_unreadable(problem) for problem in findings.unreadable]
         if reasons:
             return Verdict.reject(reasons, **details)
         if findings.errors:

@@ -34,7 +34,7 @@ from pipeline.likeness.names import NameMatcher, read_lexicon
 from pipeline.likeness.voices import VoiceEmbedder, voice_backend_name
 from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.media.frames import UnreadableMedia, audio_of, frames_of
-from pipeline.runtime.stage import Verdict
+from pipeline.runtime.stage import Verdict, media_unreadable, no_generated_video
 from policies.loader import LoadedPolicy
 from schemas.models import MediaReference, PipelineItem, Reason
 
@@ -155,9 +155,7 @@ class LikenessStage:
         if self.after_generation:
             video = item.assets.get("video")
             if video is None:
-                return Verdict.reject([Reason(code="no_generated_video",
-                                              message="There is no generated video to check, so it cannot be "
-                                                      "published.")])
+                return no_generated_video()
             media = [video]
             named = []
         else:
@@ -186,7 +184,7 @@ class LikenessStage:
             data = self._assets.get(reference)
             frames = frames_of(data, reference.media_type, rules.frame_every, rules.max_frames)
         except (AssetIntegrityError, UnreadableMedia) as problem:
-            records.reasons.append(_unreadable(problem))
+            records.reasons.append(media_unreadable(problem))
             return
         embedder = self._embedder()
         threshold = rules.face_match_distance.get(embedder.name)
@@ -216,7 +214,7 @@ class LikenessStage:
         try:
             audio = audio_of(data, rules.max_seconds)
         except UnreadableMedia as problem:
-            records.reasons.append(_unreadable(problem))
+            records.reasons.append(media_unreadable(problem))
             return
         if audio is None:
             return
@@ -289,11 +287,6 @@ class LikenessStage:
                                              message="A face in the input media matches none of the request's "
                                                      "cameos; videos cannot be made from photos of real people "
                                                      "without their consent."), None
-
-
-def _unreadable(problem: Exception) -> Reason:
-    return Reason(code="media_unreadable",
-                  message=f"A media file could not be checked ({problem}), so it cannot be used.")
 
 
 def _match(match) -> dict[str, Any] | None:

@@ -50,6 +50,18 @@ class Verdict:
         return cls(Outcome.REJECTED, tuple(reasons), details)
 
 
+def no_generated_video() -> Verdict:
+    """What a post-generation check says when the item carries no generated video: it fails closed."""
+    return Verdict.reject([Reason(code="no_generated_video",
+                                  message="There is no generated video to check, so it cannot be published.")])
+
+
+def media_unreadable(problem: Exception | str) -> Reason:
+    """Media a check could not read (missing, altered, undecodable): never a pass."""
+    return Reason(code="media_unreadable", message=f"A media file could not be checked ({problem}), so it cannot "
+                                                   f"be used.")
+
+
 class Stage(Protocol):
     name: str
     policy: LoadedPolicy
