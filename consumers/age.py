@@ -122,8 +122,11 @@ def allowed_label(label: str, allowed: list[str]) -> bool:
     if category in allowed:
         return True
     rank = Severity(severity).rank
-    return any(entry.partition(":")[0] == category and entry.partition(":")[2]
-               and Severity(entry.partition(":")[2]).rank >= rank for entry in allowed)
+    for entry in allowed:
+        entry_category, _, up_to = entry.partition(":")
+        if entry_category == category and up_to and Severity(up_to).rank >= rank:
+            return True
+    return False
 
 
 class AgeStage:
