@@ -11,6 +11,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	# pdqhash (PDQ hashing) ships as source: an isolated build links another numpy and fails to import,
+	# so it is built here against the numpy this environment runs, before the project's own install.
+	$(VENV)/bin/pip install --quiet 'numpy>=1.26' cython 'setuptools>=77,<81' wheel
+	$(VENV)/bin/pip install --quiet --no-build-isolation 'pdqhash>=0.2.8'
 	$(VENV)/bin/pip install --quiet -e '.[test,postgres]'
 	touch $(STAMP)
 

@@ -4,7 +4,8 @@
       -> burn the visible mark (policy: text, corner or moving, size, opacity)
       -> embed the invisible watermark id (derived from the request id; also a C2PA soft binding)
       -> encode MP4 -> sign a C2PA manifest: c2pa.created by a trainedAlgorithmicMedia model,
-                                             moderation summary (stages, outcomes, policy versions)
+                                             moderation summary (stages, outcomes, policy versions),
+                                             opted-in protected works and their holders (attribution)
       -> verify before passing on: manifest valid (trusted when anchors are configured),
                                    stored bytes match their hash, watermark reads back
       -> assets["video"] = the signed file; the mark is recorded for `trustreel verify`
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from consumers.known_media import attributions_of
 from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.provenance.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, load_signer,
                                           read_credentials, sign_mp4)
@@ -106,7 +108,7 @@ class ProvenanceStage:
         marked = burn_visible_mark(frames, VisibleMarkStyle(**rules.visible.model_dump()), fps)
         marked = embed_payload(marked, payload, self.invisible)
         manifest = build_manifest(f"{request.request_id}.mp4", _generator_details(item), self._moderation(item),
-                                  payload.hex(), (rules.claim_generator, _version()))
+                                  payload.hex(), (rules.claim_generator, _version()), attributions_of(item))
         signed = sign_mp4(encode_mp4(marked, fps, audio), manifest, signer)
         return self._verified(item, source.sha256, signed, payload)
 

@@ -3,6 +3,7 @@
     service -> PipelineProducer.submit(GenerationRequest) -> gen.requests (key: request id)
     cameo app -> send_consent(ConsentEvent) -> cameo.consents            (slot keys: pipeline.state.keys)
     account service -> send_account_event(AccountEvent) -> accounts.events
+    rights desk -> send_rights(RightsEvent) -> rights.registry            (key: work id)
 
 The producer is idempotent (no duplicates from its own retries). Invalid messages are
 refused here, before they cost a dead letter downstream.
@@ -21,7 +22,7 @@ from pipeline.settings import Settings
 from pipeline.state.keys import entity_partition, slot_key
 from pipeline.transport.topics import TopicMap
 from pipeline.transport.transactions import OutgoingMessage
-from schemas.models import AccountEvent, ConsentEvent, GenerationRequest
+from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, RightsEvent
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ class PipelineProducer:
     def send_account_event(self, event: AccountEvent, timeout: float = 30.0) -> None:
         self._send_slot(self._topics.accounts, event.account_id, event.aspect(), event.model_dump_json().encode(),
                         timeout)
+
+    def send_rights(self, event: RightsEvent, timeout: float = 30.0) -> None:
+        """One work per key: compaction keeps each work's latest state."""
+        future = self._producer.send(self._topics.rights, key=event.work_id.encode(),
+                                     value=event.model_dump_json().encode())
+        future.get(timeout=timeout)
 
     def _send_slot(self, topic: str, entity_id: str, slot: str, value: bytes, timeout: float) -> None:
         partitions = self._producer.partitions_for(topic)

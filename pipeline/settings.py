@@ -16,10 +16,10 @@ from pydantic import Field, field_validator
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("consent", "content", "likeness", "age", "generate", "likeness-post", "content-post", "provenance",
-                  "publish")
+DEFAULT_STAGES = ("consent", "content", "known-media", "likeness", "age", "generate", "likeness-post", "content-post",
+                  "known-media-post", "provenance", "publish")
 """Stage order. MODERATION_ONLY_STAGES skips generation (e.g. when videos are made elsewhere)."""
-MODERATION_ONLY_STAGES = ("consent", "content", "likeness", "age", "publish")
+MODERATION_ONLY_STAGES = ("consent", "content", "known-media", "likeness", "age", "publish")
 
 
 class Settings(BaseSettings):
@@ -88,6 +88,9 @@ class Settings(BaseSettings):
                                                               "(ASR model from transcriber_model_dir) or "
                                                               "package.module:factory; unset: none")
     transcriber_model_dir: Path | None = Field(default=None, description="Local speech recognition model")
+    bank_exact_up_to: int = Field(default=200_000, ge=1,
+                                  description="Hash banks larger than this are searched with a multi-index hash "
+                                              "(still exact within the bank's distance) instead of a full scan")
     gallery_approximate_above: int = Field(default=50_000, ge=1,
                                            description="Gallery size above which search is approximate (HNSW)")
     c2pa_cert_chain: Path | None = Field(default=None, description="PEM signing certificate chain, leaf first")

@@ -13,6 +13,7 @@ dead letter with a clear reason, not a silently ignored field.
     owner app --ConsentEvent------> cameo.consents (compacted)
     account service --AccountEvent-> accounts.events (compacted)
     takedown watcher --TakedownEvent--> feed.takedowns (a published item must come down)
+    rights desk --RightsEvent-------> rights.registry (compacted; a rights holder's protected work)
 """
 
 from __future__ import annotations
@@ -310,6 +311,41 @@ class AccountEvent(StrictModel):
         return self.kind.value
 
 
+class WorkKind(str, enum.Enum):
+    CHARACTER = "character"
+    WORK = "work"
+    BRAND = "brand"
+    VOICE = "voice"  # a performer's voice
+
+
+class RightsChoice(str, enum.Enum):
+    BLOCKED = "blocked"  # opted out: never in a video
+    ALLOWED = "allowed"  # opted in: allowed, and the video's manifest names the work and its holder
+    REVIEW = "review"  # a person decides each use
+
+
+class RightsEvent(StrictModel):
+    """A rights holder's protected work and their choice about it; the latest event per work_id holds.
+
+    Names and aliases are matched in prompts; reference images (hashed into the rights_references
+    bank) are matched against input media and generated frames. `removed` takes the work off the list.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Identifier
+    work_id: Identifier
+    holder_id: Identifier
+    holder_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    kind: WorkKind
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    aliases: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(default_factory=list,
+                                                                                          max_length=50)
+    choice: RightsChoice
+    reference_media: list[MediaReference] = Field(default_factory=list, max_length=16)
+    removed: bool = False
+    occurred_at: datetime = Field(default_factory=utc_now)
+
+
 ALL_MODELS: dict[str, type[BaseModel]] = {
     "generation_request": GenerationRequest,
     "pipeline_item": PipelineItem,
@@ -321,4 +357,5 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "takedown_event": TakedownEvent,
     "consent_event": ConsentEvent,
     "account_event": AccountEvent,
+    "rights_event": RightsEvent,
 }

@@ -2,7 +2,7 @@
 
     schemas, policies, pipeline.settings                          (leaves)
       transport -> audit -> runtime                               (records, decisions, the stage runner)
-      media -> likeness, generation, provenance, content          (what a request carries and becomes)
+      media -> likeness, generation, provenance, content, hashing (what a request carries and becomes)
         state                                                     (registries, cameo enrollment)
         cases                                                     (reviews, takedowns)
           consumers                                               (one decision module per stage)
@@ -30,6 +30,7 @@ RANK = {
     "pipeline.runtime": 3,
     "pipeline.media": 3,
     "pipeline.likeness": 4, "pipeline.generation": 4, "pipeline.provenance": 4, "pipeline.content": 4,
+    "pipeline.hashing": 4,
     "pipeline.state": 5,
     "pipeline.cases": 6,
     "consumers": 7,
@@ -38,7 +39,7 @@ RANK = {
     "pipeline.demo": 10, "pipeline.cli": 11,
 }
 SUBPACKAGES = ["transport", "audit", "runtime", "media", "state", "likeness", "generation", "provenance", "content",
-               "cases", "worker", "cli"]
+               "hashing", "cases", "worker", "cli"]
 
 
 def layer_of(module: str) -> str | None:

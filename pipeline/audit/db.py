@@ -305,6 +305,68 @@ class GalleryVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class HashBankRow(Base):
+    """A bank of known media (pipeline.hashing.banks): what a match means, how close counts, where it came from."""
+
+    __tablename__ = "hash_banks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))  # block | review | attribute | rights
+    distance: Mapped[int] = mapped_column(Integer)  # largest Hamming distance that counts as a match
+    source: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class HashBankEntryRow(Base):
+    """One hash in a bank, with what it is of (a request, a work, a list's label) and who added it when."""
+
+    __tablename__ = "hash_bank_entries"
+    __table_args__ = (UniqueConstraint("bank", "signal_type", "hash", "content_id", name="uq_hash_bank_entry"),
+                      Index("ix_hash_bank_entries_signal_type", "signal_type"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bank: Mapped[str] = mapped_column(String(64), ForeignKey("hash_banks.name", ondelete="CASCADE"), index=True)
+    signal_type: Mapped[str] = mapped_column(String(32))
+    hash: Mapped[str] = mapped_column(String(128))  # as exchanged: PDQ is 64 lowercase hex digits
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_id: Mapped[str] = mapped_column(String(200), index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(300))
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class HashBankVersionRow(Base):
+    """Bumped on every bank change, per signal type, so workers know when to reload their indexes."""
+
+    __tablename__ = "hash_bank_versions"
+
+    signal_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RightsWorkRow(Base):
+    """A rights holder's protected work (character, work, brand, performer's voice) from rights.registry."""
+
+    __tablename__ = "rights_works"
+
+    work_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder_id: Mapped[str] = mapped_column(String(128), index=True)
+    holder_name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    aliases: Mapped[Any] = mapped_column(JSON)
+    choice: Mapped[str] = mapped_column(String(16))  # blocked | allowed | review
+    reference_media: Mapped[Any] = mapped_column(JSON)
+    references_hashed: Mapped[int] = mapped_column(Integer, default=0)
+    reference_problems: Mapped[Any] = mapped_column(JSON, nullable=True)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for several workers sharing one SQLite file, or any server database."""
     if url.startswith("sqlite"):

@@ -2,7 +2,8 @@
 
     stage verdict "review" --runtime--> decision + reviews row (pending) + ReviewRequest on gen.review
     trustreel review appeal REQUEST  --> reviews row (kind appeal) for the stage that rejected it, or for its
-                                         takedown (approving re-publishes; consent revocations cannot be overruled)
+                                         takedown (approving re-publishes and takes its frames out of the
+                                         taken_down hash bank; consent revocations cannot be overruled)
     trustreel review approve|reject REQUEST --reviewer R --note N
       1. claim: UPDATE reviews SET status WHERE status = 'pending'   (one reviewer wins; a second is told who)
       2. record decision "review-<stage>" (approved counts as that stage approving for publish)
@@ -25,6 +26,7 @@ from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import DecisionRow, RequestRow, ReviewRow, TakedownRow
 from pipeline.audit.store import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
+from pipeline.hashing.banks import TAKEN_DOWN, BankStore
 from pipeline.runtime.runner import output_message
 from pipeline.transport.topics import TopicMap
 from pipeline.transport.transactions import OutgoingMessage
@@ -154,6 +156,8 @@ def resolve(sessions: sessionmaker, topics: TopicMap, request_id: str, approve: 
         review.item.request, DecisionRecord(decision=decision, duration_ms=0.0, worker=reviewer,
                                             source=DeadLetterSource(topic="review", partition=0, offset=row.id)),
         output)
+    if approve and review.stage == TAKEDOWN:
+        BankStore(sessions).remove(TAKEN_DOWN, content_id=request_id)  # reinstated: its frames may be used again
     return Resolution(request_id, review.stage, status, stored.output)
 
 

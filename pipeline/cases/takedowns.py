@@ -13,6 +13,10 @@
          faces -> distance to the new identity's embeddings <= the likeness policy's match distance
       -> the same one-row-per-item record; rows not yet sent are sent, then marked sent
 
+Every takedown also puts the frames of the taken-down video (as published and as generated) into the
+"taken_down" hash bank, in the same transaction as its row, so the known-media stages refuse it as input
+media or as a generated video; an appeal that restores the item removes them (pipeline.cases.reviews).
+
 Known window: a publish whose consent re-check ran just before the revocation was applied, but
 whose decision row lands just after this query, is not found (milliseconds wide). Videos whose
 recorded output was emptied by retention cannot be re-scanned.
@@ -20,8 +24,8 @@ recorded output was emptied by retention cannot be re-scanned.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
-
 from typing import Callable
 
 from sqlalchemy import select, update
@@ -29,17 +33,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import DecisionRow, RequestCameoRow, RequestRow, TakedownRow
+from pipeline.hashing.banking import MediaBanker
+from pipeline.hashing.banks import TAKEN_DOWN
 from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import (ConsentEvent, ConsentKind, MediaReference, Outcome, PublishedItem, Reason,
                             StageDecision, TakedownCause, TakedownEvent)
 
+log = logging.getLogger("trustreel.takedowns")
+
 
 class TakedownService:
-    def __init__(self, sessions: sessionmaker, topic: str, publish_stage: str = "publish") -> None:
+    def __init__(self, sessions: sessionmaker, topic: str, publish_stage: str = "publish",
+                 banker: MediaBanker | None = None) -> None:
         self._sessions = sessions
         self._topic = topic
         self._publish_stage = publish_stage
+        self._banker = banker  # None: takedowns are not banked (tests of the takedown flow alone)
 
     def on_consent_event(self, event: ConsentEvent) -> list[OutgoingMessage]:
         """The takedowns this event causes (already recorded ones included), ready to send."""
@@ -68,7 +78,8 @@ class TakedownService:
                         message=f"The video shows {identity}, who has been added to the public figures that "
                                 f"may not be depicted.")
         for request, decision in self._rows(self._published_query()):
-            video = _published_video(decision.output_payload)
+            videos = _published_videos(decision.output_payload)
+            video = videos[0] if videos else None
             if video is None:
                 continue
             try:
@@ -115,13 +126,27 @@ class TakedownService:
                 request_id=decision.request_id, stage=decision.stage, outcome=decision.outcome,
                 reasons=decision.reasons, policy_id=decision.policy_id, policy_version=decision.policy_version,
                 decided_at=decision.decided_at, details=decision.details))
+        rows = self._frame_hashes(request.request_id, decision.output_payload)
         try:
             with self._sessions.begin() as session:
                 session.add(TakedownRow(request_id=request.request_id, cause_event_id=_cause_key(cause.event_id),
                                         reason_code=reason.code, created_at=now,
                                         payload=event.model_dump_json().encode()))
+                session.flush()
+                if self._banker is not None:
+                    self._banker.replace(session, TAKEN_DOWN, request.request_id, rows)
         except IntegrityError:
             pass  # another revocation took it down first: one takedown per item
+
+    def _frame_hashes(self, request_id: str, output_payload: bytes) -> list[dict]:
+        """The taken_down bank's rows for a published item: its video as published and as generated."""
+        if self._banker is None:
+            return []
+        hashed = self._banker.hash_references(TAKEN_DOWN, _published_videos(output_payload), request_id,
+                                              f"takedown:{request_id}", "takedown")
+        for problem in hashed.problems:
+            log.warning("taken-down video of %s not fully banked: %s", request_id, problem)
+        return hashed.rows
 
 
 def _cause_key(event_id: str) -> str:
@@ -129,11 +154,13 @@ def _cause_key(event_id: str) -> str:
     return event_id[:128]
 
 
-def _published_video(output_payload: bytes) -> MediaReference | None:
+def _published_videos(output_payload: bytes) -> list[MediaReference]:
+    """The published video first, then the generated one it was signed from (when recorded)."""
     try:
-        return PublishedItem.model_validate_json(output_payload).assets.get("video")
+        assets = PublishedItem.model_validate_json(output_payload).assets
     except ValueError:
-        return None  # emptied by retention, or not a published item
+        return []  # emptied by retention, or not a published item
+    return [assets[name] for name in ("video", "unsigned_video") if name in assets]
 
 
 def face_matcher(embedder, search, identity: str, threshold: float, every: int, max_frames: int):

@@ -1,7 +1,7 @@
 """The `trustreel` command: the root app, its global options, and which module serves each command.
 
     trustreel [--bootstrap-servers B] [--db-url U] [-v] COMMAND ...
-        broker | topics, db, schemas, policy | submit, asset | cameo, account | gallery, takedown
+        broker | topics, db, schemas, policy | submit, asset | cameo, account | gallery, takedown | bank, rights
         audit | review | verify, provenance | worker, health, demo, generator
 """
 
@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from pipeline.cli import audit, broker, definitions, likeness, operations, provenance, registries, requests, review
+from pipeline.cli import (audit, banks, broker, definitions, likeness, operations, provenance, registries, requests,
+                          review)
 from pipeline.settings import load_settings
 
 app = typer.Typer(help="trustreel: moderation and trust pipeline for AI-generated video, on Apache Kafka.",
@@ -22,7 +23,8 @@ for sub, name in [(broker.broker_app, "broker"), (definitions.topics_app, "topic
                   (registries.cameo_app, "cameo"), (registries.account_app, "account"),
                   (likeness.gallery_app, "gallery"), (requests.asset_app, "asset"), (audit.audit_app, "audit"),
                   (operations.generator_app, "generator"), (provenance.provenance_app, "provenance"),
-                  (review.review_app, "review"), (likeness.takedown_app, "takedown")]:
+                  (review.review_app, "review"), (likeness.takedown_app, "takedown"), (banks.bank_app, "bank"),
+                  (banks.rights_app, "rights")]:
     app.add_typer(sub, name=name)
 for command, name in [(provenance.verify, "verify"), (operations.health, "health"), (requests.submit, "submit"),
                       (operations.worker, "worker"), (operations.demo, "demo")]:

@@ -96,7 +96,7 @@ def cameo_show(ctx: typer.Context, cameo_id: str) -> None:
                           default=str, indent=2))
 
 
-def _rebuild(ctx: typer.Context, feed_name: str) -> None:
+def rebuild(ctx: typer.Context, feed_name: str) -> None:
     from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
     from pipeline.state.feeds import state_feeds
 
@@ -110,7 +110,7 @@ def _rebuild(ctx: typer.Context, feed_name: str) -> None:
 @cameo_app.command("rebuild")
 def cameo_rebuild(ctx: typer.Context) -> None:
     """Rebuild the consent registry table from the cameo.consents topic."""
-    _rebuild(ctx, "consents")
+    rebuild(ctx, "consents")
 
 
 @account_app.command("profile")
@@ -155,4 +155,4 @@ def account_show(ctx: typer.Context, account_id: str) -> None:
 @account_app.command("rebuild")
 def account_rebuild(ctx: typer.Context) -> None:
     """Rebuild the account registry table from the accounts.events topic."""
-    _rebuild(ctx, "accounts")
+    rebuild(ctx, "accounts")

@@ -22,6 +22,8 @@ from pipeline.settings import import_named
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 MODERATION_LABEL = "org.trustreel.moderation"
+ATTRIBUTION_LABEL = "org.trustreel.attribution"
+"""Works used with their rights holders' consent (opt-in), and the holders, named in the signed manifest."""
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
 SOFT_BINDING_ALG = "org.trustreel.invisible-watermark.dwtDctSvd"
 
@@ -89,10 +91,12 @@ def _import_callback(target: str) -> Callable[[bytes], bytes]:
 
 
 def build_manifest(title: str, generator: dict[str, Any], moderation: dict[str, Any],
-                   watermark_payload_hex: str, claim_generator: tuple[str, str]) -> dict[str, Any]:
-    """The manifest definition: created by a trained model, moderation summary, invisible-mark soft binding."""
+                   watermark_payload_hex: str, claim_generator: tuple[str, str],
+                   attributions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest definition: created by a trained model, moderation summary, invisible-mark soft binding,
+    and (when the video uses protected works with their holders' consent) who they belong to."""
     model_name = str(generator.get("model_id", "unknown model"))
-    return {
+    manifest = {
         "claim_generator_info": [{"name": claim_generator[0], "version": claim_generator[1]}],
         "title": title,
         "format": "video/mp4",
@@ -106,6 +110,9 @@ def build_manifest(title: str, generator: dict[str, Any], moderation: dict[str, 
                 "alg": SOFT_BINDING_ALG, "blocks": [{"scope": {}, "value": watermark_payload_hex}]}},
         ],
     }
+    if attributions:
+        manifest["assertions"].append({"label": ATTRIBUTION_LABEL, "data": {"works": attributions}})
+    return manifest
 
 
 def sign_mp4(video: bytes, manifest: dict[str, Any], signer) -> bytes:

@@ -1,4 +1,4 @@
-"""State feeds: compacted topics materialized into registries (consents, accounts).
+"""State feeds: compacted topics materialized into registries (consents, accounts, rights).
 
     topic record --parse (model)--> registry.apply(event, offset)      # idempotent, slot by slot
     cameo.consents: enrollment (faces of verified references -> gallery) first, then the registry
@@ -106,9 +106,20 @@ def state_feeds(settings: Settings, sessions) -> list[StateFeed]:
     from pipeline.state.consent_registry import SqlConsentRegistry
     from pipeline.state.enrollment import cameo_enrollment
     from pipeline.transport.topics import TopicMap
-    from schemas.models import AccountEvent, ConsentEvent
+    from schemas.models import AccountEvent, ConsentEvent, RightsEvent
 
     topics = TopicMap.from_settings(settings)
     consents = InOrder((cameo_enrollment(settings, sessions), SqlConsentRegistry(sessions)))
     return [StateFeed("consents", topics.consents, ConsentEvent, consents),
-            StateFeed("accounts", topics.accounts, AccountEvent, SqlAccountRegistry(sessions))]
+            StateFeed("accounts", topics.accounts, AccountEvent, SqlAccountRegistry(sessions)),
+            StateFeed("rights", topics.rights, RightsEvent, rights_registry(settings, sessions))]
+
+
+def rights_registry(settings: Settings, sessions):
+    from pipeline.hashing.banking import MediaBanker
+    from pipeline.hashing.banks import BankStore
+    from pipeline.media.assets import asset_store
+    from pipeline.state.rights_registry import SqlRightsRegistry
+
+    return SqlRightsRegistry(sessions, MediaBanker(BankStore(sessions), asset_store(settings.asset_dir,
+                                                                                    settings.asset_url)))

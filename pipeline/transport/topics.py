@@ -4,6 +4,7 @@
                           \\-> gen.rejected        \\-> gen.deadletter (unreadable input)
     cameo.consents (compacted) -> consent registry table (+ feed.takedowns on revocation)
     accounts.events (compacted) -> account registry table
+    rights.registry (compacted) -> rights holders' works table + their reference images' hashes
 
 Names derive from the configured stage order, so adding a stage adds its hand-off topic.
 """
@@ -21,6 +22,7 @@ PUBLISHED = "feed.published"
 CONSENTS = "cameo.consents"
 ACCOUNTS = "accounts.events"
 TAKEDOWNS = "feed.takedowns"
+RIGHTS = "rights.registry"
 REVIEW = "gen.review"
 
 
@@ -79,6 +81,10 @@ class TopicMap:
     def accounts(self) -> str:
         return self.name(ACCOUNTS)
 
+    @property
+    def rights(self) -> str:
+        return self.name(RIGHTS)
+
     def all_topics(self, settings: Settings) -> list[TopicSpec]:
         flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected, self.takedowns,
                                                                       self.review]
@@ -86,6 +92,7 @@ class TopicMap:
         specs.append(TopicSpec(self.deadletter, {"max.message.bytes": str(settings.deadletter_max_message_bytes)}))
         specs.append(TopicSpec(self.consents, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(self.accounts, {"cleanup.policy": "compact"}))
+        specs.append(TopicSpec(self.rights, {"cleanup.policy": "compact"}))
         return specs
 
 

@@ -2,13 +2,15 @@
 
     trustreel worker --stage consent --stage publish
       -> ensure topics, upgrade the audit database
-      -> replay cameo.consents and accounts.events into their registries (no decision on stale state at start)
+      -> replay cameo.consents, accounts.events and rights.registry into their registries (no decision on
+         stale state at start)
       -> faust app in the shared consumer group: one agent per stage + one per state feed
            a stage is hot-reloaded from its policy files (with its shadow twin, if any)
            publish waits, before each batch, until the state feeds are applied up to their end
            each stage takes up to a batch of messages: one DB write + one transaction per partition
            (generate: its policy's batch size, the number of videos made at once)
-           the consents agent sends the takedowns a revocation causes with its own offset commit
+           the consents agent sends the takedowns a revocation causes with its own offset commit (and banks
+           the taken-down videos' frames)
       -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
 
 All workers share one consumer group, whatever stages they run: each topic's partitions are
@@ -30,6 +32,7 @@ import faust
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
 from pipeline.audit.store import SqlAuditStore
 from pipeline.cases.takedowns import TakedownService
+from pipeline.hashing.banks import BankStore
 from pipeline.likeness.galleries import GalleryStore
 from pipeline.media.assets import asset_store
 from pipeline.provenance.ledger import SqlProvenanceLedger
@@ -38,7 +41,7 @@ from pipeline.runtime.stage import BatchStage, system_clock
 from pipeline.settings import Settings
 from pipeline.state.account_registry import SqlAccountRegistry
 from pipeline.state.consent_registry import SqlConsentRegistry
-from pipeline.state.feeds import StateFeed, state_feeds
+from pipeline.state.feeds import StateFeed, rights_registry, state_feeds
 from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.transport.faust_transport import StageApp
 from pipeline.transport.feed_freshness import KafkaFeedFreshness
@@ -103,13 +106,15 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
                                            assets=asset_store(settings.asset_dir, settings.asset_url),
                                            galleries=GalleryStore(sessions),
                                            provenance=SqlProvenanceLedger(sessions),
+                                           banks=BankStore(sessions), rights=rights_registry(settings, sessions),
                                            read_only_caps=ReadOnlyCapLedger(sessions),
                                            feeds=feeds_freshness)
     for name in stage_names:
         stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner, settings))
-    takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1])
+    takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1],
+                                banker=stage_catalog.takedown_banker(services))
     for feed in feeds:
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(

@@ -17,6 +17,7 @@ from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage
 from consumers.content import ContentBackends, ContentRules, ContentStage, lexicon_paths
 from consumers.generate import GenerateRules, GenerateStage
+from consumers.known_media import KnownMediaRules, KnownMediaStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.publish import PublishRules, PublishStage, Recheck
@@ -28,6 +29,9 @@ from pipeline.content.signals import TextClassifier
 from pipeline.content.transcribers import shared_transcriber
 from pipeline.content.transformers_text import TransformersTextClassifier
 from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig
+from pipeline.hashing.banking import MediaBanker
+from pipeline.hashing.banks import BankSearch, BankStore
+from pipeline.hashing.signals import signal_type
 from pipeline.likeness.faces import shared_embedder
 from pipeline.likeness.galleries import GallerySearch, GalleryStore
 from pipeline.likeness.voices import shared_voice_embedder
@@ -40,6 +44,7 @@ from pipeline.state.account_registry import AccountRegistry
 from pipeline.state.consent_registry import ConsentRegistry
 from pipeline.state.enrollment import EnrollmentRules
 from pipeline.state.generation_caps import CapLedger
+from pipeline.state.rights_registry import RightsNames, SqlRightsRegistry
 from pipeline.transport.feed_freshness import FeedFreshness
 from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
 
@@ -55,6 +60,8 @@ class StageServices:
     assets: AssetStore
     galleries: GalleryStore
     provenance: ProvenanceLedger
+    banks: BankStore
+    rights: SqlRightsRegistry
     read_only_caps: CapLedger | None = None
     feeds: FeedFreshness | None = None  # publish waits on it; None where no broker feeds the registries
     shadow_of: str | None = None  # building the shadow twin of this stage: its policy file, no side effects
@@ -145,6 +152,25 @@ def _likeness(name: str) -> Callable[[StageServices], Stage]:
     return build
 
 
+def _known_media(name: str) -> Callable[[StageServices], Stage]:
+    def build(services: StageServices) -> KnownMediaStage:
+        settings = services.settings
+        policy = services.policy("known-media")
+        rules = policy.rules
+        search = BankSearch(services.banks, rules.signal_type, settings.bank_exact_up_to)
+        names = functools.cache(lambda: RightsNames(services.rights, rules.rights_allow_list,
+                                                    rules.rights_min_alias_length))
+        return KnownMediaStage(name, policy, signal_type(rules.signal_type), search, names, services.assets)
+
+    return build
+
+
+def takedown_banker(services: StageServices) -> MediaBanker:
+    """How takedowns bank a video's frames: sampled like the generated videos the post stage checks."""
+    rules = services.policy("known-media").rules
+    return MediaBanker(services.banks, services.assets, rules.output_sampling(), rules.signal_type)
+
+
 @functools.cache
 def _loaded_generator(config: GeneratorConfig) -> DiffusersVideoGenerator:
     """One model per worker process, kept across policy reloads."""
@@ -191,6 +217,7 @@ def _publish(services: StageServices) -> Stage:
 
 
 RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "content": ContentRules, "likeness": LikenessRules,
+                                     "known-media": KnownMediaRules,
                                      "age": AgeRules,
                                      "generate": GenerateRules, "provenance": ProvenanceRules,
                                      "publish": PublishRules, "enrollment": EnrollmentRules}
@@ -198,6 +225,7 @@ RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "content": Content
 BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
     "consent": _consent, "content": _content("content"), "content-post": _content("content-post"),
     "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
+    "known-media": _known_media("known-media"), "known-media-post": _known_media("known-media-post"),
     "age": _age, "generate": _generate, "provenance": _provenance, "publish": _publish,
 }
 
