@@ -12,6 +12,8 @@ from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
 from pipeline.audit.store import DecisionRecord, SqlAuditStore
 from pipeline.cases.reviews import ReviewError, appeal, resolve
 from pipeline.cases.takedowns import TakedownService, face_matcher
+from pipeline.hashing.banking import MediaBanker
+from pipeline.hashing.banks import TAKEN_DOWN, BankStore
 from pipeline.likeness.faces import DlibEmbedder
 from pipeline.likeness.galleries import PUBLIC_FIGURES, GallerySearch, GalleryStore
 from pipeline.media.assets import LocalAssetStore
@@ -51,7 +53,8 @@ def world(tmp_path: Path):
     GalleryStore(sessions).add(PUBLIC_FIGURES, "Eileen Collins", embedder.name, [(face.embedding, "astronaut.png")])
     search = GallerySearch(GalleryStore(sessions), embedder.name, 50_000)
     matcher = face_matcher(embedder, search, "Eileen Collins", 0.5, every=1, max_frames=3)
-    return sessions, assets, TakedownService(sessions, "feed.takedowns"), matcher
+    banker = MediaBanker(BankStore(sessions), assets)
+    return sessions, assets, TakedownService(sessions, "feed.takedowns", banker=banker), matcher
 
 
 def test_adding_a_public_figure_takes_down_only_the_videos_that_show_them(world) -> None:
@@ -69,6 +72,8 @@ def test_adding_a_public_figure_takes_down_only_the_videos_that_show_them(world)
 def test_a_takedown_can_be_appealed_and_reinstated_but_not_a_consent_revocation(world) -> None:
     sessions, assets, service, matcher = world
     service.identity_sweep("Eileen Collins", matcher, assets)
+    banked = BankStore(sessions).entries(TAKEN_DOWN)
+    assert {row.content_id for row in banked} == {"astronaut-video"} and banked[0].source == "takedown:astronaut-video"
     assert appeal(sessions, "astronaut-video", "it is a look-alike", now=NOW) == "takedown"
     with pytest.raises(ReviewError, match="already appealed"):
         appeal(sessions, "astronaut-video", "again", now=NOW)
@@ -76,6 +81,7 @@ def test_a_takedown_can_be_appealed_and_reinstated_but_not_a_consent_revocation(
     assert resolution.output.topic == "feed.published"
     reinstated = json.loads(resolution.output.value)
     assert [d["stage"] for d in reinstated["decisions"]] == ["publish", "review-takedown"]
+    assert BankStore(sessions).entries(TAKEN_DOWN) == [], "reinstated: its frames may be used again"
 
     store = SqlAuditStore(sessions)
     publish(store, assets, "cameo-video", [photos.group_portrait(2)] * 2, cameos=["cam-1"])
