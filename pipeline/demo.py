@@ -5,7 +5,7 @@
     -> a throwaway C2PA signing chain (unless TRUSTREEL_C2PA_CERT_CHAIN names a real one)
     -> one worker process running every stage
     -> sample accounts (adults, a 14-year-old, an 11-year-old) and cameos
-       (verified / unverified / revoked / audience-limited)
+       (verified / unverified / revoked / audience-limited), and a rights holder's opted-out character
     -> sample requests covering pass, reject and malformed input
     -> each request's path from the audit database, checked against what it should be
 """
@@ -37,7 +37,8 @@ from pipeline.settings import Settings
 from pipeline.state.account_registry import SqlAccountRegistry
 from pipeline.state.consent_registry import SqlConsentRegistry
 from pipeline.transport.topics import ensure_topics
-from schemas.models import AccountEvent, ConsentEvent, ConsentKind, GenerationRequest, MediaReference
+from pipeline.state.feeds import rights_registry
+from schemas.models import AccountEvent, ConsentEvent, ConsentKind, GenerationRequest, MediaReference, RightsEvent
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,13 @@ def _accounts(run: str) -> list[AccountEvent]:
         born(f"teen-{run}", 14, "estimated"), born(f"child-{run}", 11, "estimated")]
 
 
+def _rights(run: str) -> list[RightsEvent]:
+    """A studio that opted its character out of videos."""
+    return [RightsEvent(event_id=f"rights-{run}", work_id=f"whiskers-{run}", holder_id="big-studio",
+                        holder_name="Big Studio", kind="character", name="Captain Whiskers",
+                        aliases=["Cpt. Whiskers"], choice="blocked")]
+
+
 def _samples(run: str, assets: AssetStore, alice_photo: MediaReference) -> list[Sample]:
     def request(name: str, requester: str, prompt: str, *cameos: str, labels: tuple[str, ...] = (),
                 media: tuple[MediaReference, ...] = (), seconds: float = 1.0) -> GenerationRequest:
@@ -134,6 +142,8 @@ def _samples(run: str, assets: AssetStore, alice_photo: MediaReference) -> list[
         Sample("revoked cameo", "rejected at consent", request("revoked", "bob", "erin skiing", "cameo-erin")),
         Sample("prompt names a public figure (leetspeak)", "rejected at likeness",
                request("famous", "bob", "T0m H4nks eating a burger")),
+        Sample("prompt names a character its rights holder opted out of", "rejected at known-media",
+               request("character", "carol", "cpt whiskers saves the day")),
         Sample("input photo of a person who never consented", "rejected at likeness",
                request("photo", "carol", "make this man dance", media=(_sample_photo(),))),
         Sample("a video longer than policy allows", "rejected at generate",
@@ -197,7 +207,7 @@ def _consent_applied(registry: SqlConsentRegistry, event: ConsentEvent) -> bool:
     return True
 
 
-def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, items: Iterable, timeout_seconds: float,
+def _wait_for(registry: Any, items: Iterable, timeout_seconds: float,
               applied: Callable[[Any, Any], bool] = lambda registry, entity_id: registry.get(entity_id) is not None
               ) -> None:
     """Until the registry shows every item (an entity id, or with `applied`, an event)."""
@@ -205,7 +215,7 @@ def _wait_for(registry: SqlConsentRegistry | SqlAccountRegistry, items: Iterable
     deadline = time.monotonic() + timeout_seconds
     while not all(applied(registry, item) for item in items):
         if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not apply the sample consent and account events in time")
+            raise TimeoutError("the worker did not apply the sample consent, account and rights events in time")
         time.sleep(0.2)
 
 
@@ -267,15 +277,19 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
     try:
         sessions = make_sessionmaker(make_engine(settings.db_url))
         consents, accounts = _consents(run, assets.put(alice_reference, "image/png")), _accounts(run)
+        works = _rights(run)
         with PipelineProducer(settings) as producer:
             for event in consents:
                 producer.send_consent(event)
             for account in accounts:
                 producer.send_account_event(account)
+            for work in works:
+                producer.send_rights(work)
             # Consent, accounts and requests travel on different topics; the app lets people use the
             # service once their setup is confirmed, so wait for the registries like the app would.
             _wait_for(SqlConsentRegistry(sessions), consents, timeout_seconds, _consent_applied)
             _wait_for(SqlAccountRegistry(sessions), {event.account_id for event in accounts}, timeout_seconds)
+            _wait_for(rights_registry(settings, sessions), {work.work_id for work in works}, timeout_seconds)
             for sample in samples:
                 if sample.request is not None:
                     producer.submit(sample.request)

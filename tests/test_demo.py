@@ -21,12 +21,13 @@ def test_demo_runs_every_sample_to_its_expected_outcome(settings: Settings, tmp_
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=tmp_path,
                             env=os.environ | environment, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "19 of 19 requests ended as expected" in result.stdout
+    assert "20 of 20 requests ended as expected" in result.stdout
     assert result.stdout.count("outcome: rejected at likeness") == 3
     assert result.stdout.count("outcome: published") == 5
     assert result.stdout.count("outcome: rejected at consent") == 4
     assert result.stdout.count("outcome: rejected at age") == 2
     assert result.stdout.count("outcome: rejected at content") == 1
+    assert result.stdout.count("outcome: rejected at known-media") == 1
     assert result.stdout.count("outcome: rejected at generate") == 1
     assert "tiny randomly initialised model" in result.stdout
     assert result.stdout.count("outcome: dead letter") == 3
