@@ -59,10 +59,15 @@ class PdqSignal:
         return FrameHash(np.packbits(bits.astype(np.uint8)).tobytes(), int(quality))
 
     def variants(self, rgb: np.ndarray) -> list[FrameHash]:
+        """PDQ's 8 dihedral hashes (computed on the DCT, cheap), plus the mirror hashed from its pixels:
+        the DCT shortcut misses mirrored fine textures (bench/hash_banks.py), and a mirror is the most
+        common re-upload edit."""
         import pdqhash
 
-        hashes, quality = pdqhash.compute_dihedral(_contiguous(rgb))
-        return [FrameHash(np.packbits(bits.astype(np.uint8)).tobytes(), int(quality)) for bits in hashes]
+        image = _contiguous(rgb)
+        hashes, quality = pdqhash.compute_dihedral(image)
+        found = [FrameHash(np.packbits(bits.astype(np.uint8)).tobytes(), int(quality)) for bits in hashes]
+        return found + [self.hash(np.ascontiguousarray(image[:, ::-1]))]
 
     def parse(self, text: str) -> bytes:
         value = text.strip().lower()
