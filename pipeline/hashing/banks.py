@@ -31,6 +31,7 @@ ACTIONS = ("block", "review", "attribute", "rights")
 TAKEN_DOWN = "taken_down"
 RIGHTS_REFERENCES = "rights_references"
 DEFAULT_DISTANCE = 31
+_ROWS_PER_INSERT = 2000  # 10 columns each: below SQLite's (32,766) and PostgreSQL's (65,535) bound-parameter limits
 SYSTEM_BANKS = {
     TAKEN_DOWN: ("block", "Frames of videos taken off the feed; an appeal that restores a video removes its own."),
     RIGHTS_REFERENCES: ("rights", "Rights holders' reference images (rights.registry); the holder's choice decides."),
@@ -140,8 +141,8 @@ class BankStore:
         dialect = session.get_bind().dialect.name
         insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
         added = 0
-        for start in range(0, len(unique), 5000):
-            chunk = unique[start:start + 5000]
+        for start in range(0, len(unique), _ROWS_PER_INSERT):
+            chunk = unique[start:start + _ROWS_PER_INSERT]
             if insert is not None:
                 result = session.execute(insert(HashBankEntryRow).values(chunk).on_conflict_do_nothing())
                 added += result.rowcount
