@@ -3,6 +3,8 @@
     trustreel health  ->  broker answers and has the pipeline's topics
                           audit database answers and is at the newest migration
                           asset store answers (one fixed probe object)
+    trustreel health --worker: also this machine's worker's /healthz (it holds input partitions, and
+                          they move when records wait), on TRUSTREEL_METRICS_PORT
     exit 0 when all hold; otherwise 1, one line per failed check (container health checks use this)
 """
 
@@ -71,5 +73,23 @@ def check_assets(settings: Settings) -> Check:
     return Check("assets", True, settings.asset_url or str(settings.asset_dir))
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    return [check_broker(settings), check_database(settings), check_assets(settings)]
+def check_worker(settings: Settings) -> Check:
+    """This machine's worker, asked on its metrics port: holds partitions, and they move when records wait."""
+    import urllib.error
+    import urllib.request
+
+    if settings.metrics_port is None:
+        return Check("worker", True, "not checked (TRUSTREEL_METRICS_PORT is not set)")
+    url = f"http://127.0.0.1:{settings.metrics_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return Check("worker", True, answer.read().decode().strip())
+    except urllib.error.HTTPError as problem:
+        return Check("worker", False, problem.read().decode().strip().replace("\n", "; "))
+    except OSError as problem:
+        return Check("worker", False, f"{url}: {problem}")
+
+
+def run_checks(settings: Settings, worker: bool = False) -> list[Check]:
+    checks = [check_broker(settings), check_database(settings), check_assets(settings)]
+    return checks + [check_worker(settings)] if worker else checks

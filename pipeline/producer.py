@@ -17,6 +17,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
+from pipeline.observability import tracing
 from pipeline.runtime.runner import describe_validation_error
 from pipeline.settings import Settings
 from pipeline.state.keys import entity_partition, slot_key
@@ -66,9 +67,13 @@ class PipelineProducer:
         self._producer.close()
 
     def submit(self, request: GenerationRequest, timeout: float = 30.0) -> None:
-        future = self._producer.send(self._topics.name("gen.requests"), key=request.request_id.encode(),
-                                     value=request.model_dump_json().encode())
-        future.get(timeout=timeout)
+        """Send and wait; with tracing on, the record carries the root span of the request's trace."""
+        with tracing.tracer().start_as_current_span("submit", attributes={
+                "trustreel.request_id": request.request_id}) as span:
+            future = self._producer.send(self._topics.name("gen.requests"), key=request.request_id.encode(),
+                                         value=request.model_dump_json().encode(),
+                                         headers=list(tracing.headers_for(span)) or None)
+            future.get(timeout=timeout)
 
     def submit_many(self, requests: list[GenerationRequest], timeout: float = 60.0) -> None:
         """Send a batch without waiting for each acknowledgement in turn; raises if any send failed."""
@@ -107,4 +112,5 @@ class PipelineProducer:
 
     def send_outgoing(self, message: OutgoingMessage, timeout: float = 30.0) -> None:
         """Send a message the audit database recorded (topic already resolved), waiting for the broker's ack."""
-        self._producer.send(message.topic, key=message.key, value=message.value).get(timeout=timeout)
+        self._producer.send(message.topic, key=message.key, value=message.value,
+                            headers=list(message.headers) or None).get(timeout=timeout)

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -88,6 +88,15 @@ class Settings(BaseSettings):
                                                               "(ASR model from transcriber_model_dir) or "
                                                               "package.module:factory; unset: none")
     transcriber_model_dir: Path | None = Field(default=None, description="Local speech recognition model")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535,
+                                     description="Each worker serves /metrics and /healthz on this port (unset: off)")
+    worker_stall_seconds: float = Field(default=120.0, gt=0,
+                                        description="/healthz: an input partition with waiting records whose "
+                                                    "offset has not moved for this long makes the worker unhealthy")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log lines for people or for a "
+                                                                            "log pipeline (JSON)")
+    trace_file: Path | None = Field(default=None, description="Write finished trace spans here as JSON lines "
+                                                              "(OTLP export is configured by the OTEL_* variables)")
     bank_exact_up_to: int = Field(default=200_000, ge=1,
                                   description="Hash banks larger than this are searched with a multi-index hash "
                                               "(still exact within the bank's distance) instead of a full scan")

@@ -1,6 +1,6 @@
 """The layout's one rule, checked on the source: imports only point down the layers.
 
-    schemas, policies, pipeline.settings                          (leaves)
+    schemas, policies, pipeline.settings, pipeline.observability  (leaves)
       transport -> audit -> runtime                               (records, decisions, the stage runner)
       media -> likeness, generation, provenance, content, hashing (what a request carries and becomes)
         state                                                     (registries, cameo enrollment)
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lower rank = lower layer. Packages of equal rank do not import each other.
 RANK = {
-    "schemas": 0, "policies": 0, "pipeline.settings": 0,
+    "schemas": 0, "policies": 0, "pipeline.settings": 0, "pipeline.observability": 0,
     "pipeline.transport": 1,
     "pipeline.audit": 2,
     "pipeline.runtime": 3,
@@ -39,7 +39,7 @@ RANK = {
     "pipeline.demo": 10, "pipeline.cli": 11,
 }
 SUBPACKAGES = ["transport", "audit", "runtime", "media", "state", "likeness", "generation", "provenance", "content",
-               "hashing", "cases", "worker", "cli"]
+               "hashing", "cases", "worker", "cli", "observability"]
 
 
 def layer_of(module: str) -> str | None:

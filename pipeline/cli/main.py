@@ -14,6 +14,8 @@ import typer
 
 from pipeline.cli import (audit, banks, broker, definitions, likeness, operations, provenance, registries, requests,
                           review)
+from pipeline.observability.logs import configure_logging
+from pipeline.observability.tracing import configure_tracing
 from pipeline.settings import load_settings
 
 app = typer.Typer(help="trustreel: moderation and trust pipeline for AI-generated video, on Apache Kafka.",
@@ -39,7 +41,8 @@ def main(
     db_url: Optional[str] = typer.Option(None, "--db-url", help="Audit database URL (env: TRUSTREEL_DB_URL)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level"),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(bootstrap=bootstrap_servers, db_url=db_url)
+    configure_logging(logging.INFO if verbose else logging.WARNING, settings.log_format)
     logging.getLogger("kafka").setLevel(logging.ERROR)
-    ctx.obj = load_settings(bootstrap=bootstrap_servers, db_url=db_url)
+    configure_tracing("trustreel-cli", str(settings.trace_file) if settings.trace_file else None)
+    ctx.obj = settings

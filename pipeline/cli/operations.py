@@ -22,11 +22,14 @@ def worker(ctx: typer.Context,
     run_worker(settings, stage or list(settings.stages), loglevel=loglevel)
 
 
-def health(ctx: typer.Context) -> None:
+def health(ctx: typer.Context,
+           worker: bool = typer.Option(False, "--worker", help="Also ask this machine's worker (its /healthz on "
+                                                               "TRUSTREEL_METRICS_PORT) whether it is consuming")
+           ) -> None:
     """Exit 0 if the broker (with topics), audit database (migrated) and asset store are usable."""
     from pipeline.health import run_checks
 
-    checks = run_checks(settings_of(ctx))
+    checks = run_checks(settings_of(ctx), worker)
     for check in checks:
         typer.echo(f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
     if not all(check.ok for check in checks):

@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
@@ -36,6 +36,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline.audit.store import AuditStore, DeadLetterRecord, DecisionEntry, DecisionRecord, StoredDecision
+from pipeline.observability import metrics, tracing
+from pipeline.observability.logs import decision_context
 from pipeline.runtime.batch_snapshot import batch_snapshot
 from pipeline.runtime.stage import BatchStage, Clock, Stage, Verdict
 from pipeline.transport.topics import TopicMap
@@ -147,20 +149,25 @@ class StageRunner:
         self.clock = clock
         self.is_first = topics.stages[0] == stage.name
         self.is_last = topics.stages[-1] == stage.name
+        self._policy_seen: str | None = None
 
     async def handle(self, raw: bytes | None, source: DeadLetterSource) -> str:
         """Process one message until its effect is committed; returns what happened (for logs and tests)."""
         return (await self.handle_batch([(raw, source)]))[0]
 
-    async def handle_batch(self, messages: list[tuple[bytes | None, DeadLetterSource]]) -> list[str]:
+    async def handle_batch(self, messages: list[tuple[bytes | None, DeadLetterSource]],
+                           headers: list[Any] | None = None) -> list[str]:
         """Process messages in arrival order, with one database write and one Kafka transaction per
         input partition for the whole batch (a BatchStage also decides the undecided items together).
 
         Nothing is committed until every message of the batch is decided and recorded, and each
         partition's transaction commits the offset after its last message, so a partition's offset
-        never moves past a message still in progress.
+        never moves past a message still in progress. `headers` (per message) carry the trace context.
         """
+        started_ns = time.time_ns()
         steps = [self._read(raw, source) for raw, source in messages]
+        for step, record_headers in zip(steps, headers or []):
+            step.headers = record_headers
         readable = [step for step in steps if step.item is not None]
         if readable:
             stored = await self._durably(self.audit.stored_decisions,
@@ -169,9 +176,52 @@ class StageRunner:
                 step.stored = stored.get(step.item.request.request_id)
         await self._decide_steps([step for step in steps if step.needs_decision])
         await self._record(steps)
+        self._observe(steps, started_ns)
         for partition_steps in _by_partition(steps).values():
             await self._commit_partition(partition_steps)
+        for step in steps:
+            self._report(step, len(steps))
         return [step.label for step in steps]
+
+    def _observe(self, steps: list["_Step"], started_ns: int) -> None:
+        """Count what this batch recorded (metrics) and open each message's span, whose context the
+        outputs carry on to the next stage (they are ended once the batch is committed)."""
+        metrics.BATCH_SIZE.labels(self.stage.name).observe(len(steps))
+        if self.stage.policy.version != self._policy_seen:
+            self._policy_seen = self.stage.policy.version
+            metrics.POLICY_CHANGED.labels(self.stage.name).set_to_current_time()
+        for step in steps:
+            request_id = step.item.request.request_id if step.item is not None else (
+                step.problem.request_id if step.problem is not None else None)
+            step.span = tracing.tracer().start_span(
+                f"{self.stage.name} decide", context=tracing.context_from(step.headers), start_time=started_ns,
+                attributes={"trustreel.stage": self.stage.name, "trustreel.request_id": request_id or "",
+                            "messaging.source.name": step.source.topic,
+                            "messaging.kafka.offset": step.source.offset})
+            if step.output is not None:
+                step.output = replace(step.output, headers=tracing.headers_for(step.span))
+            if step.label == Outcome.DEAD_LETTER.value and step.letter is not None:
+                code = json.loads(step.letter.value).get("error_code", "")
+                metrics.DEAD_LETTERS.labels(self.stage.name, code).inc()
+                step.span.set_attribute("trustreel.dead_letter", code)
+            elif isinstance(step.outcome, Verdict) and step.label == step.outcome.outcome.value:
+                verdict = step.outcome
+                reason = verdict.reasons[0].code if verdict.reasons else None
+                metrics.count_decision(self.stage.name, verdict.outcome.value, reason, step.duration_ms / 1000)
+                step.span.set_attribute("trustreel.outcome", verdict.outcome.value)
+                if reason:
+                    step.span.set_attribute("trustreel.reason", reason)
+                if self.is_last and verdict.outcome is Outcome.APPROVED:
+                    waited = (self.clock() - step.item.request.submitted_at).total_seconds()
+                    metrics.END_TO_END_SECONDS.observe(max(waited, 0.0))
+
+    def _report(self, step: "_Step", batch: int) -> None:
+        request_id = step.item.request.request_id if step.item is not None else None
+        log.info("%s@%d/%d -> %s (batch of %d)", step.source.topic, step.source.partition, step.source.offset,
+                 step.label, batch, extra={"stage": self.stage.name, "request_id": request_id})
+        if step.span is not None:
+            step.span.set_attribute("trustreel.delivery", step.label)
+            step.span.end()
 
     def _read(self, raw: bytes | None, source: DeadLetterSource) -> "_Step":
         try:
@@ -190,6 +240,7 @@ class StageRunner:
         if isinstance(self.stage, BatchStage):
             started = time.perf_counter()
             outcomes = await self._decide_batch([step.item for step in unique])
+            metrics.GENERATION_BUSY.record(started, time.perf_counter())  # the batch stage is generation
             duration_ms = (time.perf_counter() - started) * 1000 / len(unique)
             for step, outcome in zip(unique, outcomes):
                 step.outcome, step.duration_ms = outcome, duration_ms
@@ -285,7 +336,8 @@ class StageRunner:
             for item in items:
                 started = time.perf_counter()
                 try:
-                    outcome: Verdict | Exception = self.stage.decide(item)
+                    with decision_context(self.stage.name, item.request.request_id):
+                        outcome: Verdict | Exception = self.stage.decide(item)
                 except Exception as exc:  # handled by _retry_after, back on the event loop
                     outcome = exc
                 results.append((outcome, (time.perf_counter() - started) * 1000))
@@ -298,7 +350,7 @@ class StageRunner:
 
     def _decide_alone(self, item: PipelineItem) -> Verdict:
         """A retry: the item as a batch of one, so it gets the same preparation as in a batch."""
-        with batch_snapshot():
+        with batch_snapshot(), decision_context(self.stage.name, item.request.request_id):
             self._prepare_batch()
             return self.stage.decide(item)
 
@@ -395,7 +447,9 @@ def dead_letter(stage: str, topic: str, source: DeadLetterSource, raw: bytes, co
                         original_base64=base64.b64encode(raw).decode(), original_sha256=hashlib.sha256(raw).hexdigest(),
                         original_size=len(raw), received_at=received_at)
     key = request_id or f"{source.topic}/{source.partition}/{source.offset}"
-    log.warning("dead letter from %s: %s: %s", stage, code, error)
+    # INFO, not WARNING: hostile input is expected traffic, counted in trustreel_dead_letters_total and
+    # kept in gen.deadletter and the audit database; thousands of warnings would bury real ones.
+    log.info("dead letter from %s: %s: %s", stage, code, error, extra={"stage": stage, "request_id": request_id})
     return (OutgoingMessage(topic=topic, key=key.encode(), value=letter.model_dump_json().encode()),
             DeadLetterRecord(stage=stage, source=source, request_id=request_id, error_code=code, error=error,
                              original=raw, received_at=received_at))
@@ -440,6 +494,8 @@ class _Step:
     letter: OutgoingMessage | None = None
     output: OutgoingMessage | None = None
     label: str = ""
+    headers: Any = None  # the input record's headers (trace context)
+    span: Any = None
 
     @property
     def needs_decision(self) -> bool:

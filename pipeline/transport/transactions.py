@@ -36,6 +36,7 @@ class OutgoingMessage:
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()  # trace context (pipeline.observability.tracing)
 
 
 class FencedOut(Exception):
@@ -107,7 +108,8 @@ class TransactionalSender:
                     async with producer.transaction():
                         for _, messages in fresh:
                             for message in messages:
-                                await producer.send(message.topic, value=message.value, key=message.key)
+                                await producer.send(message.topic, value=message.value, key=message.key,
+                                                    headers=list(message.headers) or None)
                         await producer.send_offsets_to_transaction(
                             {TopicPartition(*slot): fresh[-1][0].offset + 1}, self._group_id)
                     self._next_offsets[slot] = fresh[-1][0].offset + 1

@@ -9,6 +9,7 @@
            publish waits, before each batch, until the state feeds are applied up to their end
            each stage takes up to a batch of messages: one DB write + one transaction per partition
            (generate: its policy's batch size, the number of videos made at once)
+           with TRUSTREEL_METRICS_PORT: /metrics and /healthz on that port, consumer lag sampled
            the consents agent sends the takedowns a revocation causes with its own offset commit (and banks
            the taken-down videos' frames)
       -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
@@ -34,6 +35,10 @@ from pipeline.audit.store import SqlAuditStore
 from pipeline.cases.takedowns import TakedownService
 from pipeline.hashing.banks import BankStore
 from pipeline.likeness.galleries import GalleryStore
+from pipeline.observability import metrics
+from pipeline.observability.logs import logging_config
+from pipeline.observability.server import serve
+from pipeline.observability.tracing import configure_tracing
 from pipeline.media.assets import asset_store
 from pipeline.provenance.ledger import SqlProvenanceLedger
 from pipeline.runtime.runner import RuntimeConfig, StageRunner, dead_letter, until_infrastructure_answers
@@ -43,6 +48,7 @@ from pipeline.state.account_registry import SqlAccountRegistry
 from pipeline.state.consent_registry import SqlConsentRegistry
 from pipeline.state.feeds import StateFeed, rights_registry, state_feeds
 from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
+from pipeline.transport.consumer_lag import LagMonitor
 from pipeline.transport.faust_transport import StageApp
 from pipeline.transport.feed_freshness import KafkaFeedFreshness
 from pipeline.transport.topics import TopicMap, ensure_topics
@@ -113,13 +119,38 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
         stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner, settings))
+    _observe(app, settings, group, [topics.input_of(name) for name in stage_names], feeds)
     takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1],
                                 banker=stage_catalog.takedown_banker(services))
     for feed in feeds:
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
             _feed_agent(feed, sender, audit, topics.deadletter, reactions))
+    log.info("worker for stage(s) %s joining group %s", ", ".join(stage_names), group)
     return app
+
+
+def _observe(app: StageApp, settings: Settings, group: str, inputs: list[str], feeds: list[StateFeed]) -> None:
+    """Metrics and /healthz on the worker's port (when one is set); lag sampled for both."""
+    if settings.metrics_port is None:
+        return
+    monitor = LagMonitor(settings.bootstrap, group, inputs + [feed.topic for feed in feeds],
+                         {feed.name: feed.topic for feed in feeds}, assigned=lambda: _assignment(app),
+                         stall_seconds=settings.worker_stall_seconds).start()
+    server = serve(settings.metrics_port, monitor.problems)
+    app.on_stop_callbacks.append(lambda: asyncio.to_thread(_stop_observing, monitor, server))
+
+
+def _stop_observing(monitor: LagMonitor, server) -> None:
+    monitor.stop()
+    server.shutdown()
+
+
+def _assignment(app: StageApp) -> set[tuple[str, int]]:
+    try:
+        return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+    except Exception:  # the consumer is not started yet, or stopping
+        return set()
 
 
 def _assigned(app: StageApp, topic: str, partition: int) -> bool:
@@ -143,10 +174,7 @@ def _stage_agent(runner: StageRunner, settings: Settings):
             messages = [(event.message.value, DeadLetterSource(topic=event.message.topic,
                                                                partition=event.message.partition,
                                                                offset=event.message.offset)) for event in events]
-            outcomes = await runner.handle_batch(messages)
-            for (_, source), outcome in zip(messages, outcomes):
-                log.info("%s %s@%d/%d -> %s (batch of %d)", runner.stage.name, source.topic, source.partition,
-                         source.offset, outcome, len(messages))
+            await runner.handle_batch(messages, [event.message.headers for event in events])  # it logs each
 
     process.__name__ = f"stage_{runner.stage.name}"
     return process
@@ -182,6 +210,7 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
                 letter, record = dead_letter(f"{feed.name}-registry", deadletter_topic, position, message.value or b"",
                                              "invalid_state_record", result.problem, None, system_clock())
                 await until_infrastructure_answers(asyncio.to_thread, audit.record_dead_letter, record)
+                metrics.DEAD_LETTERS.labels(f"{feed.name}-registry", "invalid_state_record").inc()
                 caused.append(letter)
             elif reactions is not None:  # computed from the database every time, so a redelivery re-sends them
                 caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)
@@ -198,5 +227,9 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
 
 def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info") -> None:
     """Run until stopped; faust handles SIGTERM/SIGINT (progress is committed by each stage's transactions)."""
-    worker = faust.Worker(build_worker(settings, stage_names), loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    configure_tracing(f"trustreel-{'-'.join(stage_names) if len(stage_names) < 4 else 'worker'}",
+                      str(settings.trace_file) if settings.trace_file else None)
+    worker = faust.Worker(build_worker(settings, stage_names), loglevel=loglevel, quiet=True, redirect_stdouts=False,
+                          logging_config=logging_config(loglevel.upper(), settings.log_format))
+    worker.spinner = None  # its terminal escape codes are noise in logs; "Ready" is logged instead
     worker.execute_from_commandline()
