@@ -131,7 +131,7 @@ def test_dependencies_volumes_health_and_the_gpu_profile() -> None:
         assert health.get("test") or health.get("disable"), f"{name} has no health check"
     workers = {n: s for n, s in trustreel_services().items() if s["command"][0] == "worker"}
     assert all(any(v.startswith("assets:") for v in s["volumes"]) for s in workers.values())
-    assert all(s["healthcheck"]["test"][1:] == ["trustreel", "health"] for s in workers.values())
+    assert all(s["healthcheck"]["test"][1:] == ["trustreel", "health", "--worker"] for s in workers.values())
     assert services["generate"]["profiles"] == ["gpu"]
     assert services["generate"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert all("profiles" not in s for n, s in workers.items() if n != "generate")
@@ -147,3 +147,48 @@ def test_resolve_rejects_what_the_cli_would_reject() -> None:
         resolve(["no-such-command"])
     with pytest.raises(Exception, match="No such option"):
         resolve(["worker", "--no-such-option"])
+
+
+def metric_names_in(text: str) -> set[str]:
+    """trustreel_* series an expression reads, as the family names the code registers."""
+    import re
+
+    names = set(re.findall(r"\btrustreel_[a-z_]+", text))
+    return {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in names}
+
+
+def test_prometheus_scrapes_every_worker_and_alerts_and_dashboard_read_real_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    import pipeline.observability.metrics  # noqa: F401 (registers the families)
+
+    services = compose()["services"]
+    workers = {name for name, service in trustreel_services().items() if service.get("command", [None])[0] == "worker"}
+    for name in workers:
+        assert environment_of(services[name])["TRUSTREEL_METRICS_PORT"] == "9400", name
+    prometheus = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    discovery = prometheus["scrape_configs"][0]["dns_sd_configs"][0]
+    assert set(discovery["names"]) == workers and discovery["port"] == 9400
+    mounted = {volume.split(":")[0] for name in ("prometheus", "grafana") for volume in services[name]["volumes"]}
+    for path in mounted:
+        if path.startswith("./"):
+            assert (DOCKER / path).exists(), f"compose mounts {path}, which is missing"
+
+    known = {family.name for family in REGISTRY.collect()}
+    rules = yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]
+    assert {"TrustreelDeadLettersRising", "TrustreelLagGrowing", "TrustreelNothingPublished",
+            "TrustreelRejectionJumpAfterPolicyChange"} <= {rule["alert"] for rule in rules}
+    for rule in rules:
+        assert metric_names_in(rule["expr"]) <= known, f"{rule['alert']} reads a metric nobody exports"
+        assert rule["annotations"]["summary"]
+
+    import json
+
+    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "trustreel.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = set().union(*(metric_names_in(expr) for expr in expressions))
+    assert used <= known, f"dashboard reads metrics nobody exports: {used - known}"
+    assert {"trustreel_decisions", "trustreel_decision_seconds", "trustreel_end_to_end_seconds",
+            "trustreel_consumer_lag", "trustreel_dead_letters", "trustreel_gpu_busy_ratio"} <= used
+    provider = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "dashboards" / "trustreel.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
