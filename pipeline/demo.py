@@ -265,6 +265,7 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
     print(f"demo run {run}: audit database {settings.db_url}")
     generator_model = _demo_generator_model(settings)
     signing = _demo_signing(settings)
+    print("starting a worker with every stage (loading the face, content and generation models) ...", flush=True)
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
                               env=os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
                                                 "TRUSTREEL_DB_URL": settings.db_url,
@@ -287,9 +288,11 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
                 producer.send_rights(work)
             # Consent, accounts and requests travel on different topics; the app lets people use the
             # service once their setup is confirmed, so wait for the registries like the app would.
+            print("waiting for the worker to register the sample cameos, accounts and rights ...", flush=True)
             _wait_for(SqlConsentRegistry(sessions), consents, timeout_seconds, _consent_applied)
             _wait_for(SqlAccountRegistry(sessions), {event.account_id for event in accounts}, timeout_seconds)
             _wait_for(rights_registry(settings, sessions), {work.work_id for work in works}, timeout_seconds)
+            print(f"sending {len(samples)} sample requests ...", flush=True)
             for sample in samples:
                 if sample.request is not None:
                     producer.submit(sample.request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,9 @@ def test_demo_runs_every_sample_to_its_expected_outcome(settings: Settings, tmp_
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=tmp_path,
                             env=os.environ | environment, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if re.search(r"\b(ERROR|WARNING|CRITICAL)\b|Warning:|Traceback|\x1b\[|it/s\]", line)]
+    assert noise == [], "a successful demo prints no error, warning, traceback, escape code or progress bar"
     assert "20 of 20 requests ended as expected" in result.stdout
     assert result.stdout.count("outcome: rejected at likeness") == 3
     assert result.stdout.count("outcome: published") == 5

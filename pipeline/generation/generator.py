@@ -109,6 +109,7 @@ class DiffusersVideoGenerator:
             import diffusers
             import torch
 
+            quiet_model_libraries()
             started = time.perf_counter()
             device = self.config.device
             if device == "auto":
@@ -226,3 +227,14 @@ def _to_uint8_frames(video: Any) -> np.ndarray:
     if array.dtype != np.uint8:
         array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
     return array
+
+
+def quiet_model_libraries() -> None:
+    """No progress bars or load-time advice from diffusers and transformers in a worker's log: loading
+    is reported once by our own line, and their warnings (e.g. float32 modules: none) are not actionable."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()

