@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	# so it is built here against the numpy this environment runs, before the project's own install.
 	$(VENV)/bin/pip install --quiet 'numpy>=1.26' cython 'setuptools>=77,<81' wheel
 	$(VENV)/bin/pip install --quiet --no-build-isolation 'pdqhash>=0.2.8'
-	# compat: a plain .pth to the checkout (the layout is flat), without setuptools' editable-finder notice
-	$(VENV)/bin/pip install --quiet -e '.[test,postgres]' --config-settings editable_mode=compat
+	# setuptools tells every editable install that folders of the checkout shadow the package (a UserWarning);
+	# that is what an editable install is for, so the notice is silenced for this one command.
+	PYTHONWARNINGS=ignore::UserWarning $(VENV)/bin/pip install --quiet -e '.[test,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
