@@ -367,6 +367,23 @@ class RightsWorkRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+def bump_version(session: Any, table: type[GalleryVersionRow] | type[HashBankVersionRow], key: str) -> None:
+    """In the caller's transaction: move a version counter (a gallery backend's, a signal type's banks'),
+    which is how workers learn that their search index must be rebuilt."""
+    row = session.get(table, key)
+    if row is None:
+        session.add(table(**{table.__mapper__.primary_key[0].name: key}, version=1))
+    else:
+        row.version += 1
+
+
+def read_version(sessions: sessionmaker, table: type[GalleryVersionRow] | type[HashBankVersionRow], key: str) -> int:
+    """A version counter's value (0 before the first change): one row read per check."""
+    with sessions() as session:
+        row = session.get(table, key)
+        return row.version if row is not None else 0
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for several workers sharing one SQLite file, or any server database."""
     if url.startswith("sqlite"):

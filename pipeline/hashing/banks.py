@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audit.db import HashBankEntryRow, HashBankRow, HashBankVersionRow
+from pipeline.audit.db import HashBankEntryRow, HashBankRow, HashBankVersionRow, bump_version, read_version
 from pipeline.hashing.signals import PDQ, signal_type
 
 ACTIONS = ("block", "review", "attribute", "rights")
@@ -184,9 +184,7 @@ class BankStore:
                                         .order_by(HashBankEntryRow.id)))
 
     def version(self, signal: str) -> int:
-        with self._sessions() as session:
-            return session.scalar(select(HashBankVersionRow.version)
-                                  .where(HashBankVersionRow.signal_type == signal)) or 0
+        return read_version(self._sessions, HashBankVersionRow, signal)
 
     def snapshot(self, signal: str) -> tuple[dict[str, Bank], dict[str, tuple[np.ndarray, list[tuple]]]]:
         """Every bank, and per bank its hashes (n x bytes) with (entry id, content id, note) per row."""
@@ -220,11 +218,7 @@ def _bank(row: HashBankRow) -> Bank:
 
 
 def _bump(session: Session, signal: str) -> None:
-    row = session.get(HashBankVersionRow, signal)
-    if row is None:
-        session.add(HashBankVersionRow(signal_type=signal, version=1))
-    else:
-        row.version += 1
+    bump_version(session, HashBankVersionRow, signal)
 
 
 class HashIndex:

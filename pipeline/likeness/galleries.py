@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audit.db import GalleryEmbeddingRow, GalleryIdentityRow, GalleryVersionRow
+from pipeline.audit.db import GalleryEmbeddingRow, GalleryIdentityRow, GalleryVersionRow, bump_version, read_version
 
 PUBLIC_FIGURES = "public_figures"
 CAMEOS = "cameos"
@@ -120,8 +120,7 @@ class GalleryStore:
         return [(gallery, name, backend or "-", count) for gallery, name, backend, count in rows]
 
     def version(self, backend: str) -> int:
-        with self._sessions() as session:
-            return session.scalar(select(GalleryVersionRow.version).where(GalleryVersionRow.backend == backend)) or 0
+        return read_version(self._sessions, GalleryVersionRow, backend)
 
     def vectors(self, backend: str) -> tuple[list[tuple[str, str]], np.ndarray]:
         """Every (gallery, name) label and its vector for one backend."""
@@ -153,11 +152,7 @@ def _add_embedding(session: Session, identity: GalleryIdentityRow, backend: str,
 
 
 def _bump(session, backend: str) -> None:
-    row = session.get(GalleryVersionRow, backend)
-    if row is None:
-        session.add(GalleryVersionRow(backend=backend, version=1))
-    else:
-        row.version += 1
+    bump_version(session, GalleryVersionRow, backend)
 
 
 class VectorIndex:
