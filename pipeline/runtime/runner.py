@@ -200,10 +200,9 @@ class StageRunner:
                             "messaging.kafka.offset": step.source.offset})
             if step.output is not None:
                 step.output = replace(step.output, headers=tracing.headers_for(step.span))
-            if step.label == Outcome.DEAD_LETTER.value and step.letter is not None:
-                code = json.loads(step.letter.value).get("error_code", "")
-                metrics.DEAD_LETTERS.labels(self.stage.name, code).inc()
-                step.span.set_attribute("trustreel.dead_letter", code)
+            if step.label == Outcome.DEAD_LETTER.value and step.letter_code is not None:
+                metrics.DEAD_LETTERS.labels(self.stage.name, step.letter_code).inc()
+                step.span.set_attribute("trustreel.dead_letter", step.letter_code)
             elif isinstance(step.outcome, Verdict) and step.label == step.outcome.outcome.value:
                 verdict = step.outcome
                 reason = verdict.reasons[0].code if verdict.reasons else None
@@ -305,8 +304,9 @@ class StageRunner:
         return item.request, record, self._output_for(item, decision, verdict.assets)
 
     def _dead_letter_record(self, step: "_Step", code: str, error: str) -> DeadLetterRecord:
-        """Also sets the letter the step will send."""
+        """Also sets the letter the step will send (and its code, for the metrics)."""
         request_id = step.problem.request_id if step.problem is not None else step.item.request.request_id
+        step.letter_code = code
         step.letter, record = dead_letter(self.stage.name, self.topics.deadletter, step.source, step.raw, code, error,
                                           request_id, self.clock())
         return record
@@ -494,6 +494,7 @@ class _Step:
     letter: OutgoingMessage | None = None
     output: OutgoingMessage | None = None
     label: str = ""
+    letter_code: str | None = None
     headers: Any = None  # the input record's headers (trace context)
     span: Any = None
 
