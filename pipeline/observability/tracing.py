@@ -28,13 +28,16 @@ def configure_tracing(service_name: str, trace_file: str | None = None) -> bool:
     global _configured
     if _configured:
         return True
+    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "otlp")
+    if not (otlp or trace_file) or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False  # the API's no-op tracer stays; the SDK is not even imported
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 
     processors = []
-    if (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            or os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "otlp"):
+    if otlp:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         processors.append(BatchSpanProcessor(OTLPSpanExporter()))
@@ -42,8 +45,6 @@ def configure_tracing(service_name: str, trace_file: str | None = None) -> bool:
         stream = open(trace_file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (lives as long as the process)
         processors.append(SimpleSpanProcessor(ConsoleSpanExporter(
             out=stream, formatter=lambda span: json.dumps(json.loads(span.to_json())) + "\n")))
-    if not processors or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
     provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
                                                                                        service_name)}))
     for processor in processors:
