@@ -37,6 +37,7 @@ from policies.loader import LoadedPolicy
 from schemas.models import MediaReference, PipelineItem, Reason
 
 KNOWN_MEDIA_STAGES = ("known-media", "known-media-post")
+MATCHES_RECORDED = 100  # the first found (each media nearest first): a long video against a big bank could bloat the row
 
 
 class KnownMediaRules(BaseModel):
@@ -178,8 +179,8 @@ class KnownMediaStage:
             findings.attributions.setdefault(work.work_id, work.record())  # named in the manifest if it publishes
 
     def _verdict(self, findings: _Findings) -> Verdict:
-        details = {"matches": findings.matches, "hashed": findings.hashed,
-                   "attributions": list(findings.attributions.values())}
+        details = {"matches": findings.matches[:MATCHES_RECORDED], "matches_total": len(findings.matches),
+                   "hashed": findings.hashed, "attributions": list(findings.attributions.values())}
         reasons = list(findings.blocked.values()) + [media_unreadable(p) for p in findings.unreadable]
         if reasons:
             return Verdict.reject(reasons, **details)
