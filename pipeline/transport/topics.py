@@ -120,6 +120,20 @@ def ensure_topics(settings: Settings) -> list[str]:
                 admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass  # another worker created them between our listing and our request
+            _wait_until_listed(admin, {topic.name for topic in wanted})
         return [topic.name for topic in wanted]
     finally:
         admin.close()
+
+
+def _wait_until_listed(admin, names: set[str], timeout_seconds: float = 30.0) -> None:
+    """The controller acknowledges a creation before every broker's metadata shows it; a health check
+    or client right after `topics create` must find the topics, so return once they are listed."""
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while not names <= set(admin.list_topics()):
+        if time.monotonic() > deadline:
+            missing = ", ".join(sorted(names - set(admin.list_topics())))
+            raise TimeoutError(f"topics created but not listed after {timeout_seconds:.0f}s: {missing}")
+        time.sleep(0.1)
