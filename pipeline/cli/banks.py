@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -203,16 +202,9 @@ def rights_rebuild(ctx: typer.Context) -> None:
 
 
 def _send_rights(ctx: typer.Context, **fields: object) -> None:
-    from pydantic import ValidationError
-
+    from pipeline.cli.registries import send_state_event
     from pipeline.producer import PipelineProducer
-    from pipeline.runtime.runner import describe_validation_error
     from schemas.models import RightsEvent
 
-    try:
-        event = RightsEvent(event_id=str(uuid.uuid4()), **fields)
-    except ValidationError as exc:
-        fail(f"not sent: {describe_validation_error(exc)}")
-    with PipelineProducer(settings_of(ctx)) as producer:
-        producer.send_rights(event)
+    event = send_state_event(ctx, RightsEvent, PipelineProducer.send_rights, **fields)
     typer.echo(f"{event.work_id} ({event.choice.value}{', removed' if event.removed else ''}) sent ({event.event_id})")

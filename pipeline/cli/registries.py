@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -16,22 +16,33 @@ cameo_app = typer.Typer(help="Cameo consent events and the consent registry.", n
 account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
 
 
-def _send_state_event(ctx: typer.Context, model_name: str, **fields: object) -> None:
-    """Validate a consent or account event and send it to its compacted topic."""
+def send_state_event(ctx: typer.Context, model: type, send: Callable[[Any, Any], None], **fields: object) -> Any:
+    """Validate a state event (consent, account, rights) with a fresh event id and send it with
+    `send(producer, event)` to its compacted topic; an invalid one is refused with the reason."""
     from pydantic import ValidationError
 
     from pipeline.producer import PipelineProducer
     from pipeline.runtime.runner import describe_validation_error
-    from schemas.models import AccountEvent, ConsentEvent
 
-    model = {"consent": ConsentEvent, "account": AccountEvent}[model_name]
     try:
         event = model(event_id=str(uuid.uuid4()), **{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         fail(f"not sent: {describe_validation_error(exc)}")
     with PipelineProducer(settings_of(ctx)) as producer:
-        (producer.send_consent if model_name == "consent" else producer.send_account_event)(event)
-    entity = event.cameo_id if model_name == "consent" else event.account_id
+        send(producer, event)
+    return event
+
+
+def _send_state_event(ctx: typer.Context, model_name: str, **fields: object) -> None:
+    from pipeline.producer import PipelineProducer
+    from schemas.models import AccountEvent, ConsentEvent
+
+    if model_name == "consent":
+        event = send_state_event(ctx, ConsentEvent, PipelineProducer.send_consent, **fields)
+        entity = event.cameo_id
+    else:
+        event = send_state_event(ctx, AccountEvent, PipelineProducer.send_account_event, **fields)
+        entity = event.account_id
     typer.echo(f"{event.kind.value} {entity} sent ({event.event_id})")
 
 
