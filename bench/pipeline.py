@@ -38,6 +38,7 @@ from pipeline.audit.db import DecisionRow, RequestRow, make_engine, make_session
 from pipeline.broker import LocalBroker  # noqa: E402
 from pipeline.producer import PipelineProducer  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
+from pipeline.transport.security import KafkaConnection  # noqa: E402
 from pipeline.transport.topics import ensure_topics  # noqa: E402
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest  # noqa: E402
 
@@ -117,10 +118,11 @@ async def run_raw(settings: Settings, count: int, hops: int) -> float:
     topics = [f"{settings.topic_prefix}raw.{n}" for n in range(hops + 1)]
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    connection = KafkaConnection.from_settings(settings)
+    admin = KafkaAdminClient(**connection.client_options())
     admin.create_topics([NewTopic(t, settings.partitions, 1) for t in topics])
     admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**connection.client_options(), acks="all", enable_idempotence=True)
     await producer.start()
     payloads = [GenerationRequest(request_id=f"raw-{n:06d}", requester_account="bench-user", prompt="x",
                                   cameo_ids=["bench-cam"]).model_dump_json().encode() for n in range(count)]
@@ -129,7 +131,7 @@ async def run_raw(settings: Settings, count: int, hops: int) -> float:
 
     async def hop(source: str, target: str | None) -> None:
         nonlocal received
-        consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.bootstrap, group_id=f"raw-{uuid.uuid4()}",
+        consumer = AIOKafkaConsumer(source, **connection.client_options(), group_id=f"raw-{uuid.uuid4()}",
                                     auto_offset_reset="earliest", enable_auto_commit=True)
         await consumer.start()
         try:

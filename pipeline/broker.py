@@ -6,6 +6,11 @@
                   java kafka.Kafka server.properties (detached) -> wait until it answers
     broker stop:  SIGTERM the recorded pid, wait, SIGKILL if it hangs
 
+    secure (broker start --secure): one SASL_SSL listener (TLS + SCRAM-SHA-512), the controller on mutual
+                  TLS, StandardAuthorizer with no access unless an ACL allows it; a throwaway CA, the broker
+                  certificate and each principal's password in <node>/secrets (transport.dev_credentials);
+                  the admin user is written into the storage at format time, the others are made at start
+
 Kafka stays on 3.9.x: 4.x removed protocol versions older clients still speak.
 Jars live in a cache outside the clone so reruns start in seconds.
 """
@@ -22,7 +27,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from pipeline.transport.acl_plan import ADMIN, Grant, apply_plan
+from pipeline.transport.dev_credentials import password_file, write_broker_tls
+from pipeline.transport.security import KafkaConnection
+
 KAFKA_VERSION = "3.9.1"
+SCRAM = "SCRAM-SHA-512"
 
 
 class BrokerError(RuntimeError):
@@ -34,6 +44,7 @@ class LocalBroker:
     home: Path
     port: int = 9092
     kafka_version: str = KAFKA_VERSION
+    secure: bool = False
 
     @property
     def controller_port(self) -> int:
@@ -50,6 +61,45 @@ class LocalBroker:
     @property
     def run_dir(self) -> Path:
         return self.home / f"node-{self.port}"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.run_dir / "secrets"
+
+    def connection(self, principal: str = ADMIN) -> KafkaConnection:
+        """How a client reaches this broker as `principal` (ignored on a plaintext broker)."""
+        if not self.secure:
+            return KafkaConnection(self.bootstrap)
+        return KafkaConnection(self.bootstrap, protocol="SASL_SSL", mechanism=SCRAM, username=principal,
+                               password=password_file(self.secrets_dir, principal).read_text().strip(),
+                               ca_file=self.secrets_dir / "ca.pem")
+
+    def client_environment(self, principal: str) -> dict[str, str]:
+        """The TRUSTREEL_KAFKA_* settings of a process that connects as `principal` (no secret inline)."""
+        if not self.secure:
+            return {"TRUSTREEL_BOOTSTRAP": self.bootstrap, "TRUSTREEL_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+        return {"TRUSTREEL_BOOTSTRAP": self.bootstrap, "TRUSTREEL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "TRUSTREEL_KAFKA_SASL_MECHANISM": SCRAM, "TRUSTREEL_KAFKA_USERNAME": principal,
+                "TRUSTREEL_KAFKA_PASSWORD_FILE": str(password_file(self.secrets_dir, principal)),
+                "TRUSTREEL_KAFKA_CA_FILE": str(self.secrets_dir / "ca.pem")}
+
+    def provision(self, users: list[str], grants: list[Grant]) -> int:
+        """Make a SCRAM user for each principal (keeping existing passwords) and apply the ACLs."""
+        from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
+
+        if not self.secure:
+            raise BrokerError("principals and ACLs need a broker started with --secure")
+        admin = KafkaAdminClient(**self.connection().client_options(), client_id="trustreel-provision")
+        try:
+            upserts = [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512,
+                                                    password_file(self.secrets_dir, user).read_text().strip())
+                       for user in users if user != ADMIN]
+            refused = {user: error for user, error in admin.alter_user_scram_credentials(upserts).items() if error}
+            if refused:
+                raise BrokerError(f"SCRAM users refused: {refused}")
+            return apply_plan(admin, grants)
+        finally:
+            admin.close()
 
     @property
     def pid_file(self) -> Path:
@@ -111,7 +161,7 @@ class LocalBroker:
             return False
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=int(timeout * 1000),
+                **self.connection().client_options(), request_timeout_ms=int(timeout * 1000),
                 client_id="trustreel-broker-probe",
             )
         except KafkaError:
@@ -128,27 +178,24 @@ class LocalBroker:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         data = self.run_dir / "data"
         properties = self.run_dir / "server.properties"
-        properties.write_text(
-            "\n".join([
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={data}",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=5",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=true",
-                "num.partitions=3",
-                "log.cleaner.backoff.ms=1000",
-                "",
-            ])
-        )
+        properties.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            *(self._secure_listeners() if self.secure else self._plaintext_listeners()),
+            "controller.listener.names=CONTROLLER",
+            f"log.dirs={data}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=5",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            f"auto.create.topics.enable={'false' if self.secure else 'true'}",
+            "num.partitions=3",
+            "log.cleaner.backoff.ms=1000",
+            "",
+        ]))
+        properties.chmod(0o600)  # a secure broker's file holds its admin password
         (self.run_dir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"
             "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
@@ -156,6 +203,35 @@ class LocalBroker:
             "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
         )
         return properties
+
+    def _plaintext_listeners(self) -> list[str]:
+        return [f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
+
+    def _secure_listeners(self) -> list[str]:
+        secrets = self.secrets_dir
+        write_broker_tls(secrets)
+        admin_password = password_file(secrets, ADMIN).read_text().strip()
+        tls = ["ssl.keystore.type=PEM", f"ssl.keystore.location={secrets / 'broker.pem'}",
+               "ssl.truststore.type=PEM", f"ssl.truststore.location={secrets / 'ca.pem'}"]
+        return [
+            f"listeners=SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{self.port}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.enabled.mechanisms={SCRAM}",
+            f"sasl.mechanism.inter.broker.protocol={SCRAM}",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" '
+            f'password="{admin_password}";',
+            *tls,
+            *(f"listener.name.controller.{line}" for line in tls),
+            "listener.name.controller.ssl.client.auth=required",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{ADMIN};User:CN=trustreel-kafka-broker",
+            "allow.everyone.if.no.acl.found=false",
+        ]
 
     def _java(self, *args: str, heap: str = "256m") -> list[str]:
         java = shutil.which("java")
@@ -174,13 +250,22 @@ class LocalBroker:
             raise BrokerError(f"port {self.port} already serves a Kafka broker this project did not start; "
                               f"use it with --bootstrap-servers {self.bootstrap} or pick another port")
         self.fetch_jars()
+        made_secure = (self.run_dir / "secure").exists()
+        if (self.run_dir / "data" / "meta.properties").exists() and made_secure != self.secure:
+            raise BrokerError(f"the broker's data in {self.run_dir.name} was made "
+                              f"{'with' if made_secure else 'without'} --secure; wipe it (`trustreel broker wipe`) "
+                              "or use another port")
         properties = self._write_config()
+        if self.secure:
+            (self.run_dir / "secure").touch()
         if not (self.run_dir / "data" / "meta.properties").exists():
             cluster_id = subprocess.run(
                 self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
             ).stdout.strip().splitlines()[-1]
+            scram = (["--add-scram", f"{SCRAM}=[name={ADMIN},password={password_file(self.secrets_dir, ADMIN).read_text().strip()}]"]
+                     if self.secure else [])
             formatted = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties), *scram),
                 capture_output=True, text=True,
             )
             if formatted.returncode != 0:

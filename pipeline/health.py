@@ -25,10 +25,12 @@ class Check:
 def check_broker(settings: Settings) -> Check:
     from kafka.admin import KafkaAdminClient
 
+    from pipeline.transport.security import KafkaConnection
     from pipeline.transport.topics import TopicMap
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="trustreel-health",
+        admin = KafkaAdminClient(**KafkaConnection.from_settings(settings).client_options(),
+                                 client_id="trustreel-health",
                                  request_timeout_ms=5000)
         try:
             existing = set(admin.list_topics())

@@ -21,6 +21,7 @@ from pipeline.observability import tracing
 from pipeline.runtime.runner import describe_validation_error
 from pipeline.settings import Settings
 from pipeline.state.keys import entity_partition, slot_key
+from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap
 from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, RightsEvent
@@ -49,7 +50,7 @@ class PipelineProducer:
     def __init__(self, settings: Settings) -> None:
         self._topics = TopicMap.from_settings(settings)
         self._producer = KafkaProducer(
-            bootstrap_servers=settings.bootstrap,
+            **KafkaConnection.from_settings(settings).client_options(),
             acks="all",
             enable_idempotence=True,
             max_request_size=settings.deadletter_max_message_bytes,

@@ -12,7 +12,7 @@ from typing import Any
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRUSTREEL_", frozen=True)
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every Kafka client connects: SASL_SSL in production (TLS + SCRAM)")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(default="SCRAM-SHA-512")
+    kafka_username: str | None = Field(default=None, description="This process's Kafka principal (SASL user)")
+    kafka_password: SecretStr | None = Field(default=None, description="Its password (prefer the password file)")
+    kafka_password_file: Path | None = Field(default=None, description="File holding the SASL password")
+    kafka_ca_file: Path | None = Field(default=None, description="PEM CA the broker's certificate must chain to "
+                                                                 "(unset: the system's trust store)")
+    kafka_cert_file: Path | None = Field(default=None, description="PEM client certificate (mutual TLS)")
+    kafka_key_file: Path | None = Field(default=None, description="PEM private key of the client certificate")
     db_url: str = Field(default="sqlite:///trustreel.db", description="SQLAlchemy URL of the audit database")
     topic_prefix: str = Field(default="", description="Prefix for every topic name (isolates tenants and tests)")
     group_id: str = Field(default="trustreel-pipeline",
@@ -143,6 +153,16 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("a stage may appear once in the stage list")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> "Settings":
+        if self.kafka_security_protocol.startswith("SASL") and (
+                not self.kafka_username or (self.kafka_password is None and self.kafka_password_file is None)):
+            raise ValueError(f"TRUSTREEL_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "TRUSTREEL_KAFKA_USERNAME and TRUSTREEL_KAFKA_PASSWORD_FILE (or _PASSWORD)")
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            raise ValueError("TRUSTREEL_KAFKA_CERT_FILE and TRUSTREEL_KAFKA_KEY_FILE go together")
+        return self
 
     @field_validator("enrollment_face_backends")
     @classmethod

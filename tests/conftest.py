@@ -24,6 +24,7 @@ import pytest
 from pipeline.audit.db import upgrade
 from pipeline.broker import LocalBroker
 from pipeline.settings import MODERATION_ONLY_STAGES, Settings
+from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap, ensure_topics
 
 TEST_BROKER_PORT = int(os.environ.get("TRUSTREEL_TEST_BROKER_PORT", "19092"))
@@ -133,13 +134,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """A real worker process (`python -m pipeline.cli worker`), with its output kept for failures."""
 
-    def __init__(self, settings: Settings, stages: list[str], log_path: Path) -> None:
+    def __init__(self, settings: Settings, stages: list[str], log_path: Path, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        command = [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "info"]
+        command = [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "info", *args]
         for stage in stages:
             command += ["--stage", stage]
         self._log = open(log_path, "ab")
-        self.process = subprocess.Popen(command, env=os.environ | settings_env(settings), stdout=self._log,
+        self.process = subprocess.Popen(command, env=os.environ | settings_env(settings) | (env or {}),
+                                        stdout=self._log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property
@@ -189,7 +192,7 @@ class TopicReader:
         from kafka import KafkaConsumer, TopicPartition
 
         self.topic = topic
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None,
+        self._consumer = KafkaConsumer(**KafkaConnection.from_settings(settings).client_options(), group_id=None,
                                        enable_auto_commit=False, isolation_level="read_committed",
                                        client_id="trustreel-test-reader")
         partitions = self._consumer.partitions_for_topic(topic) or set()

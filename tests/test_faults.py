@@ -221,12 +221,13 @@ def test_feed_freshness_waits_until_the_group_has_applied_the_state_topics(setti
     from kafka import KafkaConsumer, TopicPartition
 
     from pipeline.transport.feed_freshness import FeedBehind, KafkaFeedFreshness
+    from pipeline.transport.security import KafkaConnection
     from pipeline.transport.topics import TopicMap
 
     producer.send_consent(ConsentEvent(event_id="fresh-1", cameo_id="cam-fresh", kind="register",
                                        owner_account="dave", audience="everyone"))
     consents = TopicMap.from_settings(settings).consents
-    freshness = KafkaFeedFreshness(settings.bootstrap, settings.consumer_group, [consents], wait_seconds=1.0)
+    freshness = KafkaFeedFreshness(KafkaConnection.from_settings(settings), settings.consumer_group, [consents], wait_seconds=1.0)
     try:
         with pytest.raises(FeedBehind, match=r"cameo\.consents\[\d\] at 0 of 1"):
             freshness.wait_until_current()  # no worker has applied (and committed) the record

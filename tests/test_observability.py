@@ -20,6 +20,7 @@ from pipeline.observability.logs import RequestContext, decision_context, loggin
 from pipeline.observability.server import serve
 from pipeline.runtime.stage import Verdict
 from pipeline.transport.consumer_lag import LagMonitor
+from pipeline.transport.security import KafkaConnection
 from schemas.models import DeadLetterSource, Reason
 from tests.test_runtime_unit import RecordingSender, ScriptedStage, request_bytes, runner
 
@@ -112,7 +113,7 @@ def test_log_lines_name_the_request_and_stage_and_drop_startup_noise(capsys) -> 
 
 def test_health_reports_a_worker_that_holds_nothing_or_stopped_moving() -> None:
     held: set[tuple[str, int]] = set()
-    monitor = LagMonitor("127.0.0.1:1", "g", ["gen.requests"], {"consents": "cameo.consents"},
+    monitor = LagMonitor(KafkaConnection("127.0.0.1:1"), "g", ["gen.requests"], {"consents": "cameo.consents"},
                          assigned=lambda: held, stall_seconds=60, start_grace_seconds=0)
     assert monitor.problems() == ["subscribed to nothing: this worker holds no input partition"]
     held.add(("gen.requests", 0))

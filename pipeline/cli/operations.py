@@ -14,12 +14,20 @@ generator_app = typer.Typer(help="The generation model.", no_args_is_help=True)
 
 def worker(ctx: typer.Context,
            stage: list[str] = typer.Option([], help="Stage to run (repeatable; default: every configured stage)"),
+           state_feeds: bool = typer.Option(True, "--state-feeds/--no-state-feeds",
+                                            help="Also apply cameo.consents, accounts.events and rights.registry "
+                                                 "(a stage's own principal may not: run one --state-feeds-only "
+                                                 "worker as the registries principal)"),
+           state_feeds_only: bool = typer.Option(False, "--state-feeds-only", help="Apply the state feeds, run no stage"),
            loglevel: str = typer.Option("warning", help="faust log level")) -> None:
     """Run stage workers until stopped (SIGTERM / Ctrl-C)."""
     from pipeline.worker.app import run_worker
 
     settings = settings_of(ctx)
-    run_worker(settings, stage or list(settings.stages), loglevel=loglevel)
+    if state_feeds_only and stage:
+        raise typer.BadParameter("--state-feeds-only runs no stage; leave out --stage")
+    stages = [] if state_feeds_only else stage or list(settings.stages)
+    run_worker(settings, stages, loglevel=loglevel, apply_state_feeds=state_feeds or state_feeds_only)
 
 
 def health(ctx: typer.Context,

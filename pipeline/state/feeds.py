@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.runtime.runner import describe_validation_error
 from pipeline.settings import Settings
+from pipeline.transport.security import KafkaConnection
 
 log = logging.getLogger("trustreel.state")
 
@@ -80,7 +81,7 @@ class StateFeed:
         """Apply every record from the beginning to the topic's current end; returns how many changed state."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
+        consumer = KafkaConsumer(**KafkaConnection.from_settings(settings).client_options(), enable_auto_commit=False, group_id=None,
                                  client_id=f"trustreel-{self.name}-replay")
         try:
             partitions = [TopicPartition(self.topic, p) for p in (consumer.partitions_for_topic(self.topic) or [])]

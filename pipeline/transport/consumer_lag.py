@@ -19,15 +19,16 @@ import time
 from typing import Callable
 
 from pipeline.observability import metrics
+from pipeline.transport.security import KafkaConnection
 
 log = logging.getLogger("trustreel.lag")
 
 
 class LagMonitor:
-    def __init__(self, bootstrap: str, group_id: str, topics: list[str], registries: dict[str, str],
+    def __init__(self, connection: KafkaConnection, group_id: str, topics: list[str], registries: dict[str, str],
                  assigned: Callable[[], set[tuple[str, int]]], interval_seconds: float = 10.0,
                  stall_seconds: float = 120.0, start_grace_seconds: float = 60.0) -> None:
-        self._bootstrap = bootstrap
+        self._connection = connection
         self._group_id = group_id
         self._topics = topics
         self._registries = registries  # registry name -> its state topic
@@ -68,8 +69,8 @@ class LagMonitor:
         from kafka.admin import KafkaAdminClient
 
         if self._admin is None:
-            self._admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id="trustreel-lag")
-            self._consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+            self._admin = KafkaAdminClient(**self._connection.client_options(), client_id="trustreel-lag")
+            self._consumer = KafkaConsumer(**self._connection.client_options(), enable_auto_commit=False,
                                            group_id=None, client_id="trustreel-lag")
         partitions = [TopicPartition(topic, p) for topic in self._topics
                       for p in sorted(self._consumer.partitions_for_topic(topic) or [])]

@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Protocol
 
+from pipeline.transport.security import KafkaConnection
+
 log = logging.getLogger("trustreel.freshness")
 
 
@@ -36,9 +38,9 @@ class FeedFreshness(Protocol):
 
 
 class KafkaFeedFreshness:
-    def __init__(self, bootstrap: str, group_id: str, topics: list[str], wait_seconds: float = 20.0,
+    def __init__(self, connection: KafkaConnection, group_id: str, topics: list[str], wait_seconds: float = 20.0,
                  poll_seconds: float = 0.02) -> None:
-        self._bootstrap = bootstrap
+        self._connection = connection
         self._group_id = group_id
         self._topics = topics
         self._wait_seconds = wait_seconds
@@ -85,7 +87,7 @@ class KafkaFeedFreshness:
         from kafka import KafkaConsumer
 
         if self._consumer is None:
-            self._consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, group_id=self._group_id,
+            self._consumer = KafkaConsumer(**self._connection.client_options(), group_id=self._group_id,
                                            enable_auto_commit=False, isolation_level="read_committed",
                                            client_id="trustreel-freshness")
         return self._consumer

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.settings import Settings
+from pipeline.transport.security import KafkaConnection
 
 REQUESTS = "gen.requests"
 REJECTED = "gen.rejected"
@@ -102,7 +103,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     from kafka.errors import TopicAlreadyExistsError
 
     topics = TopicMap.from_settings(settings)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="trustreel-admin")
+    admin = KafkaAdminClient(**KafkaConnection.from_settings(settings).client_options(), client_id="trustreel-admin")
     try:
         existing = set(admin.list_topics())
         wanted = [

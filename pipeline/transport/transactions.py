@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import TopicPartition
 
+from pipeline.transport.security import KafkaConnection
 from schemas.models import DeadLetterSource
 
 log = logging.getLogger("trustreel.transactions")
@@ -48,9 +49,9 @@ Entry = tuple[DeadLetterSource, list[OutgoingMessage]]
 
 
 class TransactionalSender:
-    def __init__(self, bootstrap: str, group_id: str, max_request_size: int,
+    def __init__(self, connection: KafkaConnection, group_id: str, max_request_size: int,
                  transaction_timeout_ms: int = 60000, owns: Callable[[str, int], bool] | None = None) -> None:
-        self._bootstrap = bootstrap
+        self._connection = connection
         self._group_id = group_id
         self._max_request_size = max_request_size
         self._transaction_timeout_ms = transaction_timeout_ms
@@ -58,13 +59,13 @@ class TransactionalSender:
         self._producers: dict[tuple[str, int], AIOKafkaProducer] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._next_offsets: dict[tuple[str, int], int] = {}
-        self._offsets_reader = CommittedOffsets(bootstrap, group_id)
+        self._offsets_reader = CommittedOffsets(connection, group_id)
 
     async def _producer_for(self, topic: str, partition: int) -> AIOKafkaProducer:
         producer = self._producers.get((topic, partition))
         if producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
+                **self._connection.client_options(),
                 transactional_id=f"{self._group_id}:{topic}:{partition}",
                 enable_idempotence=True,
                 acks="all",
@@ -155,8 +156,8 @@ class OffsetsUnreadable(Exception):
 class CommittedOffsets:
     """Reads the group's committed offset of a partition (a kafka-python consumer that never joins)."""
 
-    def __init__(self, bootstrap: str, group_id: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, group_id: str) -> None:
+        self._connection = connection
         self._group_id = group_id
         self._consumer = None
         self._lock = threading.Lock()
@@ -168,7 +169,7 @@ class CommittedOffsets:
         with self._lock:
             try:
                 if self._consumer is None:
-                    self._consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, group_id=self._group_id,
+                    self._consumer = KafkaConsumer(**self._connection.client_options(), group_id=self._group_id,
                                                    enable_auto_commit=False, client_id=f"{self._group_id}-offsets")
                 return self._consumer.committed(SyncTopicPartition(topic, partition)) or 0
             except Exception as exc:

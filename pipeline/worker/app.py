@@ -51,6 +51,7 @@ from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.transport.consumer_lag import LagMonitor
 from pipeline.transport.faust_transport import StageApp
 from pipeline.transport.feed_freshness import KafkaFeedFreshness
+from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap, ensure_topics
 from pipeline.transport.transactions import FencedOut, OutgoingMessage, TransactionalSender
 from pipeline.worker import catalog as stage_catalog
@@ -59,7 +60,9 @@ from schemas.models import ConsentEvent, DeadLetterSource
 log = logging.getLogger("trustreel.worker")
 
 
-def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
+def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: bool = True) -> StageApp:
+    """Agents for `stage_names`, and for the state feeds unless `apply_state_feeds` is False (under least-privilege
+    principals one `registries` worker applies them; see pipeline.transport.acl_plan)."""
     unknown = [name for name in stage_names if name not in settings.stages]
     if unknown:
         raise ValueError(f"stage(s) {', '.join(unknown)} are not in the configured stage list "
@@ -75,9 +78,11 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
         log.info("%s registry caught up (%d records applied)", feed.name, feed.replay(settings))
 
     group = settings.consumer_group
+    connection = KafkaConnection.from_settings(settings)
     app = StageApp(
         group,
-        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
+        broker=connection.faust_broker_urls(),
+        broker_credentials=connection.faust_credentials(),
         store="memory://",
         datadir=tempfile.mkdtemp(prefix=f"{group}-"),  # memory store: faust keeps only bookkeeping here
         value_serializer="raw",
@@ -94,7 +99,7 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
         producer_max_request_size=settings.deadletter_max_message_bytes + 65536,
         consumer_max_fetch_size=settings.deadletter_max_message_bytes + 65536,
     )
-    sender = TransactionalSender(settings.bootstrap, group, settings.deadletter_max_message_bytes + 65536,
+    sender = TransactionalSender(connection, group, settings.deadletter_max_message_bytes + 65536,
                                  owns=lambda topic, partition: _assigned(app, topic, partition))
     app.on_stop_callbacks.append(sender.close)
 
@@ -104,7 +109,7 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
     config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
-    feeds_freshness = KafkaFeedFreshness(settings.bootstrap, group, [feed.topic for feed in feeds])
+    feeds_freshness = KafkaFeedFreshness(connection, group, [feed.topic for feed in feeds])
     app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
@@ -119,22 +124,24 @@ def build_worker(settings: Settings, stage_names: list[str]) -> StageApp:
         stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner, settings))
-    _observe(app, settings, group, [topics.input_of(name) for name in stage_names], feeds)
+    _observe(app, settings, group, [topics.input_of(name) for name in stage_names], feeds, connection)
     takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1],
                                 banker=stage_catalog.takedown_banker(services))
-    for feed in feeds:
+    for feed in feeds if apply_state_feeds else []:
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
             _feed_agent(feed, sender, audit, topics.deadletter, reactions))
-    log.info("worker for stage(s) %s joining group %s", ", ".join(stage_names), group)
+    log.info("worker for %s joining group %s as %s", ", ".join(stage_names + (["state feeds"] if apply_state_feeds else [])),
+             group, connection.principal)
     return app
 
 
-def _observe(app: StageApp, settings: Settings, group: str, inputs: list[str], feeds: list[StateFeed]) -> None:
+def _observe(app: StageApp, settings: Settings, group: str, inputs: list[str], feeds: list[StateFeed],
+             connection: KafkaConnection) -> None:
     """Metrics and /healthz on the worker's port (when one is set); lag sampled for both."""
     if settings.metrics_port is None:
         return
-    monitor = LagMonitor(settings.bootstrap, group, inputs + [feed.topic for feed in feeds],
+    monitor = LagMonitor(connection, group, inputs + [feed.topic for feed in feeds],
                          {feed.name: feed.topic for feed in feeds}, assigned=lambda: _assignment(app),
                          stall_seconds=settings.worker_stall_seconds).start()
     server = serve(settings.metrics_port, monitor.problems)
@@ -225,11 +232,11 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
     return process
 
 
-def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info") -> None:
+def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info", apply_state_feeds: bool = True) -> None:
     """Run until stopped; faust handles SIGTERM/SIGINT (progress is committed by each stage's transactions)."""
-    configure_tracing(f"trustreel-{'-'.join(stage_names) if len(stage_names) < 4 else 'worker'}",
+    configure_tracing(f"trustreel-{'-'.join(stage_names or ['registries']) if len(stage_names) < 4 else 'worker'}",
                       str(settings.trace_file) if settings.trace_file else None)
-    worker = faust.Worker(build_worker(settings, stage_names), loglevel=loglevel, quiet=True, redirect_stdouts=False,
+    worker = faust.Worker(build_worker(settings, stage_names, apply_state_feeds), loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           logging_config=logging_config(loglevel.upper(), settings.log_format))
     worker.spinner = None  # its terminal escape codes are noise in logs; "Ready" is logged instead
     worker.execute_from_commandline()

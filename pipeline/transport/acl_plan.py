@@ -1,0 +1,125 @@
+"""Least privilege on Kafka: one principal per stage and per producing service, and the ACLs each needs.
+
+    stage-<name>      reads its input topic and the state topics (replayed at start, freshness at publish),
+                      writes its output, gen.rejected, gen.review and gen.deadletter; transactional ids
+                      "<group>:<its input topic>:" only (one per input partition, see transactions.py)
+    registries        the worker that applies cameo.consents / accounts.events / rights.registry
+                      (`trustreel worker --state-feeds-only`); writes feed.takedowns (revocations) + dead letters
+    requester         client services: write gen.requests
+    cameo-app         the only writer of cameo.consents
+    account-service   the only writer of accounts.events
+    rights-desk       the only writer of rights.registry
+    reviewer          reviewers' tools: resume a parked request (any stage's output, gen.rejected,
+                      feed.published), send takedowns from reviews and gallery sweeps
+    feed-reader       the app's feed: reads feed.published and feed.takedowns, groups "feed-reader*"
+    admin             super user: creates topics, applies this plan (never used by a worker)
+
+Every stage principal may DESCRIBE the pipeline's topics (names and partitions, no data): all workers
+share one consumer group (pipeline.worker.app says why), and the member that leads it must see the
+metadata of every topic the group consumes to assign partitions. Group membership lets a principal
+commit offsets only for topics it may READ, so sharing the group gives no stage another's input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.settings import Settings
+from pipeline.transport.topics import REQUESTS, TopicMap
+
+ADMIN = "admin"
+REGISTRIES = "registries"
+REQUESTER = "requester"
+CAMEO_APP = "cameo-app"
+ACCOUNT_SERVICE = "account-service"
+RIGHTS_DESK = "rights-desk"
+REVIEWER = "reviewer"
+FEED_READER = "feed-reader"
+
+
+def stage_principal(stage: str) -> str:
+    return f"stage-{stage}"
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One ALLOW ACL: principal (a SCRAM user name) may do operation on a resource."""
+
+    principal: str
+    resource: str  # TOPIC, GROUP, TRANSACTIONAL_ID
+    name: str
+    operation: str  # READ, WRITE, DESCRIBE
+    pattern: str = "LITERAL"  # or PREFIXED
+
+    def line(self) -> str:
+        where = f"{self.name}*" if self.pattern == "PREFIXED" else self.name
+        return f"User:{self.principal:<22} {self.operation:<9} {self.resource.lower():<16} {where}"
+
+
+def principals(settings: Settings) -> list[str]:
+    """Every principal the plan names (the broker needs a SCRAM user for each), admin first."""
+    return [ADMIN, *(stage_principal(stage) for stage in settings.stages), REGISTRIES, REQUESTER, CAMEO_APP,
+            ACCOUNT_SERVICE, RIGHTS_DESK, REVIEWER, FEED_READER]
+
+
+def acl_plan(settings: Settings) -> list[Grant]:
+    topics = TopicMap.from_settings(settings)
+    group = settings.consumer_group
+    state = [topics.consents, topics.accounts, topics.rights]
+    every_topic = [spec.name for spec in topics.all_topics(settings)]
+    grants: list[Grant] = []
+
+    def topic(principal: str, operation: str, *names: str) -> None:
+        grants.extend(Grant(principal, "TOPIC", name, operation) for name in names)
+
+    def consumer(principal: str, *reads: str) -> None:
+        topic(principal, "READ", *reads)
+        grants.append(Grant(principal, "GROUP", group, "READ"))
+
+    def transactions(principal: str, *inputs: str) -> None:
+        grants.extend(Grant(principal, "TRANSACTIONAL_ID", f"{group}:{name}:", operation, "PREFIXED")
+                      for name in inputs for operation in ("WRITE", "DESCRIBE"))
+
+    for stage in settings.stages:
+        principal = stage_principal(stage)
+        consumer(principal, topics.input_of(stage), *state)
+        topic(principal, "WRITE", topics.output_of(stage), topics.rejected, topics.review, topics.deadletter)
+        topic(principal, "DESCRIBE", *every_topic)
+        transactions(principal, topics.input_of(stage))
+    consumer(REGISTRIES, *state)
+    topic(REGISTRIES, "WRITE", topics.takedowns, topics.deadletter)
+    topic(REGISTRIES, "DESCRIBE", *every_topic)
+    transactions(REGISTRIES, *state)
+    topic(REQUESTER, "WRITE", topics.name(REQUESTS))
+    topic(CAMEO_APP, "WRITE", topics.consents)
+    topic(ACCOUNT_SERVICE, "WRITE", topics.accounts)
+    topic(RIGHTS_DESK, "WRITE", topics.rights)
+    topic(REVIEWER, "WRITE", *dict.fromkeys([topics.output_of(stage) for stage in settings.stages]
+                                            + [topics.rejected, topics.takedowns, topics.review]))
+    topic(FEED_READER, "READ", topics.published, topics.takedowns)
+    grants.append(Grant(FEED_READER, "GROUP", FEED_READER, "READ", "PREFIXED"))
+    return sorted(set(grants), key=lambda grant: (principals(settings).index(grant.principal), grant))
+
+
+def render(grants: list[Grant]) -> str:
+    return "\n".join(grant.line() for grant in grants)
+
+
+def apply_plan(admin, grants: list[Grant]) -> int:
+    """Create the plan's ACLs through a kafka-python admin client of a super user; returns how many.
+
+    Creating an ACL that exists is a no-op on the broker, so applying twice is safe. ACLs of principals
+    the plan no longer names are left alone (remove them with Kafka's tools when retiring a stage).
+    """
+    from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
+                             ResourceType)
+
+    acls = [ACL(principal=f"User:{grant.principal}", host="*", operation=ACLOperation[grant.operation],
+                permission_type=ACLPermissionType.ALLOW,
+                resource_pattern=ResourcePattern(ResourceType[grant.resource], grant.name,
+                                                 ACLResourcePatternType[grant.pattern]))
+            for grant in grants]
+    result = admin.create_acls(acls)
+    if result["failed"]:
+        raise RuntimeError(f"{len(result['failed'])} ACL(s) were refused: {result['failed'][0]!r}")
+    return len(result["succeeded"])
