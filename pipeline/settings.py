@@ -65,6 +65,11 @@ class Settings(BaseSettings):
                                               "overrides asset_dir")
     generator_model: str = Field(default="Lightricks/LTX-Video",
                                  description="diffusers model id or local directory of the generation pipeline")
+    generator_model_name: str | None = Field(default=None,
+                                             description="The model's public name in C2PA manifests and on the "
+                                                         "feed (default: a hub id as is; for a local directory "
+                                                         "only its last part, never the server path)")
+    generator_model_version: str | None = Field(default=None, description="The model's public version there")
     generator_pipeline: str = Field(default="LTXPipeline", description="diffusers text-to-video pipeline class")
     generator_image_pipeline: str | None = Field(default="LTXImageToVideoPipeline",
                                                  description="diffusers image-to-video class used for cameos")

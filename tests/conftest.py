@@ -126,7 +126,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRUSTREEL_POLICY_CHECK_SECONDS": str(settings.policy_check_seconds),
         **{f"TRUSTREEL_{name.upper()}": str(getattr(settings, name))
            for name in ("c2pa_cert_chain", "c2pa_private_key", "c2pa_trust_anchors", "voice_backend",
-                        "voice_model_dir", "metrics_port", "trace_file") if getattr(settings, name)},
+                        "voice_model_dir", "metrics_port", "trace_file", "generator_model_name",
+                        "generator_model_version") if getattr(settings, name)},
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.media.assets import LocalAssetStore
+from pipeline.provenance.content_credentials import read_credentials
 from pipeline.provenance.dev_certificates import write_dev_credentials
 from pipeline.settings import DEFAULT_STAGES, Settings
 from schemas.models import MediaReference
@@ -36,7 +39,8 @@ def submit(settings: Settings, request_id: str, size: int = 256) -> None:
 
 def test_published_videos_are_signed_watermarked_and_verifiable_off_platform(settings, start_worker, read_topic,
                                                                              tmp_path) -> None:
-    start_worker()
+    named = settings.model_copy(update={"generator_model_name": "trustreel-video", "generator_model_version": "2026.11"})
+    start_worker(settings_override=named)
     submit(settings, "boat")
     submit(settings, "tiny", size=64)
     published = read_topic("feed.published").wait_for_count(1, timeout=180)
@@ -51,7 +55,11 @@ def test_published_videos_are_signed_watermarked_and_verifiable_off_platform(set
     original.write_bytes(signed)
     report = json.loads(cli(settings, "verify", str(original), "--json"))
     assert report["manifest"]["state"] == "Trusted" and report["manifest"]["ai_generated"] is True
-    assert report["manifest"]["model"]["name"] == settings.generator_model
+    assert report["manifest"]["model"] == {"name": "trustreel-video", "version": "2026.11"}
+    public = json.dumps(read_credentials(signed).manifest) + json.dumps(published[0])
+    for private in (settings.generator_model, str(Path(settings.generator_model).parent), str(tmp_path),
+                    settings.bootstrap, settings.db_url, socket.gethostname()):
+        assert private not in public, f"{private} is in the public manifest or feed record"
     assert [d["stage"] for d in report["manifest"]["moderation"]["decisions"]] == list(DEFAULT_STAGES[:-2])
     assert report["audit_records"][0]["request_id"] == "boat"
     assert report["audit_records"][0]["outcome"] == "published"

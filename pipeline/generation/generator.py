@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,6 +79,19 @@ class GeneratorConfig:
     audio_pipeline_class: str | None = None
     audio_model_id: str | None = None
     audio_sample_rate: int = 16000
+    public_name: str | None = None  # how manifests and the feed name the model (never its directory)
+    public_version: str | None = None
+
+
+def public_model_name(model_id: str, configured: str | None = None) -> str:
+    """The model's name for public artefacts: the configured one, a hub id as is, or only the last part of
+    a local directory (a server path, with its user and folder names, never leaves the machine)."""
+    if configured:
+        return configured
+    path = Path(model_id).expanduser()
+    if model_id.startswith(("/", ".", "~")) or path.exists():
+        return path.name or "local model"
+    return model_id
 
 
 class DiffusersVideoGenerator:
@@ -96,10 +110,13 @@ class DiffusersVideoGenerator:
         import torch
 
         self.load()
-        return {"model_id": self.config.model_id, "pipeline": self.config.pipeline_class,
+        audio = self.config.audio_model_id
+        return {"model_id": public_model_name(self.config.model_id, self.config.public_name),
+                "model_version": self.config.public_version or "", "pipeline": self.config.pipeline_class,
                 "image_pipeline": self.config.image_pipeline_class, "device": self._device,
                 "dtype": self._dtype_name, "diffusers": diffusers.__version__, "torch": torch.__version__,
-                "audio_pipeline": self.config.audio_pipeline_class, "audio_model_id": self.config.audio_model_id}
+                "audio_pipeline": self.config.audio_pipeline_class,
+                "audio_model_id": public_model_name(audio) if audio else None}
 
     def load(self) -> None:
         """Load the pipelines once; every later call reuses them (weights stay on the device)."""

@@ -103,7 +103,8 @@ def build_manifest(title: str, generator: dict[str, Any], moderation: dict[str, 
         "assertions": [
             {"label": "c2pa.actions", "data": {"actions": [{
                 "action": "c2pa.created", "digitalSourceType": DIGITAL_SOURCE_TYPE,
-                "softwareAgent": {"name": model_name, "version": str(generator.get("diffusers", ""))},
+                "softwareAgent": {"name": model_name,
+                                  "version": str(generator.get("model_version") or generator.get("diffusers", ""))},
             }]}},
             {"label": MODERATION_LABEL, "data": moderation},
             {"label": SOFT_BINDING_LABEL, "data": {

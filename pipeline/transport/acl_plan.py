@@ -14,9 +14,10 @@
     feed-reader       the app's feed: reads feed.published and feed.takedowns, groups "feed-reader*"
     admin             super user: creates topics, applies this plan (never used by a worker)
 
-Every stage principal may DESCRIBE the pipeline's topics (names and partitions, no data): all workers
-share one consumer group (pipeline.worker.app says why), and the member that leads it must see the
-metadata of every topic the group consumes to assign partitions. Group membership lets a principal
+Every worker principal may DESCRIBE the pipeline's topics (names and partitions, no data): a worker checks
+at start that every topic exists (topics it cannot see it would try to create, and be refused), and all
+workers share one consumer group (pipeline.worker.app says why), whose leading member assigns the
+partitions of every topic the group consumes. Group membership lets a principal
 commit offsets only for topics it may READ, so sharing the group gives no stage another's input.
 """
 
@@ -95,10 +96,14 @@ def acl_plan(settings: Settings) -> list[Grant]:
     topic(ACCOUNT_SERVICE, "WRITE", topics.accounts)
     topic(RIGHTS_DESK, "WRITE", topics.rights)
     topic(REVIEWER, "WRITE", *dict.fromkeys([topics.output_of(stage) for stage in settings.stages]
-                                            + [topics.rejected, topics.takedowns, topics.review]))
+                                            + [topics.rejected, topics.takedowns]))
     topic(FEED_READER, "READ", topics.published, topics.takedowns)
     grants.append(Grant(FEED_READER, "GROUP", FEED_READER, "READ", "PREFIXED"))
-    return sorted(set(grants), key=lambda grant: (principals(settings).index(grant.principal), grant))
+    used = {(grant.principal, grant.name) for grant in grants if grant.resource == "TOPIC" and grant.operation != "DESCRIBE"}
+    needed = {grant for grant in grants  # READ and WRITE imply DESCRIBE
+              if not (grant.operation == "DESCRIBE" and grant.resource == "TOPIC" and (grant.principal, grant.name) in used)}
+    order = principals(settings)
+    return sorted(needed, key=lambda grant: (order.index(grant.principal), grant))
 
 
 def render(grants: list[Grant]) -> str:

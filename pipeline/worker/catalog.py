@@ -185,7 +185,8 @@ def _generate(services: StageServices) -> GenerateStage:
         model_id=settings.generator_model, pipeline_class=settings.generator_pipeline,
         image_pipeline_class=settings.generator_image_pipeline, device=settings.generator_device,
         dtype=settings.generator_dtype, audio_pipeline_class=settings.generator_audio_pipeline,
-        audio_model_id=settings.generator_audio_model))
+        audio_model_id=settings.generator_audio_model, public_name=settings.generator_model_name,
+        public_version=settings.generator_model_version))
     return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets)
 
 
