@@ -6,10 +6,11 @@
                   java kafka.Kafka server.properties (detached) -> wait until it answers
     broker stop:  SIGTERM the recorded pid, wait, SIGKILL if it hangs
 
-    secure (broker start --secure): one SASL_SSL listener (TLS + SCRAM-SHA-512), the controller on mutual
-                  TLS, StandardAuthorizer with no access unless an ACL allows it; a throwaway CA, the broker
-                  certificate and each principal's password in <node>/secrets (transport.dev_credentials);
-                  the admin user is written into the storage at format time, the others are made at start
+    secure (broker start --secure): clients on SASL_SSL (TLS + SCRAM-SHA-512) at the port; the controller
+                  (port + 1) and the broker's own listener (port + 2, where the admin connects with its
+                  certificate) on mutual TLS; StandardAuthorizer, no access unless an ACL allows it; a throwaway
+                  CA, certificates and each principal's password in <node>/secrets (transport.dev_credentials);
+                  SCRAM users and the ACL plan are made through the admin listener at start (provision)
 
 Kafka stays on 3.9.x: 4.x removed protocol versions older clients still speak.
 Jars live in a cache outside the clone so reruns start in seconds.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pipeline.transport.acl_plan import ADMIN, Grant, apply_plan
+from pipeline.transport.acl_plan import ADMIN, Grant, apply_plan, secure_listener_properties, upsert_scram_users
 from pipeline.transport.dev_credentials import password_file, write_broker_tls
 from pipeline.transport.security import KafkaConnection
 
@@ -51,6 +52,11 @@ class LocalBroker:
         return self.port + 1
 
     @property
+    def admin_port(self) -> int:
+        """A secure broker's mutual-TLS listener: the broker's own traffic and the admin's certificate."""
+        return self.port + 2
+
+    @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
@@ -70,6 +76,9 @@ class LocalBroker:
         """How a client reaches this broker as `principal` (ignored on a plaintext broker)."""
         if not self.secure:
             return KafkaConnection(self.bootstrap)
+        if principal == ADMIN:
+            return KafkaConnection(f"127.0.0.1:{self.admin_port}", protocol="SSL", ca_file=self.secrets_dir / "ca.pem",
+                                   cert_file=self.secrets_dir / "admin.pem")
         return KafkaConnection(self.bootstrap, protocol="SASL_SSL", mechanism=SCRAM, username=principal,
                                password=password_file(self.secrets_dir, principal).read_text().strip(),
                                ca_file=self.secrets_dir / "ca.pem")
@@ -78,6 +87,10 @@ class LocalBroker:
         """The TRUSTREEL_KAFKA_* settings of a process that connects as `principal` (no secret inline)."""
         if not self.secure:
             return {"TRUSTREEL_BOOTSTRAP": self.bootstrap, "TRUSTREEL_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+        if principal == ADMIN:
+            return {"TRUSTREEL_BOOTSTRAP": f"127.0.0.1:{self.admin_port}", "TRUSTREEL_KAFKA_SECURITY_PROTOCOL": "SSL",
+                    "TRUSTREEL_KAFKA_CA_FILE": str(self.secrets_dir / "ca.pem"),
+                    "TRUSTREEL_KAFKA_CERT_FILE": str(self.secrets_dir / "admin.pem")}
         return {"TRUSTREEL_BOOTSTRAP": self.bootstrap, "TRUSTREEL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
                 "TRUSTREEL_KAFKA_SASL_MECHANISM": SCRAM, "TRUSTREEL_KAFKA_USERNAME": principal,
                 "TRUSTREEL_KAFKA_PASSWORD_FILE": str(password_file(self.secrets_dir, principal)),
@@ -91,12 +104,8 @@ class LocalBroker:
             raise BrokerError("principals and ACLs need a broker started with --secure")
         admin = KafkaAdminClient(**self.connection().client_options(), client_id="trustreel-provision")
         try:
-            upserts = [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512,
-                                                    password_file(self.secrets_dir, user).read_text().strip())
-                       for user in users if user != ADMIN]
-            refused = {user: error for user, error in admin.alter_user_scram_credentials(upserts).items() if error}
-            if refused:
-                raise BrokerError(f"SCRAM users refused: {refused}")
+            upsert_scram_users(admin, {user: password_file(self.secrets_dir, user).read_text().strip()
+                                       for user in users if user != ADMIN})
             return apply_plan(admin, grants)
         finally:
             admin.close()
@@ -195,7 +204,6 @@ class LocalBroker:
             "log.cleaner.backoff.ms=1000",
             "",
         ]))
-        properties.chmod(0o600)  # a secure broker's file holds its admin password
         (self.run_dir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"
             "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
@@ -210,27 +218,12 @@ class LocalBroker:
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
 
     def _secure_listeners(self) -> list[str]:
-        secrets = self.secrets_dir
-        write_broker_tls(secrets)
-        admin_password = password_file(secrets, ADMIN).read_text().strip()
-        tls = ["ssl.keystore.type=PEM", f"ssl.keystore.location={secrets / 'broker.pem'}",
-               "ssl.truststore.type=PEM", f"ssl.truststore.location={secrets / 'ca.pem'}"]
+        write_broker_tls(self.secrets_dir)
         return [
-            f"listeners=SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=SASL_SSL://127.0.0.1:{self.port}",
-            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
-            "inter.broker.listener.name=SASL_SSL",
-            f"sasl.enabled.mechanisms={SCRAM}",
-            f"sasl.mechanism.inter.broker.protocol={SCRAM}",
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
-            f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" '
-            f'password="{admin_password}";',
-            *tls,
-            *(f"listener.name.controller.{line}" for line in tls),
-            "listener.name.controller.ssl.client.auth=required",
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            f"super.users=User:{ADMIN};User:CN=trustreel-kafka-broker",
-            "allow.everyone.if.no.acl.found=false",
+            f"listeners=SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+            f"BROKER://127.0.0.1:{self.admin_port}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{self.port},BROKER://127.0.0.1:{self.admin_port}",
+            *secure_listener_properties(self.secrets_dir / "broker.pem", self.secrets_dir / "ca.pem"),
         ]
 
     def _java(self, *args: str, heap: str = "256m") -> list[str]:
@@ -262,10 +255,8 @@ class LocalBroker:
             cluster_id = subprocess.run(
                 self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
             ).stdout.strip().splitlines()[-1]
-            scram = (["--add-scram", f"{SCRAM}=[name={ADMIN},password={password_file(self.secrets_dir, ADMIN).read_text().strip()}]"]
-                     if self.secure else [])
             formatted = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties), *scram),
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
                 capture_output=True, text=True,
             )
             if formatted.returncode != 0:

@@ -4,6 +4,9 @@
     -> a tiny random generation model (unless TRUSTREEL_GENERATOR_MODEL names a real one)
     -> a throwaway C2PA signing chain (unless TRUSTREEL_C2PA_CERT_CHAIN names a real one)
     -> one worker process running every stage
+       (--secure: a SASL_SSL broker with ACLs, one worker per stage and one for the state feeds, each as its
+        own principal; the samples are sent as the cameo app, the account service, the rights desk and a
+        requesting service)
     -> sample accounts (adults, a 14-year-old, an 11-year-old) and cameos
        (verified / unverified / revoked / audience-limited), and a rights holder's opted-out character
     -> sample requests covering pass, reject and malformed input
@@ -31,6 +34,7 @@ import insightface
 
 from pipeline.audit.db import DeadLetterRow, DecisionRow, make_engine, make_sessionmaker, upgrade
 from pipeline.audit.queries import request_path
+from pipeline.broker import LocalBroker
 from pipeline.media.assets import AssetStore, asset_store
 from pipeline.producer import PipelineProducer
 from pipeline.settings import Settings
@@ -248,11 +252,54 @@ def _demo_signing(settings: Settings) -> dict[str, str]:
             "TRUSTREEL_C2PA_TRUST_ANCHORS": str(credentials.trust_anchor)}
 
 
-def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 180.0) -> int:
-    broker = None
-    if _uses_local_broker(settings):
-        from pipeline.broker import LocalBroker
+SECURE_PORT_OFFSET = 100
+"""The secure demo broker's port is the plaintext one's plus this: each keeps its own data."""
 
+
+def _secure_broker(settings: Settings) -> LocalBroker:
+    from pipeline.transport.acl_plan import acl_plan, principals
+
+    broker = LocalBroker(home=settings.broker_home, port=settings.broker_port + SECURE_PORT_OFFSET, secure=True)
+    print(f"starting a secure local Kafka broker on {broker.bootstrap} (SASL_SSL, SCRAM-SHA-512, ACLs)")
+    broker.start()
+    broker.provision(principals(settings), acl_plan(settings))
+    return broker
+
+
+def _as_principal(settings: Settings, broker: LocalBroker | None, principal: str) -> Settings:
+    """The settings of a client of the secure broker connecting as `principal` (unchanged otherwise)."""
+    if broker is None or not broker.secure:
+        return settings
+    environment = {key.removeprefix("TRUSTREEL_").lower(): value
+                   for key, value in broker.client_environment(principal).items()}
+    return Settings(**(settings.model_dump(exclude={"kafka_password"}) | environment))
+
+
+def _start_workers(settings: Settings, broker: LocalBroker | None, env: dict[str, str]) -> list[subprocess.Popen]:
+    """One worker with every stage; on the secure broker one per stage and one for the state feeds."""
+    from pipeline.transport.acl_plan import REGISTRIES, stage_principal
+
+    command = [sys.executable, "-m", "pipeline.cli", "worker"]
+    if broker is None or not broker.secure:
+        return [subprocess.Popen(command, env=os.environ | env)]
+    roles = [(["--state-feeds-only"], REGISTRIES)] + [(["--stage", stage, "--no-state-feeds"], stage_principal(stage))
+                                                      for stage in settings.stages]
+    return [subprocess.Popen(command + arguments, env=os.environ | env | broker.client_environment(principal))
+            for arguments, principal in roles]
+
+
+def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: float = 180.0,
+             secure: bool = False) -> int:
+    from pipeline.transport.acl_plan import ACCOUNT_SERVICE, ADMIN, CAMEO_APP, REQUESTER, RIGHTS_DESK
+
+    broker = None
+    if secure:
+        if not _uses_local_broker(settings):
+            print("--secure runs its own local broker; leave out --bootstrap-servers")
+            return 2
+        broker = _secure_broker(settings)
+        settings = _as_principal(settings, broker, ADMIN)
+    elif _uses_local_broker(settings):
         broker = LocalBroker(home=settings.broker_home, port=settings.broker_port)
         if broker.running_pid() is not None and broker.answers():
             broker = None  # someone started it before us: reuse it and leave it running
@@ -265,13 +312,12 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
     print(f"demo run {run}: audit database {settings.db_url}")
     generator_model = _demo_generator_model(settings)
     signing = _demo_signing(settings)
-    print("starting a worker with every stage (loading the face, content and generation models) ...", flush=True)
-    worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
-                              env=os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
+    print(f"starting {'a worker per stage, each as its own principal' if secure else 'a worker with every stage'} "
+          "(loading the face, content and generation models) ...", flush=True)
+    workers = _start_workers(settings, broker, {"TRUSTREEL_BOOTSTRAP": settings.bootstrap,
                                                 "TRUSTREEL_DB_URL": settings.db_url,
                                                 "TRUSTREEL_ASSET_DIR": str(settings.asset_dir.resolve()),
-                                                "TRUSTREEL_GENERATOR_MODEL": generator_model}
-                              | signing)
+                                                "TRUSTREEL_GENERATOR_MODEL": generator_model} | signing)
     assets = asset_store(settings.asset_dir, settings.asset_url)
     alice_reference, alice_photo = _alice_photos()
     samples = _samples(run, assets, assets.put(alice_photo, "image/png"))
@@ -279,13 +325,16 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
         sessions = make_sessionmaker(make_engine(settings.db_url))
         consents, accounts = _consents(run, assets.put(alice_reference, "image/png")), _accounts(run)
         works = _rights(run)
-        with PipelineProducer(settings) as producer:
+        with PipelineProducer(_as_principal(settings, broker, CAMEO_APP)) as cameo_app:
             for event in consents:
-                producer.send_consent(event)
+                cameo_app.send_consent(event)
+        with PipelineProducer(_as_principal(settings, broker, ACCOUNT_SERVICE)) as account_service:
             for account in accounts:
-                producer.send_account_event(account)
+                account_service.send_account_event(account)
+        with PipelineProducer(_as_principal(settings, broker, RIGHTS_DESK)) as rights_desk:
             for work in works:
-                producer.send_rights(work)
+                rights_desk.send_rights(work)
+        with PipelineProducer(_as_principal(settings, broker, REQUESTER)) as producer:
             # Consent, accounts and requests travel on different topics; the app lets people use the
             # service once their setup is confirmed, so wait for the registries like the app would.
             print("waiting for the worker to register the sample cameos, accounts and rights ...", flush=True)
@@ -306,16 +355,18 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
                     outcome, text = _outcome(sessions, sample)
                     if outcome in ("published", "dead letter") or outcome.startswith("rejected"):
                         results[sample.label] = (outcome, text)
-            if worker.poll() is not None:
-                print(f"the worker exited with {worker.returncode}")
+            if any(worker.poll() is not None for worker in workers):
+                print(f"a worker exited with {next(w.returncode for w in workers if w.poll() is not None)}")
                 break
             time.sleep(0.5)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         if broker is not None and not keep_broker:
             broker.stop()
     failures = 0

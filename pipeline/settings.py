@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     kafka_ca_file: Path | None = Field(default=None, description="PEM CA the broker's certificate must chain to "
                                                                  "(unset: the system's trust store)")
     kafka_cert_file: Path | None = Field(default=None, description="PEM client certificate (mutual TLS)")
-    kafka_key_file: Path | None = Field(default=None, description="PEM private key of the client certificate")
+    kafka_key_file: Path | None = Field(default=None, description="PEM private key of the client certificate "
+                                                                  "(unset: it is in the certificate file)")
     db_url: str = Field(default="sqlite:///trustreel.db", description="SQLAlchemy URL of the audit database")
     topic_prefix: str = Field(default="", description="Prefix for every topic name (isolates tenants and tests)")
     group_id: str = Field(default="trustreel-pipeline",
@@ -165,8 +166,8 @@ class Settings(BaseSettings):
                 not self.kafka_username or (self.kafka_password is None and self.kafka_password_file is None)):
             raise ValueError(f"TRUSTREEL_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                              "TRUSTREEL_KAFKA_USERNAME and TRUSTREEL_KAFKA_PASSWORD_FILE (or _PASSWORD)")
-        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
-            raise ValueError("TRUSTREEL_KAFKA_CERT_FILE and TRUSTREEL_KAFKA_KEY_FILE go together")
+        if self.kafka_key_file is not None and self.kafka_cert_file is None:
+            raise ValueError("TRUSTREEL_KAFKA_KEY_FILE needs TRUSTREEL_KAFKA_CERT_FILE")
         return self
 
     @field_validator("enrollment_face_backends")

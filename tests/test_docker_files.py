@@ -71,7 +71,8 @@ def test_compose_services_run_real_cli_commands_with_known_stages() -> None:
         stages = context.params.get("stage") or []
         assert all(stage in BUILDERS for stage in stages), f"{name}: unknown stage in {stages}"
         if service["command"][0] == "worker":
-            assert stages, f"{name}: every worker service runs named stages, so each scales on its own"
+            assert stages or context.params["state_feeds_only"], \
+                f"{name}: every worker service runs named stages (or the state feeds), so each scales on its own"
 
 
 def test_every_stage_of_the_configured_order_has_a_worker_service() -> None:
@@ -138,8 +139,9 @@ def test_dependencies_volumes_health_and_the_gpu_profile() -> None:
     assert services["migrate"]["command"] == ["db", "upgrade"]
     assert services["consent"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for secret in services["provenance"]["secrets"]:
-        assert secret in document["secrets"]
-        assert f"/run/secrets/{secret}" in environment_of(services["provenance"]).values()
+        source, target = (secret, secret) if isinstance(secret, str) else (secret["source"], secret["target"])
+        assert source in document["secrets"]
+        assert f"/run/secrets/{target}" in environment_of(services["provenance"]).values()
 
 
 def test_resolve_rejects_what_the_cli_would_reject() -> None:
@@ -192,3 +194,47 @@ def test_prometheus_scrapes_every_worker_and_alerts_and_dashboard_read_real_metr
             "trustreel_consumer_lag", "trustreel_dead_letters", "trustreel_gpu_busy_ratio"} <= used
     provider = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "dashboards" / "trustreel.yml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_kafka_speaks_only_tls_and_every_service_connects_as_its_own_principal() -> None:
+    from pipeline.transport import acl_plan
+
+    document = compose()
+    services = document["services"]
+    kafka = {key: str(value) for key, value in services["kafka"]["environment"].items()}
+    assert not any("PLAINTEXT" in value for value in kafka.values())
+    listeners = dict(entry.split(":") for entry in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(listeners.values()) <= {"SASL_SSL", "SSL"}
+    # the broker is configured as the local secure broker is (one source: acl_plan.secure_listener_properties)
+    for line in acl_plan.secure_listener_properties("/run/secrets/kafka_broker_keystore", "/run/secrets/kafka_ca"):
+        key, value = line.split("=", 1)
+        variable = "KAFKA_" + key.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+        assert kafka.get(variable) == value, f"compose's kafka service should set {variable}={value}"
+    for secret in services["kafka"]["secrets"]:
+        assert secret in document["secrets"]
+
+    settings = Settings(stages=environment_of(services["consent"])["TRUSTREEL_STAGES"])
+    principals_used = set()
+    for name, service in trustreel_services().items():
+        environment = environment_of(service)
+        protocol = environment["TRUSTREEL_KAFKA_SECURITY_PROTOCOL"]
+        assert protocol in ("SASL_SSL", "SSL"), f"{name} connects with {protocol}"
+        mounted = {secret if isinstance(secret, str) else secret["target"]: secret
+                   for secret in service.get("secrets", [])}
+        assert "kafka_ca" in mounted and environment["TRUSTREEL_KAFKA_CA_FILE"] == "/run/secrets/kafka_ca"
+        if protocol == "SSL":  # the admin jobs: the admin certificate on the broker's mutual-TLS listener
+            assert environment["TRUSTREEL_KAFKA_CERT_FILE"] == "/run/secrets/kafka_admin_keystore", name
+            assert service["command"][0] != "worker", f"{name}: a worker must not run as the admin"
+            continue
+        user = environment["TRUSTREEL_KAFKA_USERNAME"]
+        source = mounted["kafka_password"]["source"]
+        assert source == f"kafka_password_{user.replace('-', '_')}", f"{name} mounts another principal's password"
+        assert document["secrets"][source]["file"].endswith(f"/{user}.password")
+        context = resolve(service["command"])
+        expected = ([acl_plan.stage_principal(stage) for stage in context.params["stage"]]
+                    or [acl_plan.REGISTRIES])
+        assert [user] == expected, f"{name} runs as {user}, not as {expected}"
+        assert context.params["state_feeds"] is False or context.params["state_feeds_only"], \
+            f"{name}: a stage's principal may not apply the state feeds (--no-state-feeds)"
+        principals_used.add(user)
+    assert principals_used == {acl_plan.stage_principal(stage) for stage in settings.stages} | {acl_plan.REGISTRIES}

@@ -187,7 +187,25 @@ def test_every_stage_under_its_own_principal_publishes_and_a_forged_record_is_st
     finally:
         for worker in workers:
             worker.stop()
-    passwords = [secure_broker.connection(principal).password for principal in acl_plan.principals(pipeline)]
+    passwords = [secure_broker.connection(principal).password for principal in acl_plan.principals(pipeline)
+                 if principal != acl_plan.ADMIN]  # the admin has a certificate, not a password
     for worker in workers:
         log = worker.output()
         assert "StageApp" in log and not any(password in log for password in passwords)
+
+
+def test_only_the_admin_may_provision_principals_and_acls(secure_broker, pipeline) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from tests.conftest import settings_env
+
+    passwords = secure_broker.secrets_dir / "credentials"
+    as_admin = settings_env(pipeline) | secure_broker.client_environment(acl_plan.ADMIN)
+    done = CliRunner().invoke(app, ["security", "provision", "--passwords-dir", str(passwords)], env=as_admin)
+    assert done.exit_code == 0, done.output
+    assert "ACLs in place (as User:CN=trustreel-admin)" in done.output
+    as_stage = settings_env(pipeline) | secure_broker.client_environment(acl_plan.stage_principal("publish"))
+    refused = CliRunner().invoke(app, ["security", "acl-plan", "--apply"], env=as_stage)
+    assert refused.exit_code == 1 and "as User:stage-publish failed" in refused.output
+    assert secure_broker.connection(acl_plan.stage_principal("publish")).password not in refused.output

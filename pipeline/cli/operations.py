@@ -45,11 +45,13 @@ def health(ctx: typer.Context,
 
 
 def demo(ctx: typer.Context,
-         keep_running: bool = typer.Option(False, help="Leave the broker running afterwards")) -> None:
+         keep_running: bool = typer.Option(False, help="Leave the broker running afterwards"),
+         secure: bool = typer.Option(False, "--secure", help="On a SASL_SSL broker with ACLs, every stage and "
+                                                             "sample service as its own principal")) -> None:
     """Start the local broker and workers, send sample cameos and requests, print each request's path."""
     from pipeline.demo import run_demo
 
-    sys.exit(run_demo(settings_of(ctx), keep_broker=keep_running))
+    sys.exit(run_demo(settings_of(ctx), keep_broker=keep_running, secure=secure))
 
 
 @generator_app.command("tiny")

@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from pathlib import Path
+
 from pipeline.cli.common import fail, settings_of
 
 security_app = typer.Typer(help="Kafka principals and their least-privilege ACLs.", no_args_is_help=True)
@@ -45,3 +47,50 @@ def acl_plan_command(ctx: typer.Context,
         except Exception as exc:  # the client's own message names the broker and the refusal, never the secret
             fail(f"applying the ACL plan as {connection.principal} failed: {type(exc).__name__}: {exc}")
         typer.echo(f"applied {created} ACLs as {connection.principal}", err=True)
+
+
+@security_app.command("provision")
+def provision(ctx: typer.Context,
+              passwords_dir: Path = typer.Option(..., "--passwords-dir",
+                                                 help="A PRINCIPAL.password file for every principal of the plan")
+              ) -> None:
+    """Make (or update) each principal's SCRAM user and apply the ACL plan; run as a super user (the admin)."""
+    from kafka.admin import KafkaAdminClient
+
+    from pipeline.transport.acl_plan import ADMIN, acl_plan, apply_plan, principals, upsert_scram_users
+    from pipeline.transport.security import KafkaConnection
+
+    settings = settings_of(ctx)
+    users = [principal for principal in principals(settings) if principal != ADMIN]
+    missing = [user for user in users if not (passwords_dir / f"{user}.password").is_file()]
+    if missing:
+        fail(f"no password file for {', '.join(missing)} in {passwords_dir} (trustreel security dev-secrets makes them)")
+    passwords = {user: (passwords_dir / f"{user}.password").read_text().strip() for user in users}
+    connection = KafkaConnection.from_settings(settings)
+    try:
+        admin = KafkaAdminClient(**connection.client_options(), client_id="trustreel-provision")
+        try:
+            upsert_scram_users(admin, passwords)
+            created = apply_plan(admin, acl_plan(settings))
+        finally:
+            admin.close()
+    except Exception as exc:
+        fail(f"provisioning as {connection.principal} failed: {type(exc).__name__}: {exc}")
+    typer.echo(f"{len(users)} SCRAM users and {created} ACLs in place (as {connection.principal})")
+
+
+@security_app.command("dev-secrets")
+def dev_secrets(ctx: typer.Context, directory: Path = typer.Argument(..., help="e.g. docker/secrets/kafka")) -> None:
+    """Throwaway Kafka TLS material and one random password per principal, for compose or a demo.
+
+    Writes ca.pem, broker.pem, admin.pem and credentials/PRINCIPAL.password (keys and passwords mode 0600);
+    files already there are kept. Production uses the organisation's CA and secret store instead.
+    """
+    from pipeline.transport.acl_plan import ADMIN, principals
+    from pipeline.transport.dev_credentials import password_file, write_broker_tls
+
+    write_broker_tls(directory)
+    users = [principal for principal in principals(settings_of(ctx)) if principal != ADMIN]
+    for user in users:
+        password_file(directory, user)
+    typer.echo(f"CA, broker and admin certificates and {len(users)} passwords in {directory}")

@@ -25,6 +25,8 @@ STAGE: ContextVar[str | None] = ContextVar("trustreel_stage", default=None)
 TRANSIENT_WHILE_STARTING = (
     "GroupCoordinatorNotAvailable", "CoordinatorNotAvailable", "NotEnoughReplicas", "CoordinatorLoadInProgress",
     "NotCoordinator", "LeaderNotAvailable", "UnknownTopicOrPartition",
+    "because it is rebalancing",  # a worker joined or left the group: heartbeats resume once it is assigned
+    "Metadata refresh: failed Cancelled",  # a client closing while its metadata request was in flight
 )
 NOISY_LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "asyncio", "urllib3", "httpx", "filelock")
 

@@ -24,11 +24,16 @@ commit offsets only for topics it may READ, so sharing the group gives no stage 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.settings import Settings
 from pipeline.transport.topics import REQUESTS, TopicMap
 
 ADMIN = "admin"
+BROKER_CERTIFICATE_NAME = "trustreel-kafka-broker"
+ADMIN_CERTIFICATE_NAME = "trustreel-admin"
+SUPER_USERS = (f"User:CN={BROKER_CERTIFICATE_NAME}", f"User:CN={ADMIN_CERTIFICATE_NAME}")
+"""The broker itself and the admin, both known by their certificates on the mutual-TLS listener."""
 REGISTRIES = "registries"
 REQUESTER = "requester"
 CAMEO_APP = "cameo-app"
@@ -108,6 +113,44 @@ def acl_plan(settings: Settings) -> list[Grant]:
 
 def render(grants: list[Grant]) -> str:
     return "\n".join(grant.line() for grant in grants)
+
+
+def secure_listener_properties(keystore: Path | str, truststore: Path | str) -> list[str]:
+    """Broker properties of the secure layout (the local broker writes them; docker/compose.yaml sets the same):
+
+        SASL_SSL    clients, SCRAM-SHA-512 over TLS, each as its principal
+        BROKER      mutual TLS: the broker's own traffic, and the admin (certificate CN=trustreel-admin)
+        CONTROLLER  mutual TLS: KRaft
+    SCRAM users live in the cluster metadata and are made by the admin, so no password is in this file.
+    """
+    tls = ["ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}",
+           "ssl.truststore.type=PEM", f"ssl.truststore.location={truststore}"]
+    return [
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,BROKER:SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name=BROKER",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        *tls,
+        "listener.name.broker.ssl.client.auth=required",
+        "listener.name.controller.ssl.client.auth=required",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users={';'.join(SUPER_USERS)}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
+def upsert_scram_users(admin, passwords: dict[str, str]) -> None:
+    """Create or update one SCRAM-SHA-512 user per principal, through a super user's admin client."""
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    if not passwords:
+        return
+    upserts = [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)
+               for user, password in passwords.items()]
+    refused = {user: error for user, error in admin.alter_user_scram_credentials(upserts).items() if error}
+    if refused:
+        raise RuntimeError(f"the broker refused SCRAM users: {refused}")
 
 
 def apply_plan(admin, grants: list[Grant]) -> int:

@@ -4,6 +4,7 @@
       ca.pem                 the CA clients trust (TRUSTREEL_KAFKA_CA_FILE)
       ca-key.pem             its key (kept so a certificate can be re-issued for another host name)
       broker.pem             the broker's private key + certificate chain (Kafka's PEM keystore)
+      admin.pem              the admin's key + certificate (CN=trustreel-admin, a super user on mutual TLS)
       credentials/<principal>.password   one random SCRAM password per principal (mode 0600)
 
 Production uses the organisation's CA and secret store; nothing here is meant to outlive a test or demo.
@@ -16,6 +17,8 @@ import datetime
 import os
 import secrets
 from pathlib import Path
+
+from pipeline.transport.acl_plan import ADMIN_CERTIFICATE_NAME, BROKER_CERTIFICATE_NAME
 
 BROKER_HOSTS = ("localhost", "127.0.0.1", "kafka")
 """Names the broker certificate is valid for: the local broker and the compose service."""
@@ -31,11 +34,11 @@ def write_broker_tls(directory: Path, hosts: tuple[str, ...] = BROKER_HOSTS, val
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     directory.mkdir(parents=True, exist_ok=True)
-    ca_file, broker_file = directory / "ca.pem", directory / "broker.pem"
-    if ca_file.exists() and broker_file.exists():
+    ca_file, broker_file, admin_file = directory / "ca.pem", directory / "broker.pem", directory / "admin.pem"
+    if ca_file.exists() and broker_file.exists() and admin_file.exists():
         return ca_file
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trustreel development Kafka CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
@@ -51,21 +54,28 @@ def write_broker_tls(directory: Path, hosts: tuple[str, ...] = BROKER_HOSTS, val
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trustreel-kafka-broker")]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=valid_days))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
     pkcs8 = serialization.PrivateFormat.PKCS8  # Kafka's PEM keystore reads PKCS#8 keys only
+
+    def issue(path: Path, common_name: str, alternative_names: list[x509.GeneralName]) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                   .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=valid_days))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                         ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+        if alternative_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
+        leaf = builder.sign(ca_key, hashes.SHA256())
+        _write_private(path, key.private_bytes(pem, pkcs8, serialization.NoEncryption())
+                       + leaf.public_bytes(pem) + ca.public_bytes(pem))
+
+    issue(broker_file, BROKER_CERTIFICATE_NAME, names)
+    issue(admin_file, ADMIN_CERTIFICATE_NAME, [])
     _write_private(directory / "ca-key.pem", ca_key.private_bytes(pem, pkcs8, serialization.NoEncryption()))
-    _write_private(broker_file, key.private_bytes(pem, pkcs8, serialization.NoEncryption())
-                   + leaf.public_bytes(pem) + ca.public_bytes(pem))
     ca_file.write_bytes(ca.public_bytes(pem))
     return ca_file
 

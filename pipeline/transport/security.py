@@ -37,7 +37,7 @@ class KafkaConnection:
     @classmethod
     def from_settings(cls, settings: Settings) -> "KafkaConnection":
         password = settings.kafka_password.get_secret_value() if settings.kafka_password is not None else None
-        if settings.kafka_password_file is not None:
+        if settings.kafka_password_file is not None and settings.kafka_security_protocol.startswith("SASL"):
             try:
                 password = settings.kafka_password_file.read_text().strip()
             except OSError as exc:
@@ -63,8 +63,19 @@ class KafkaConnection:
 
     @property
     def principal(self) -> str:
-        """Who the broker sees: the SASL user, or the anonymous principal on an unauthenticated listener."""
-        return f"User:{self.username}" if self.uses_sasl and self.username else "User:ANONYMOUS"
+        """Who the broker sees: the SASL user, the client certificate's subject, or the anonymous principal."""
+        if self.uses_sasl and self.username:
+            return f"User:{self.username}"
+        if self.uses_tls and self.cert_file is not None:
+            return f"User:CN={self._certificate_name()}"
+        return "User:ANONYMOUS"
+
+    def _certificate_name(self) -> str:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        certificate = x509.load_pem_x509_certificate(Path(self.cert_file).read_bytes())
+        return str(certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
     @property
     def servers(self) -> list[str]:
@@ -75,8 +86,8 @@ class KafkaConnection:
         if not self.uses_tls:
             return None
         context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        if self.cert_file is not None:
-            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        if self.cert_file is not None:  # the key may sit in the certificate file (a PEM keystore)
+            context.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
         return context
 
     def client_options(self) -> dict[str, Any]:
