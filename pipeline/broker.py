@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pipeline.transport.acl_plan import ADMIN, Grant, apply_plan, secure_listener_properties, upsert_scram_users
 from pipeline.transport.dev_credentials import password_file, write_broker_tls
+from pipeline.settings import Settings
 from pipeline.transport.security import KafkaConnection
 
 KAFKA_VERSION = "3.9.1"
@@ -96,9 +97,15 @@ class LocalBroker:
                 "TRUSTREEL_KAFKA_PASSWORD_FILE": str(password_file(self.secrets_dir, principal)),
                 "TRUSTREEL_KAFKA_CA_FILE": str(self.secrets_dir / "ca.pem")}
 
+    def client_settings(self, base: Settings, principal: str) -> Settings:
+        """`base` with the connection settings of `principal` (for clients in this process)."""
+        connection = {key.removeprefix("TRUSTREEL_").lower(): value
+                      for key, value in self.client_environment(principal).items()}
+        return Settings(**(base.model_dump(exclude={"kafka_password"}) | connection))
+
     def provision(self, users: list[str], grants: list[Grant]) -> int:
         """Make a SCRAM user for each principal (keeping existing passwords) and apply the ACLs."""
-        from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
+        from kafka.admin import KafkaAdminClient
 
         if not self.secure:
             raise BrokerError("principals and ACLs need a broker started with --secure")

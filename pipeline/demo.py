@@ -270,9 +270,7 @@ def _as_principal(settings: Settings, broker: LocalBroker | None, principal: str
     """The settings of a client of the secure broker connecting as `principal` (unchanged otherwise)."""
     if broker is None or not broker.secure:
         return settings
-    environment = {key.removeprefix("TRUSTREEL_").lower(): value
-                   for key, value in broker.client_environment(principal).items()}
-    return Settings(**(settings.model_dump(exclude={"kafka_password"}) | environment))
+    return broker.client_settings(settings, principal)
 
 
 def _start_workers(settings: Settings, broker: LocalBroker | None, env: dict[str, str]) -> list[subprocess.Popen]:

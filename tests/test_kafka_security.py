@@ -39,7 +39,8 @@ def test_each_stage_reads_its_input_and_the_state_topics_and_writes_only_its_out
         assert allowed(principal, "READ") == {TOPICS.input_of(stage)} | state
         assert allowed(principal, "WRITE") == {TOPICS.output_of(stage), TOPICS.rejected, TOPICS.review,
                                                TOPICS.deadletter}
-        assert allowed(principal, "WRITE", "TRANSACTIONAL_ID") == {f"{SETTINGS.consumer_group}:{TOPICS.input_of(stage)}:"}
+        own_prefix = f"{SETTINGS.consumer_group}:{TOPICS.input_of(stage)}:"
+        assert allowed(principal, "WRITE", "TRANSACTIONAL_ID") == {own_prefix}
         assert allowed(principal, "READ", "GROUP") == {SETTINGS.consumer_group}
 
 

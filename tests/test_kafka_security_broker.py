@@ -41,22 +41,17 @@ def secure_broker() -> Iterator[LocalBroker]:
 def pipeline(secure_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """An isolated moderation pipeline on the secure broker: topics made and the plan applied by the admin."""
     workdir = tmp_path_factory.mktemp("secure")
-    admin = Settings(stages=MODERATION_ONLY_STAGES, db_url=f"sqlite:///{workdir / 'audit.db'}",
-                     asset_dir=workdir / "assets", topic_prefix=f"s{uuid.uuid4().hex[:8]}.",
-                     **_settings_of(secure_broker, acl_plan.ADMIN))
+    admin = secure_broker.client_settings(
+        Settings(stages=MODERATION_ONLY_STAGES, db_url=f"sqlite:///{workdir / 'audit.db'}",
+                 asset_dir=workdir / "assets", topic_prefix=f"s{uuid.uuid4().hex[:8]}."), acl_plan.ADMIN)
     ensure_topics(admin)
     upgrade(admin.db_url)
     secure_broker.provision(acl_plan.principals(admin), acl_plan.acl_plan(admin))
     return admin
 
 
-def _settings_of(broker: LocalBroker, principal: str) -> dict:
-    return {key.removeprefix("TRUSTREEL_").lower(): value
-            for key, value in broker.client_environment(principal).items()}
-
-
 def as_principal(settings: Settings, broker: LocalBroker, principal: str) -> Settings:
-    return Settings(**(settings.model_dump(exclude={"kafka_password"}) | _settings_of(broker, principal)))
+    return broker.client_settings(settings, principal)
 
 
 def send_raw(connection: KafkaConnection, topic: str, value: bytes = b"{}") -> None:

@@ -64,7 +64,8 @@ def provision(ctx: typer.Context,
     users = [principal for principal in principals(settings) if principal != ADMIN]
     missing = [user for user in users if not (passwords_dir / f"{user}.password").is_file()]
     if missing:
-        fail(f"no password file for {', '.join(missing)} in {passwords_dir} (trustreel security dev-secrets makes them)")
+        fail(f"no password file for {', '.join(missing)} in {passwords_dir} "
+             "(trustreel security dev-secrets makes them)")
     passwords = {user: (passwords_dir / f"{user}.password").read_text().strip() for user in users}
     connection = KafkaConnection.from_settings(settings)
     try:

@@ -104,9 +104,12 @@ def acl_plan(settings: Settings) -> list[Grant]:
                                             + [topics.rejected, topics.takedowns]))
     topic(FEED_READER, "READ", topics.published, topics.takedowns)
     grants.append(Grant(FEED_READER, "GROUP", FEED_READER, "READ", "PREFIXED"))
-    used = {(grant.principal, grant.name) for grant in grants if grant.resource == "TOPIC" and grant.operation != "DESCRIBE"}
+    def describe_only(grant: Grant) -> bool:
+        return grant.resource == "TOPIC" and grant.operation == "DESCRIBE"
+
+    used = {(grant.principal, grant.name) for grant in grants if grant.resource == "TOPIC" and not describe_only(grant)}
     needed = {grant for grant in grants  # READ and WRITE imply DESCRIBE
-              if not (grant.operation == "DESCRIBE" and grant.resource == "TOPIC" and (grant.principal, grant.name) in used)}
+              if not (describe_only(grant) and (grant.principal, grant.name) in used)}
     order = principals(settings)
     return sorted(needed, key=lambda grant: (order.index(grant.principal), grant))
 

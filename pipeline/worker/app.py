@@ -5,6 +5,8 @@
       -> replay cameo.consents, accounts.events and rights.registry into their registries (no decision on
          stale state at start)
       -> faust app in the shared consumer group: one agent per stage + one per state feed
+           (--no-state-feeds: none; a stage's own Kafka principal may not apply them, one
+            --state-feeds-only worker as the registries principal does: transport/acl_plan.py)
            a stage is hot-reloaded from its policy files (with its shadow twin, if any)
            publish waits, before each batch, until the state feeds are applied up to their end
            each stage takes up to a batch of messages: one DB write + one transaction per partition
@@ -131,8 +133,8 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
             _feed_agent(feed, sender, audit, topics.deadletter, reactions))
-    log.info("worker for %s joining group %s as %s", ", ".join(stage_names + (["state feeds"] if apply_state_feeds else [])),
-             group, connection.principal)
+    duties = stage_names + (["state feeds"] if apply_state_feeds else [])
+    log.info("worker for %s joining group %s as %s", ", ".join(duties), group, connection.principal)
     return app
 
 
@@ -232,11 +234,13 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
     return process
 
 
-def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info", apply_state_feeds: bool = True) -> None:
+def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info",
+               apply_state_feeds: bool = True) -> None:
     """Run until stopped; faust handles SIGTERM/SIGINT (progress is committed by each stage's transactions)."""
     configure_tracing(f"trustreel-{'-'.join(stage_names or ['registries']) if len(stage_names) < 4 else 'worker'}",
                       str(settings.trace_file) if settings.trace_file else None)
-    worker = faust.Worker(build_worker(settings, stage_names, apply_state_feeds), loglevel=loglevel, quiet=True, redirect_stdouts=False,
+    worker = faust.Worker(build_worker(settings, stage_names, apply_state_feeds), loglevel=loglevel, quiet=True,
+                          redirect_stdouts=False,
                           logging_config=logging_config(loglevel.upper(), settings.log_format))
     worker.spinner = None  # its terminal escape codes are noise in logs; "Ready" is logged instead
     worker.execute_from_commandline()
