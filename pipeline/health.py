@@ -29,20 +29,25 @@ def check_broker(settings: Settings) -> Check:
     from pipeline.transport.topics import TopicMap
 
     try:
-        admin = KafkaAdminClient(**KafkaConnection.from_settings(settings).client_options(),
-                                 client_id="trustreel-health",
-                                 request_timeout_ms=5000)
+        connection = KafkaConnection.from_settings(settings)
+    except ValueError as exc:  # an unreadable password file: names the setting, never the secret
+        return Check("broker", False, str(exc))
+    where = f"{settings.bootstrap} as {connection.principal} ({connection.protocol})"
+    try:
+        admin = KafkaAdminClient(**connection.client_options(), client_id="trustreel-health", request_timeout_ms=5000)
         try:
             existing = set(admin.list_topics())
         finally:
             admin.close()
-    except Exception as exc:  # any client error means "not ready"
-        return Check("broker", False, f"{settings.bootstrap}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # any client error means "not ready"; refused credentials look like no answer
+        return Check("broker", False, f"{where}: {type(exc).__name__}: {exc}")
     missing = sorted(spec.name for spec in TopicMap.from_settings(settings).all_topics(settings)
                      if spec.name not in existing)
-    if missing:
-        return Check("broker", False, f"topics missing: {', '.join(missing)} (run `trustreel topics create`)")
-    return Check("broker", True, settings.bootstrap)
+    if missing:  # under ACLs a principal lists only the topics it may describe
+        return Check("broker", False, f"topics missing or not visible to {connection.principal}: "
+                                      f"{', '.join(missing)} (run `trustreel topics create`; under ACLs, "
+                                      "apply `trustreel security acl-plan`)")
+    return Check("broker", True, where)
 
 
 def check_database(settings: Settings) -> Check:

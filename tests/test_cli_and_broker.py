@@ -105,5 +105,6 @@ def test_health_passes_on_a_ready_pipeline_and_names_what_is_missing(settings: S
                                         "TRUSTREEL_TOPIC_PREFIX": "never-created."}
     result = CliRunner().invoke(app, ["health"], env=unready)
     assert result.exit_code == 1
-    assert "broker: FAILED: topics missing: never-created.accounts.events, never-created.cameo.consents" in result.output
+    assert ("broker: FAILED: topics missing or not visible to User:ANONYMOUS: never-created.accounts.events, "
+            "never-created.cameo.consents") in result.output
     assert "database: FAILED: at migration None" in result.output and "trustreel db upgrade" in result.output

@@ -187,6 +187,26 @@ def test_every_stage_under_its_own_principal_publishes_and_a_forged_record_is_st
     for worker in workers:
         log = worker.output()
         assert "StageApp" in log and not any(password in log for password in passwords)
+    database = Path(pipeline.db_url.removeprefix("sqlite:///"))
+    audit_file = b"".join(path.read_bytes() for path in (database, database.with_name(database.name + "-wal"))
+                          if path.exists())
+    assert b"secure-1" in audit_file and not any(password.encode() in audit_file for password in passwords)
+
+
+def test_health_names_the_principal_and_says_when_it_is_refused(secure_broker, pipeline) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from tests.conftest import settings_env
+
+    as_stage = settings_env(pipeline) | secure_broker.client_environment(acl_plan.stage_principal("age"))
+    healthy = CliRunner().invoke(app, ["health"], env=as_stage)
+    assert "broker: ok: 127.0.0.1:" in healthy.output and "as User:stage-age (SASL_SSL)" in healthy.output
+    wrong = secure_broker.secrets_dir / "wrong.password"
+    wrong.write_text("not-the-password")
+    refused = CliRunner().invoke(app, ["health"], env=as_stage | {"TRUSTREEL_KAFKA_PASSWORD_FILE": str(wrong)})
+    assert refused.exit_code == 1 and "broker: FAILED: " in refused.output and "as User:stage-age" in refused.output
+    assert "not-the-password" not in refused.output
 
 
 def test_only_the_admin_may_provision_principals_and_acls(secure_broker, pipeline) -> None:
