@@ -75,7 +75,7 @@ def test_requests_come_out_as_mp4_in_the_asset_store_and_cameos_use_the_verified
     assert [d["stage"] for d in published["plain"]["decisions"]] == list(FULL)
 
     details = generate_details(settings)
-    assert details["plain"]["model"]["model_id"] == settings.generator_model
+    assert details["plain"]["model"]["model_id"] == Path(settings.generator_model).name  # never the server path
     assert details["plain"]["parameters"]["num_frames"] == 17 and isinstance(details["plain"]["seed"], int)
     assert details["plain"]["audio"]["muxed"] is False
     registered = cli(settings, "cameo", "show", "cam-owner")
