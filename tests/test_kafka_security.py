@@ -108,3 +108,11 @@ def test_public_records_name_a_model_never_its_server_directory(tmp_path: Path) 
     assert public_model_name("/srv/models/private/ltx") == "ltx"
     assert public_model_name("Lightricks/LTX-Video") == "Lightricks/LTX-Video"
     assert public_model_name(str(local), configured="trustreel-video") == "trustreel-video"
+
+
+def test_broker_commands_refuse_what_a_plaintext_broker_cannot_do(tmp_path: Path) -> None:
+    env = {"TRUSTREEL_BROKER_HOME": str(tmp_path), "TRUSTREEL_BROKER_PORT": "29092"}
+    refused = CliRunner().invoke(app, ["broker", "credentials", "stage-consent"], env=env)
+    assert refused.exit_code == 1 and "not started with --secure" in refused.output
+    wiped = CliRunner().invoke(app, ["broker", "wipe"], env=env)
+    assert wiped.exit_code == 0 and "wiped node-29092" in wiped.output

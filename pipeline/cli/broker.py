@@ -81,3 +81,11 @@ def broker_status(ctx: typer.Context) -> None:
     typer.echo(f"pid={pid or '-'} answering={'yes' if answering else 'no'} bootstrap={broker.bootstrap}")
     if not answering:
         raise typer.Exit(1)
+
+
+@broker_app.command("wipe")
+def broker_wipe(ctx: typer.Context) -> None:
+    """Stop the local broker and delete its data, certificates and passwords (the jar cache stays)."""
+    broker = _local_broker(settings_of(ctx))
+    broker.wipe()
+    typer.echo(f"wiped {broker.run_dir.name}: topics, offsets{', certificates, passwords' if broker.secure else ''}")
