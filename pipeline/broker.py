@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pipeline.transport.acl_plan import ADMIN, Grant, apply_plan, secure_listener_properties, upsert_scram_users
+from pipeline.transport.acl_plan import ADMIN, Grant, provision, secure_listener_properties
 from pipeline.transport.dev_credentials import password_file, write_broker_tls
 from pipeline.settings import Settings
 from pipeline.transport.security import KafkaConnection
@@ -111,9 +111,8 @@ class LocalBroker:
             raise BrokerError("principals and ACLs need a broker started with --secure")
         admin = KafkaAdminClient(**self.connection().client_options(), client_id="trustreel-provision")
         try:
-            upsert_scram_users(admin, {user: password_file(self.secrets_dir, user).read_text().strip()
-                                       for user in users if user != ADMIN})
-            return apply_plan(admin, grants)
+            return provision(admin, {user: password_file(self.secrets_dir, user).read_text().strip()
+                                     for user in users if user != ADMIN}, grants)
         finally:
             admin.close()
 

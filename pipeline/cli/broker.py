@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import typer
 
 from pipeline.cli.common import fail, settings_of
@@ -16,9 +18,7 @@ def _local_broker(settings: Settings, secure: bool | None = None):
     from pipeline.broker import LocalBroker
 
     broker = LocalBroker(home=settings.broker_home, port=settings.broker_port)
-    if secure is None:
-        secure = (broker.run_dir / "secure").exists()
-    return LocalBroker(home=settings.broker_home, port=settings.broker_port, secure=secure)
+    return replace(broker, secure=(broker.run_dir / "secure").exists() if secure is None else secure)
 
 
 @broker_app.command("start")

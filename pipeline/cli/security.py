@@ -1,16 +1,37 @@
-"""`trustreel security`: who may do what on Kafka (the ACL plan), printed or applied."""
+"""`trustreel security`: who may do what on Kafka (the ACL plan), printed, applied or provisioned."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any, Callable
 
 import typer
 
-from pathlib import Path
-
 from pipeline.cli.common import fail, settings_of
+from pipeline.settings import Settings
 
 security_app = typer.Typer(help="Kafka principals and their least-privilege ACLs.", no_args_is_help=True)
+
+
+def _as_configured_principal(settings: Settings, what: str, action: Callable[[Any], int]) -> tuple[int, str]:
+    """Run `action` on an admin client of this process's principal (a super user, e.g. the admin certificate);
+    a refusal ends the command with the principal's name and the broker's reason, never a secret."""
+    from kafka.admin import KafkaAdminClient
+
+    from pipeline.transport.security import KafkaConnection
+
+    principal = settings.kafka_username or "the configured principal"
+    try:
+        connection = KafkaConnection.from_settings(settings)
+        principal = connection.principal
+        admin = KafkaAdminClient(**connection.client_options(), client_id="trustreel-security")
+        try:
+            return action(admin), principal
+        finally:
+            admin.close()
+    except Exception as exc:
+        fail(f"{what} as {principal} failed: {type(exc).__name__}: {exc}")
 
 
 @security_app.command("acl-plan")
@@ -33,32 +54,18 @@ def acl_plan_command(ctx: typer.Context,
     else:
         fail("--format is table or json")
     if apply:
-        from kafka.admin import KafkaAdminClient
-
-        from pipeline.transport.security import KafkaConnection
-
-        connection = KafkaConnection.from_settings(settings)
-        try:
-            admin = KafkaAdminClient(**connection.client_options(), client_id="trustreel-acl-plan")
-            try:
-                created = apply_plan(admin, grants)
-            finally:
-                admin.close()
-        except Exception as exc:  # the client's own message names the broker and the refusal, never the secret
-            fail(f"applying the ACL plan as {connection.principal} failed: {type(exc).__name__}: {exc}")
-        typer.echo(f"applied {created} ACLs as {connection.principal}", err=True)
+        created, principal = _as_configured_principal(settings, "applying the ACL plan",
+                                                      lambda admin: apply_plan(admin, grants))
+        typer.echo(f"applied {created} ACLs as {principal}", err=True)
 
 
 @security_app.command("provision")
-def provision(ctx: typer.Context,
-              passwords_dir: Path = typer.Option(..., "--passwords-dir",
-                                                 help="A PRINCIPAL.password file for every principal of the plan")
-              ) -> None:
+def provision_command(ctx: typer.Context,
+                      passwords_dir: Path = typer.Option(..., "--passwords-dir",
+                                                         help="A PRINCIPAL.password file for every principal "
+                                                              "of the plan")) -> None:
     """Make (or update) each principal's SCRAM user and apply the ACL plan; run as a super user (the admin)."""
-    from kafka.admin import KafkaAdminClient
-
-    from pipeline.transport.acl_plan import ADMIN, acl_plan, apply_plan, principals, upsert_scram_users
-    from pipeline.transport.security import KafkaConnection
+    from pipeline.transport.acl_plan import ADMIN, acl_plan, principals, provision
 
     settings = settings_of(ctx)
     users = [principal for principal in principals(settings) if principal != ADMIN]
@@ -67,17 +74,9 @@ def provision(ctx: typer.Context,
         fail(f"no password file for {', '.join(missing)} in {passwords_dir} "
              "(trustreel security dev-secrets makes them)")
     passwords = {user: (passwords_dir / f"{user}.password").read_text().strip() for user in users}
-    connection = KafkaConnection.from_settings(settings)
-    try:
-        admin = KafkaAdminClient(**connection.client_options(), client_id="trustreel-provision")
-        try:
-            upsert_scram_users(admin, passwords)
-            created = apply_plan(admin, acl_plan(settings))
-        finally:
-            admin.close()
-    except Exception as exc:
-        fail(f"provisioning as {connection.principal} failed: {type(exc).__name__}: {exc}")
-    typer.echo(f"{len(users)} SCRAM users and {created} ACLs in place (as {connection.principal})")
+    created, principal = _as_configured_principal(settings, "provisioning",
+                                                  lambda admin: provision(admin, passwords, acl_plan(settings)))
+    typer.echo(f"{len(users)} SCRAM users and {created} ACLs in place (as {principal})")
 
 
 @security_app.command("dev-secrets")

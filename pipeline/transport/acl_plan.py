@@ -143,6 +143,12 @@ def secure_listener_properties(keystore: Path | str, truststore: Path | str) -> 
     ]
 
 
+def provision(admin, passwords: dict[str, str], grants: list[Grant]) -> int:
+    """Each principal's SCRAM user (made or updated) and the plan's ACLs, through a super user's admin client."""
+    upsert_scram_users(admin, passwords)
+    return apply_plan(admin, grants)
+
+
 def upsert_scram_users(admin, passwords: dict[str, str]) -> None:
     """Create or update one SCRAM-SHA-512 user per principal, through a super user's admin client."""
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion

@@ -5,8 +5,9 @@
                               and aiokafka clients (transactional senders, bench): the same names
         .faust_credentials()  broker_credentials for the faust stage workers
 
-The password is read from its file once, kept out of repr, and never put into an error message, a log
-line or the audit database: errors name the setting and the principal, not the secret.
+The password is read from its file when a connection is described (so a rotated file takes effect on the
+next client), kept out of repr, and never put into an error message, a log line or the audit database:
+errors name the setting and the principal, not the secret.
 """
 
 from __future__ import annotations
