@@ -18,7 +18,8 @@ def worker(ctx: typer.Context,
                                             help="Also apply cameo.consents, accounts.events and rights.registry "
                                                  "(a stage's own principal may not: run one --state-feeds-only "
                                                  "worker as the registries principal)"),
-           state_feeds_only: bool = typer.Option(False, "--state-feeds-only", help="Apply the state feeds, run no stage"),
+           state_feeds_only: bool = typer.Option(False, "--state-feeds-only",
+                                                 help="Apply the state feeds, run no stage"),
            loglevel: str = typer.Option("warning", help="faust log level")) -> None:
     """Run stage workers until stopped (SIGTERM / Ctrl-C)."""
     from pipeline.worker.app import run_worker
