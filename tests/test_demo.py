@@ -36,3 +36,27 @@ def test_demo_runs_every_sample_to_its_expected_outcome(settings: Settings, tmp_
     assert "tiny randomly initialised model" in result.stdout
     assert result.stdout.count("outcome: dead letter") == 3
     assert "unsupported_schema_version: schema_version 99 is not supported" in result.stdout
+
+
+def test_the_demo_runs_on_a_secure_broker_with_a_principal_per_stage(tmp_path) -> None:
+    """`trustreel demo --secure`: SASL_SSL with ACLs, each stage, the state feeds and each sample service as
+    its own principal, and still every sample ends as expected with a quiet output."""
+    from pipeline.broker import LocalBroker
+    from pipeline.demo import SECURE_PORT_OFFSET
+    from tests.conftest import TEST_BROKER_PORT
+
+    port = TEST_BROKER_PORT + 200  # its secure broker: this port + SECURE_PORT_OFFSET, apart from the others
+    environment = {"TRUSTREEL_BROKER_PORT": str(port), "TRUSTREEL_BOOTSTRAP": f"127.0.0.1:{port}"}
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("TRUSTREEL_")}
+    try:
+        result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--secure"], cwd=tmp_path,
+                                env=clean | environment, capture_output=True, text=True, timeout=400)
+    finally:
+        LocalBroker(home=Settings().broker_home, port=port + SECURE_PORT_OFFSET, secure=True).wipe()
+    assert result.returncode == 0, result.stdout + result.stderr
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if re.search(r"\b(ERROR|WARNING|CRITICAL)\b|Warning:|Traceback|\x1b\[|it/s\]", line)]
+    assert noise == [], "a successful demo prints no error, warning, traceback, escape code or progress bar"
+    assert "(SASL_SSL, SCRAM-SHA-512, ACLs)" in result.stdout and "each as its own principal" in result.stdout
+    assert "20 of 20 requests ended as expected" in result.stdout
+    assert result.stdout.count("outcome: published") == 5

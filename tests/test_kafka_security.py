@@ -32,11 +32,10 @@ def writers_of(topic: str) -> set[str]:
             and grant.operation == "WRITE"}
 
 
-def test_each_stage_reads_its_input_and_the_state_topics_and_writes_only_its_outputs() -> None:
-    state = {TOPICS.consents, TOPICS.accounts, TOPICS.rights}
+def test_each_stage_reads_only_its_input_and_writes_only_its_outputs() -> None:
     for stage in SETTINGS.stages:
         principal = acl_plan.stage_principal(stage)
-        assert allowed(principal, "READ") == {TOPICS.input_of(stage)} | state
+        assert allowed(principal, "READ") == {TOPICS.input_of(stage)}  # no consents, no birth dates
         assert allowed(principal, "WRITE") == {TOPICS.output_of(stage), TOPICS.rejected, TOPICS.review,
                                                TOPICS.deadletter}
         own_prefix = f"{SETTINGS.consumer_group}:{TOPICS.input_of(stage)}:"
@@ -51,6 +50,8 @@ def test_only_the_owner_of_each_topic_writes_it() -> None:
     assert writers_of(TOPICS.name("gen.requests")) == {acl_plan.REQUESTER}
     assert writers_of(TOPICS.published) == {acl_plan.stage_principal("publish"), acl_plan.REVIEWER}
     assert writers_of(TOPICS.takedowns) == {acl_plan.REGISTRIES, acl_plan.REVIEWER}
+    readers = {grant.principal for grant in PLAN if grant.name == TOPICS.accounts and grant.operation == "READ"}
+    assert readers == {acl_plan.REGISTRIES}
     for stage in SETTINGS.stages[:-1]:
         assert writers_of(TOPICS.output_of(stage)) == {acl_plan.stage_principal(stage), acl_plan.REVIEWER}
 

@@ -109,6 +109,8 @@ def test_a_stage_writes_only_its_own_outputs_and_reads_only_its_input(secure_bro
     send_raw(likeness, topics.output_of("likeness"))  # its own hand-off topic
     with pytest.raises(TopicAuthorizationFailedError):  # prompts on another stage's input are not its to read
         read_all(likeness, topics.input_of("consent"))
+    with pytest.raises(TopicAuthorizationFailedError):  # nor birth dates: registries reach it through the database
+        read_all(likeness, topics.accounts)
 
 
 def test_only_the_cameo_app_writes_consent_events(secure_broker, pipeline) -> None:

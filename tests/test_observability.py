@@ -109,6 +109,10 @@ def test_log_lines_name_the_request_and_stage_and_drop_startup_noise(capsys) -> 
 
     assert not TransientNoise().filter(noise)
     assert TransientNoise().filter(logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, "SASL failed", (), None))
+    unstable = ("Unknown error fetching offsets for TopicPartition(topic='cameo.consents', partition=1): "
+                "[Error 88] UnstableOffsetCommitError")  # read again by the freshness check
+    assert not TransientNoise().filter(logging.LogRecord("kafka.coordinator.consumer", logging.ERROR, __file__, 1,
+                                                         unstable, (), None))
 
 
 def test_health_reports_a_worker_that_holds_nothing_or_stopped_moving() -> None:

@@ -27,6 +27,9 @@ TRANSIENT_WHILE_STARTING = (
     "NotCoordinator", "LeaderNotAvailable", "UnknownTopicOrPartition",
     "because it is rebalancing",  # a worker joined or left the group: heartbeats resume once it is assigned
     "Metadata refresh: failed Cancelled",  # a client closing while its metadata request was in flight
+    "UnstableOffsetCommit",  # the group's offsets are part of a transaction not yet committed: read again
+    "It is blocking the event loop",  # kafka-python timing its own I/O thread: SCRAM key derivation and TLS
+                                      # handshakes take over its 0.1 s mark on a busy machine, nothing to act on
 )
 NOISY_LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "asyncio", "urllib3", "httpx", "filelock")
 
@@ -62,7 +65,8 @@ class ReadableFormatter(logging.Formatter):
 
 
 class TransientNoise(logging.Filter):
-    """Drops library lines about a broker or group that is still starting (they are retried)."""
+    """Drops library lines about a broker or group that is still starting or rebalancing (they are retried),
+    and a client library timing itself; a lasting problem shows in /healthz and the metrics."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(NOISY_LIBRARIES):

@@ -1,6 +1,7 @@
 """Least privilege on Kafka: one principal per stage and per producing service, and the ACLs each needs.
 
-    stage-<name>      reads its input topic and the state topics (replayed at start, freshness at publish),
+    stage-<name>      reads its input topic only (the state topics' records, with consents and birth dates,
+                      reach it through the registries in the database; it sees only how far they are applied),
                       writes its output, gen.rejected, gen.review and gen.deadletter; transactional ids
                       "<group>:<its input topic>:" only (one per input partition, see transactions.py)
     registries        the worker that applies cameo.consents / accounts.events / rights.registry
@@ -88,7 +89,7 @@ def acl_plan(settings: Settings) -> list[Grant]:
 
     for stage in settings.stages:
         principal = stage_principal(stage)
-        consumer(principal, topics.input_of(stage), *state)
+        consumer(principal, topics.input_of(stage))
         topic(principal, "WRITE", topics.output_of(stage), topics.rejected, topics.review, topics.deadletter)
         topic(principal, "DESCRIBE", *every_topic)
         transactions(principal, topics.input_of(stage))

@@ -5,8 +5,9 @@
       -> replay cameo.consents, accounts.events and rights.registry into their registries (no decision on
          stale state at start)
       -> faust app in the shared consumer group: one agent per stage + one per state feed
-           (--no-state-feeds: none; a stage's own Kafka principal may not apply them, one
-            --state-feeds-only worker as the registries principal does: transport/acl_plan.py)
+           (--no-state-feeds: none; a stage's own Kafka principal may not read them, one
+            --state-feeds-only worker as the registries principal applies them: transport/acl_plan.py;
+            instead of replaying, such a worker waits at start until that one has caught up)
            a stage is hot-reloaded from its policy files (with its shadow twin, if any)
            publish waits, before each batch, until the state feeds are applied up to their end
            each stage takes up to a batch of messages: one DB write + one transaction per partition
@@ -52,7 +53,7 @@ from pipeline.state.feeds import StateFeed, rights_registry, state_feeds
 from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.transport.consumer_lag import LagMonitor
 from pipeline.transport.faust_transport import StageApp
-from pipeline.transport.feed_freshness import KafkaFeedFreshness
+from pipeline.transport.feed_freshness import FeedBehind, KafkaFeedFreshness
 from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap, ensure_topics
 from pipeline.transport.transactions import FencedOut, OutgoingMessage, TransactionalSender
@@ -76,11 +77,14 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
     sessions = make_sessionmaker(engine)
     audit = SqlAuditStore(sessions)
     feeds = state_feeds(settings, sessions)
-    for feed in feeds:
-        log.info("%s registry caught up (%d records applied)", feed.name, feed.replay(settings))
-
     group = settings.consumer_group
     connection = KafkaConnection.from_settings(settings)
+    feeds_freshness = KafkaFeedFreshness(connection, group, [feed.topic for feed in feeds])
+    if apply_state_feeds:
+        for feed in feeds:
+            log.info("%s registry caught up (%d records applied)", feed.name, feed.replay(settings))
+    else:
+        _wait_for_the_registries(feeds_freshness)
     app = StageApp(
         group,
         broker=connection.faust_broker_urls(),
@@ -111,7 +115,6 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
     config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
-    feeds_freshness = KafkaFeedFreshness(connection, group, [feed.topic for feed in feeds])
     app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
@@ -136,6 +139,21 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
     duties = stage_names + (["state feeds"] if apply_state_feeds else [])
     log.info("worker for %s joining group %s as %s", ", ".join(duties), group, connection.principal)
     return app
+
+
+def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30) -> None:
+    """A worker that does not apply the state feeds decides nothing until the worker that does has applied
+    everything produced to them so far (the same check publish makes before each batch). It reads only the
+    group's progress, not the records: a stage's principal may not read consents or birth dates."""
+    for attempt in range(1, attempts + 1):
+        try:
+            freshness.wait_until_current()
+            log.info("state feeds applied up to their ends by the registries worker")
+            return
+        except FeedBehind as exc:
+            log.warning("waiting for the registries worker (trustreel worker --state-feeds-only) to apply the "
+                        "state feeds, %d/%d: %s", attempt, attempts, exc)
+    raise FeedBehind("the state feeds were not applied: is a --state-feeds-only worker running?")
 
 
 def _observe(app: StageApp, settings: Settings, group: str, inputs: list[str], feeds: list[StateFeed],
