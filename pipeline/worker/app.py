@@ -141,7 +141,7 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
     return app
 
 
-def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30) -> None:
+def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30, quiet_attempts: int = 6) -> None:
     """A worker that does not apply the state feeds decides nothing until the worker that does has applied
     everything produced to them so far (the same check publish makes before each batch). It reads only the
     group's progress, not the records: a stage's principal may not read consents or birth dates."""
@@ -150,9 +150,10 @@ def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30) 
             freshness.wait_until_current()
             log.info("state feeds applied up to their ends by the registries worker")
             return
-        except FeedBehind as exc:
-            log.warning("waiting for the registries worker (trustreel worker --state-feeds-only) to apply the "
-                        "state feeds, %d/%d: %s", attempt, attempts, exc)
+        except FeedBehind as exc:  # workers starting together: the registries worker may still be loading
+            log.log(logging.INFO if attempt <= quiet_attempts else logging.WARNING,
+                    "waiting for the registries worker (trustreel worker --state-feeds-only) to apply the "
+                    "state feeds, %d/%d: %s", attempt, attempts, exc)
     raise FeedBehind("the state feeds were not applied: is a --state-feeds-only worker running?")
 
 
