@@ -13,6 +13,10 @@ settings admit the requester:
 
 The app has no follower graph here, so "mutuals" is honoured only through explicit
 grants the app sends when two accounts become mutuals.
+
+Before any of that, the requester's standing (pipeline.enforcement.standing): an account under a
+cooldown or suspension is refused, a restricted one may use only its own cameos. Publish re-runs
+this whole stage, so a sanction that starts while a video is being made also stops its publication.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.enforcement.standing import StandingBook, refusal
 from pipeline.runtime.stage import Clock, Verdict
 from pipeline.state.consent_registry import CameoState, ConsentRegistry
 from policies.loader import LoadedPolicy
@@ -101,10 +106,22 @@ class ConsentStage:
 
     name = "consent"
 
-    def __init__(self, policy: LoadedPolicy[ConsentRules], registry: ConsentRegistry, clock: Clock) -> None:
+    def __init__(self, policy: LoadedPolicy[ConsentRules], registry: ConsentRegistry, clock: Clock,
+                 standing: StandingBook | None = None) -> None:
         self.policy = policy
         self._registry = registry
         self._clock = clock
+        self._standing = standing  # None: unit tests of the cameo rules alone
 
     def decide(self, item: PipelineItem) -> Verdict:
-        return check_cameos(item, self._registry, self.policy.rules, self._clock)
+        verdict = check_cameos(item, self._registry, self.policy.rules, self._clock)
+        if self._standing is None:
+            return verdict
+        requester = item.request.requester_account
+        standing = self._standing.standing(requester, self._clock())
+        owners = {cameo_id: state.owner_account if (state := self._registry.get(cameo_id)) else None
+                  for cameo_id in dict.fromkeys(item.request.cameo_ids)}
+        refused = refusal(standing, requester, owners)
+        if refused is None:
+            return Verdict(verdict.outcome, verdict.reasons, {**verdict.details, "standing": standing.record()})
+        return Verdict.reject([refused, *verdict.reasons], **verdict.details, standing=standing.record())

@@ -24,7 +24,7 @@ from pipeline.state.keys import entity_partition, slot_key
 from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap
 from pipeline.transport.transactions import OutgoingMessage
-from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, RightsEvent
+from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, RightsEvent, UserReport
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,12 @@ class PipelineProducer:
         """One work per key: compaction keeps each work's latest state."""
         future = self._producer.send(self._topics.rights, key=event.work_id.encode(),
                                      value=event.model_dump_json().encode())
+        future.get(timeout=timeout)
+
+    def send_report(self, report: UserReport, timeout: float = 30.0) -> None:
+        """Keyed by the reported item, so its reports are taken in the order they were sent."""
+        future = self._producer.send(self._topics.reports, key=report.request_id.encode(),
+                                     value=report.model_dump_json().encode())
         future.get(timeout=timeout)
 
     def _send_slot(self, topic: str, entity_id: str, slot: str, value: bytes, timeout: float) -> None:

@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     worker_stall_seconds: float = Field(default=120.0, gt=0,
                                         description="/healthz: an input partition with waiting records whose "
                                                     "offset has not moved for this long makes the worker unhealthy")
+    console_secret_file: Path | None = Field(
+        default=None, description="The web console's session signing key (a file of random bytes; unset: a new "
+                                  "key per start, which logs everyone out on restart)")
+    console_identity_header: str | None = Field(
+        default=None, description="Trust this request header (e.g. X-Forwarded-User), set by an authenticating "
+                                  "reverse proxy, as the reviewer's name instead of the console's own login; the "
+                                  "reviewer must still exist and is held to their role. Unset: login only")
+    console_secure_cookies: bool = Field(default=False, description="Session cookie sent over HTTPS only (set it "
+                                                                     "behind TLS)")
+    console_session_hours: float = Field(default=8.0, gt=0, le=168, description="A console login lasts this long")
     log_format: Literal["text", "json"] = Field(default="text", description="Log lines for people or for a "
                                                                             "log pipeline (JSON)")
     trace_file: Path | None = Field(default=None, description="Write finished trace spans here as JSON lines "

@@ -14,6 +14,7 @@ dead letter with a clear reason, not a silently ignored field.
     account service --AccountEvent-> accounts.events (compacted)
     takedown watcher --TakedownEvent--> feed.takedowns (a published item must come down)
     rights desk --RightsEvent-------> rights.registry (compacted; a rights holder's protected work)
+    feed app --UserReport-----------> feed.reports (a viewer reports a published item: trustreel report)
 """
 
 from __future__ import annotations
@@ -173,13 +174,16 @@ class PublishedItem(StrictModel):
 
 
 class TakedownCause(StrictModel):
-    kind: Literal["consent_revoked", "public_figure_added"]
+    kind: Literal["consent_revoked", "public_figure_added", "report_confirmed", "owner_removed"]
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     cameo_id: Identifier | None = Field(default=None, description="consent_revoked: the cameo")
     account: Identifier | None = Field(default=None, description="Set when only this account's access was revoked")
     identity: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         default=None, description="public_figure_added: the gallery identity the video matched")
     match_distance: float | None = None
+    decided_by: Identifier | None = Field(
+        default=None, description="report_confirmed / owner_removed: the staff member who acted")
+    report_score: float | None = Field(default=None, description="report_confirmed: the weighted report score")
 
 
 class TakedownEvent(StrictModel):
@@ -346,6 +350,32 @@ class RightsEvent(StrictModel):
     occurred_at: datetime = Field(default_factory=utc_now)
 
 
+class ReportCategory(str, enum.Enum):
+    """What a viewer says is wrong with a published video; the enforcement policy weighs each."""
+
+    SEXUAL = "sexual"
+    CHILD_SAFETY = "child_safety"
+    VIOLENCE = "violence"
+    HATE = "hate"
+    HARASSMENT = "harassment"
+    IMPERSONATION = "impersonation"
+    COPYRIGHT = "copyright"
+    SPAM = "spam"
+    OTHER = "other"
+
+
+class UserReport(StrictModel):
+    """A viewer's report on a published item. One per (item, reporter) counts; repeats are absorbed."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    report_id: Identifier
+    request_id: Identifier = Field(description="The published item's request id")
+    reporter: Identifier = Field(description="The reporting account")
+    category: ReportCategory
+    text: Annotated[str, StringConstraints(max_length=2000)] = ""
+    reported_at: datetime = Field(default_factory=utc_now)
+
+
 ALL_MODELS: dict[str, type[BaseModel]] = {
     "generation_request": GenerationRequest,
     "pipeline_item": PipelineItem,
@@ -358,4 +388,5 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "consent_event": ConsentEvent,
     "account_event": AccountEvent,
     "rights_event": RightsEvent,
+    "user_report": UserReport,
 }

@@ -5,9 +5,11 @@
       media -> likeness, generation, provenance, content, hashing (what a request carries and becomes)
         state                                                     (registries, cameo enrollment)
         cases                                                     (reviews, takedowns)
+         enforcement                                              (reports, strikes, sanctions, owners' removals)
           consumers                                               (one decision module per stage)
             worker                                                (builds stages, runs faust)
-              cli, demo, health, producer, broker                 (entry points at the top of pipeline/)
+              producer, broker, health -> console                 (the web console sends through the producer)
+              cli, demo                                           (entry points)
 
 A module may import its own subpackage and anything of a lower rank; an import that points up
 (a registry importing the worker, say) would let a cycle in, so it fails here with its line.
@@ -33,13 +35,15 @@ RANK = {
     "pipeline.hashing": 4,
     "pipeline.state": 5,
     "pipeline.cases": 6,
+    "pipeline.enforcement": 6.5,
     "consumers": 7,
     "pipeline.worker": 8,
     "pipeline.producer": 9, "pipeline.broker": 9, "pipeline.health": 9,
+    "pipeline.console": 9.5,
     "pipeline.demo": 10, "pipeline.cli": 11,
 }
 SUBPACKAGES = ["transport", "audit", "runtime", "media", "state", "likeness", "generation", "provenance", "content",
-               "hashing", "cases", "worker", "cli", "observability"]
+               "hashing", "cases", "enforcement", "worker", "console", "cli", "observability"]
 
 
 def layer_of(module: str) -> str | None:

@@ -99,6 +99,8 @@ class ReviewRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    escalated_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # then only a senior decides
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class TakedownRow(Base):
@@ -365,6 +367,95 @@ class RightsWorkRow(Base):
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     source_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ReviewerRow(Base):
+    """A trust and safety staff account of the web console (pipeline.console.accounts)."""
+
+    __tablename__ = "reviewers"
+
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)  # argon2id; None: proxy only
+    role: Mapped[str] = mapped_column(String(16))  # reviewer | senior
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ReportRow(Base):
+    """One viewer's report on a published item; a second report by the same reporter is absorbed."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("request_id", "reporter", name="uq_reports_request_reporter"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[str] = mapped_column(String(128), unique=True)
+    request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"), index=True)
+    reporter: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    weight: Mapped[float] = mapped_column(Float)  # the policy's weight of its category when it arrived
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ReportCaseRow(Base):
+    """A published item whose reports passed the policy's threshold: the console's report queue."""
+
+    __tablename__ = "report_cases"
+    __table_args__ = (Index("ix_report_cases_status_opened", "status", "opened_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(128), ForeignKey("requests.request_id"), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))  # pending | confirmed | dismissed
+    policy_version: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class StrikeVoidRow(Base):
+    """A strike a senior reviewer struck out on appeal; strikes themselves are derived (pipeline.enforcement)."""
+
+    __tablename__ = "strike_voids"
+    __table_args__ = (UniqueConstraint("account", "source", "source_ref", name="uq_strike_voids_strike"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # rejection | takedown
+    source_ref: Mapped[str] = mapped_column(String(128))  # the request id
+    voided_by: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text)
+    voided_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StandingAppealRow(Base):
+    """An account's appeal of its sanction, decided by a senior reviewer."""
+
+    __tablename__ = "standing_appeals"
+    __table_args__ = (Index("ix_standing_appeals_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(128), index=True)
+    note: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decision_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class StaffActionRow(Base):
+    """Every action a staff member takes in the console or on an owner's behalf, with who took it."""
+
+    __tablename__ = "staff_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), index=True)
+    note: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 def bump_version(session: Any, table: type[GalleryVersionRow] | type[HashBankVersionRow], key: str) -> None:

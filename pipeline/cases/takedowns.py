@@ -8,6 +8,8 @@
       -> TakedownEvent(s) to feed.takedowns, in the same Kafka transaction that commits the
          consents offset (pipeline.worker.app's registry agent)
 
+    a confirmed report, or a cameo owner removing a video (take_down): that one item, the same record
+
     identity added to the public-figure gallery (`trustreel gallery add`, or `trustreel takedown sweep`)
       -> published videos (from the publish decisions' recorded output) re-scanned: sampled frames ->
          faces -> distance to the new identity's embeddings <= the likeness policy's match distance
@@ -92,6 +94,14 @@ class TakedownService:
                 self._record(request, decision, cause, reason)
         return self._messages(event_id, unsent_only=True)
 
+    def take_down(self, request_id: str, cause: TakedownCause, reason: Reason) -> list[OutgoingMessage]:
+        """Take one published item down for `cause` (a confirmed report, its cameo owner's choice): the
+        takedown to send, or none when it was sent before; an item already down for another cause stays so."""
+        rows = self._rows(self._published_query().where(RequestRow.request_id == request_id))
+        for request, decision in rows:
+            self._record(request, decision, cause, reason)
+        return self._messages(cause.event_id, unsent_only=True)
+
     def mark_sent(self, request_ids: list[str]) -> None:
         with self._sessions.begin() as session:
             session.execute(update(TakedownRow).where(TakedownRow.request_id.in_(request_ids))
@@ -147,6 +157,15 @@ class TakedownService:
         for problem in hashed.problems:
             log.warning("taken-down video of %s not fully banked: %s", request_id, problem)
         return hashed.rows
+
+
+def send_takedowns(send: Callable[[OutgoingMessage], None], service: TakedownService,
+                   messages: list[OutgoingMessage]) -> None:
+    """Send recorded takedowns (`send`: a producer's send_outgoing, which waits for the broker), then mark them
+    sent; a crash in between re-sends them on the next try."""
+    for message in messages:
+        send(message)
+    service.mark_sent([message.key.decode() for message in messages])
 
 
 def _cause_key(event_id: str) -> str:

@@ -72,10 +72,10 @@ def gallery_remove(ctx: typer.Context, name: str,
 def _identity_sweep(settings: Settings, name: str, embedder) -> None:
     from consumers.likeness import LikenessRules
     from pipeline.audit.db import make_engine, make_sessionmaker
-    from pipeline.cases.takedowns import TakedownService, face_matcher
+    from pipeline.cases.takedowns import face_matcher, send_takedowns
+    from pipeline.worker.catalog import takedown_service
     from pipeline.likeness.galleries import GallerySearch, GalleryStore
     from pipeline.producer import PipelineProducer
-    from pipeline.transport.topics import TopicMap
     from policies.loader import load_policy, policy_path
 
     rules = load_policy(policy_path("likeness", settings.policy_dir), LikenessRules, "likeness").rules
@@ -83,26 +83,11 @@ def _identity_sweep(settings: Settings, name: str, embedder) -> None:
     search = GallerySearch(GalleryStore(sessions), embedder.name, settings.gallery_approximate_above)
     matches = face_matcher(embedder, search, name, rules.face_match_distance[embedder.name], rules.frame_every,
                            rules.max_frames)
-    assets = asset_store(settings.asset_dir, settings.asset_url)
-    service = TakedownService(sessions, TopicMap.from_settings(settings).takedowns, settings.stages[-1],
-                              banker=_takedown_banker(settings, sessions, assets))
-    messages = service.identity_sweep(name, matches, assets)
+    service = takedown_service(settings, sessions)
+    messages = service.identity_sweep(name, matches, asset_store(settings.asset_dir, settings.asset_url))
     with PipelineProducer(settings) as producer:
-        for message in messages:
-            producer.send_outgoing(message)
-    service.mark_sent([message.key.decode() for message in messages])
+        send_takedowns(producer.send_outgoing, service, messages)
     typer.echo(f"re-checked published videos for {name}: {len(messages)} takedown(s) sent")
-
-
-def _takedown_banker(settings: Settings, sessions, assets):
-    """Takedowns bank the video's frames as the worker's do (sampled by the known-media policy)."""
-    from consumers.known_media import KnownMediaRules
-    from pipeline.hashing.banking import MediaBanker
-    from pipeline.hashing.banks import BankStore
-    from policies.loader import load_policy, policy_path
-
-    rules = load_policy(policy_path("known-media", settings.policy_dir), KnownMediaRules, "known-media").rules
-    return MediaBanker(BankStore(sessions), assets, rules.output_sampling(), rules.signal_type)
 
 
 @takedown_app.command("sweep")

@@ -2,7 +2,7 @@
 
     trustreel [--bootstrap-servers B] [--db-url U] [-v] COMMAND ...
         broker | topics, db, schemas, policy | submit, asset | cameo, account | gallery, takedown | bank, rights
-        audit | review | verify, provenance | worker, health, demo, generator | security
+        audit | review, report, console | verify, provenance | worker, health, demo, generator | security
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from pipeline.cli import (audit, banks, broker, definitions, likeness, operations, provenance, registries, requests,
-                          review, security)
+from pipeline.cli import (audit, banks, broker, console, definitions, enforcement, likeness, operations, provenance,
+                          registries, requests, review, security)
 from pipeline.observability.logs import configure_logging
 from pipeline.observability.tracing import configure_tracing
 from pipeline.settings import load_settings
@@ -26,7 +26,8 @@ for sub, name in [(broker.broker_app, "broker"), (definitions.topics_app, "topic
                   (likeness.gallery_app, "gallery"), (requests.asset_app, "asset"), (audit.audit_app, "audit"),
                   (operations.generator_app, "generator"), (provenance.provenance_app, "provenance"),
                   (review.review_app, "review"), (likeness.takedown_app, "takedown"), (banks.bank_app, "bank"),
-                  (banks.rights_app, "rights"), (security.security_app, "security")]:
+                  (banks.rights_app, "rights"), (security.security_app, "security"),
+                  (enforcement.report_app, "report"), (console.console_app, "console")]:
     app.add_typer(sub, name=name)
 for command, name in [(provenance.verify, "verify"), (operations.health, "health"), (requests.submit, "submit"),
                       (operations.worker, "worker"), (operations.demo, "demo")]:

@@ -13,7 +13,8 @@ from pipeline.cli.common import fail, guess_type, settings_of
 from pipeline.media.assets import asset_store
 
 cameo_app = typer.Typer(help="Cameo consent events and the consent registry.", no_args_is_help=True)
-account_app = typer.Typer(help="Account age data (birth date, parental link and controls).", no_args_is_help=True)
+account_app = typer.Typer(help="Account age data (birth date, parental link and controls) and standing (sanctions).",
+                          no_args_is_help=True)
 
 
 def send_state_event(ctx: typer.Context, model: type, send: Callable[[Any, Any], None], **fields: object) -> Any:

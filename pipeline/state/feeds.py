@@ -27,6 +27,15 @@ from pipeline.transport.security import KafkaConnection
 log = logging.getLogger("trustreel.state")
 
 
+class RecordRefused(Exception):
+    """A readable record its registry will not take (e.g. a report on an item never published): dead-lettered
+    with `code` and the message, which says what to fix."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Applies(Protocol):
     def apply(self, event, offset: int) -> bool: ...
 
@@ -50,8 +59,9 @@ class InOrder:
 
 @dataclass(frozen=True)
 class FeedOutcome:
-    label: str  # applied | stale | tombstone | unreadable
-    problem: str | None = None  # why an unreadable record could not be read
+    label: str  # applied | stale | tombstone | unreadable | refused
+    problem: str | None = None  # why an unreadable record could not be read, or was refused
+    error_code: str = "invalid_state_record"  # the dead letter's code when there is a problem
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,9 @@ class StateFeed:
         for _ in range(3):
             try:
                 return FeedOutcome("applied" if self.registry.apply(event, offset) else "stale")
+            except RecordRefused as refused:
+                log.error("%s record at offset %d refused: %s", self.name, offset, refused)
+                return FeedOutcome("refused", str(refused), refused.code)
             except IntegrityError:
                 continue  # another worker created the same row at the same moment; read it and retry
         raise RuntimeError(f"could not apply {self.name} record at offset {offset}")

@@ -4,14 +4,17 @@
                       reach it through the registries in the database; it sees only how far they are applied),
                       writes its output, gen.rejected, gen.review and gen.deadletter; transactional ids
                       "<group>:<its input topic>:" only (one per input partition, see transactions.py)
-    registries        the worker that applies cameo.consents / accounts.events / rights.registry
-                      (`trustreel worker --state-feeds-only`); writes feed.takedowns (revocations) + dead letters
+    registries        the worker that applies cameo.consents / accounts.events / rights.registry and takes in
+                      feed.reports (`trustreel worker --state-feeds-only`); writes feed.takedowns (revocations)
+                      + dead letters
     requester         client services: write gen.requests
     cameo-app         the only writer of cameo.consents
     account-service   the only writer of accounts.events
     rights-desk       the only writer of rights.registry
-    reviewer          reviewers' tools: resume a parked request (any stage's output, gen.rejected,
-                      feed.published), send takedowns from reviews and gallery sweeps
+    reports-app       the app's report button: the only writer of feed.reports
+    reviewer          reviewers' tools and the web console: resume a parked request (any stage's output,
+                      gen.rejected, feed.published), send takedowns from reviews, confirmed reports, owners'
+                      removals and gallery sweeps
     feed-reader       the app's feed: reads feed.published and feed.takedowns, groups "feed-reader*"
     admin             super user: creates topics, applies this plan (never used by a worker)
 
@@ -40,6 +43,7 @@ REQUESTER = "requester"
 CAMEO_APP = "cameo-app"
 ACCOUNT_SERVICE = "account-service"
 RIGHTS_DESK = "rights-desk"
+REPORTS_APP = "reports-app"
 REVIEWER = "reviewer"
 FEED_READER = "feed-reader"
 
@@ -66,7 +70,7 @@ class Grant:
 def principals(settings: Settings) -> list[str]:
     """Every principal the plan names (the broker needs a SCRAM user for each), admin first."""
     return [ADMIN, *(stage_principal(stage) for stage in settings.stages), REGISTRIES, REQUESTER, CAMEO_APP,
-            ACCOUNT_SERVICE, RIGHTS_DESK, REVIEWER, FEED_READER]
+            ACCOUNT_SERVICE, RIGHTS_DESK, REPORTS_APP, REVIEWER, FEED_READER]
 
 
 def acl_plan(settings: Settings) -> list[Grant]:
@@ -93,14 +97,15 @@ def acl_plan(settings: Settings) -> list[Grant]:
         topic(principal, "WRITE", topics.output_of(stage), topics.rejected, topics.review, topics.deadletter)
         topic(principal, "DESCRIBE", *every_topic)
         transactions(principal, topics.input_of(stage))
-    consumer(REGISTRIES, *state)
+    consumer(REGISTRIES, *state, topics.reports)
     topic(REGISTRIES, "WRITE", topics.takedowns, topics.deadletter)
     topic(REGISTRIES, "DESCRIBE", *every_topic)
-    transactions(REGISTRIES, *state)
+    transactions(REGISTRIES, *state, topics.reports)
     topic(REQUESTER, "WRITE", topics.name(REQUESTS))
     topic(CAMEO_APP, "WRITE", topics.consents)
     topic(ACCOUNT_SERVICE, "WRITE", topics.accounts)
     topic(RIGHTS_DESK, "WRITE", topics.rights)
+    topic(REPORTS_APP, "WRITE", topics.reports)
     topic(REVIEWER, "WRITE", *dict.fromkeys([topics.output_of(stage) for stage in settings.stages]
                                             + [topics.rejected, topics.takedowns]))
     topic(FEED_READER, "READ", topics.published, topics.takedowns)

@@ -5,6 +5,7 @@
     cameo.consents (compacted) -> consent registry table (+ feed.takedowns on revocation)
     accounts.events (compacted) -> account registry table
     rights.registry (compacted) -> rights holders' works table + their reference images' hashes
+    feed.reports -> reports table; past the policy's threshold, a case in the console's report queue
 
 Names derive from the configured stage order, so adding a stage adds its hand-off topic.
 """
@@ -25,6 +26,7 @@ ACCOUNTS = "accounts.events"
 TAKEDOWNS = "feed.takedowns"
 RIGHTS = "rights.registry"
 REVIEW = "gen.review"
+REPORTS = "feed.reports"
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,13 @@ class TopicMap:
     def rights(self) -> str:
         return self.name(RIGHTS)
 
+    @property
+    def reports(self) -> str:
+        return self.name(REPORTS)
+
     def all_topics(self, settings: Settings) -> list[TopicSpec]:
         flow = [self.input_of(stage) for stage in self.stages] + [self.published, self.rejected, self.takedowns,
-                                                                      self.review]
+                                                                      self.review, self.reports]
         specs = [TopicSpec(name, {}) for name in flow]
         specs.append(TopicSpec(self.deadletter, {"max.message.bytes": str(settings.deadletter_max_message_bytes)}))
         specs.append(TopicSpec(self.consents, {"cleanup.policy": "compact"}))

@@ -14,7 +14,8 @@
            (generate: its policy's batch size, the number of videos made at once)
            with TRUSTREEL_METRICS_PORT: /metrics and /healthz on that port, consumer lag sampled
            the consents agent sends the takedowns a revocation causes with its own offset commit (and banks
-           the taken-down videos' frames)
+           the taken-down videos' frames); the reports agent (with the state feeds) turns viewers' reports
+           into report cases (pipeline.enforcement.reports)
       -> run until SIGTERM / SIGINT; each stage commits its progress in its own transactions
 
 All workers share one consumer group, whatever stages they run: each topic's partitions are
@@ -36,6 +37,9 @@ import faust
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
 from pipeline.audit.store import SqlAuditStore
 from pipeline.cases.takedowns import TakedownService
+from pipeline.enforcement.reports import ReportDesk
+from pipeline.enforcement.rules import LatestEnforcement
+from pipeline.enforcement.standing import SqlStandingBook
 from pipeline.hashing.banks import BankStore
 from pipeline.likeness.galleries import GalleryStore
 from pipeline.observability import metrics
@@ -58,7 +62,7 @@ from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap, ensure_topics
 from pipeline.transport.transactions import FencedOut, OutgoingMessage, TransactionalSender
 from pipeline.worker import catalog as stage_catalog
-from schemas.models import ConsentEvent, DeadLetterSource
+from schemas.models import ConsentEvent, DeadLetterSource, UserReport
 
 log = logging.getLogger("trustreel.worker")
 
@@ -116,6 +120,7 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
     app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
+    enforcement = LatestEnforcement(settings.policy_dir)
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
                                            clock=system_clock,
@@ -124,7 +129,8 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
                                            provenance=SqlProvenanceLedger(sessions),
                                            banks=BankStore(sessions), rights=rights_registry(settings, sessions),
                                            read_only_caps=ReadOnlyCapLedger(sessions),
-                                           feeds=feeds_freshness)
+                                           feeds=feeds_freshness,
+                                           standing=SqlStandingBook(sessions, enforcement))
     for name in stage_names:
         stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
@@ -136,7 +142,12 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
             _feed_agent(feed, sender, audit, topics.deadletter, reactions))
-    duties = stage_names + (["state feeds"] if apply_state_feeds else [])
+    if apply_state_feeds:
+        reports = StateFeed("reports", topics.reports, UserReport,
+                            ReportDesk(sessions, enforcement, publish_stage=settings.stages[-1]))
+        app.agent(app.topic(reports.topic), name="reports-intake")(
+            _feed_agent(reports, sender, audit, topics.deadletter))
+    duties = stage_names + (["state feeds", "reports"] if apply_state_feeds else [])
     log.info("worker for %s joining group %s as %s", ", ".join(duties), group, connection.principal)
     return app
 
@@ -236,9 +247,9 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
             caused: list[OutgoingMessage] = []
             if result.problem is not None:
                 letter, record = dead_letter(f"{feed.name}-registry", deadletter_topic, position, message.value or b"",
-                                             "invalid_state_record", result.problem, None, system_clock())
+                                             result.error_code, result.problem, None, system_clock())
                 await until_infrastructure_answers(asyncio.to_thread, audit.record_dead_letter, record)
-                metrics.DEAD_LETTERS.labels(f"{feed.name}-registry", "invalid_state_record").inc()
+                metrics.DEAD_LETTERS.labels(f"{feed.name}-registry", result.error_code).inc()
                 caused.append(letter)
             elif reactions is not None:  # computed from the database every time, so a redelivery re-sends them
                 caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)

@@ -22,12 +22,15 @@ from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from consumers.provenance import ProvenanceRules, ProvenanceStage
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.audit.store import AuditStore
+from pipeline.cases.takedowns import TakedownService
 from pipeline.content.http_moderation import HttpModerationClassifier
 from pipeline.content.images import NudeNetImageClassifier
 from pipeline.content.lexicon import LexiconTextClassifier, read_content_lexicon
 from pipeline.content.signals import TextClassifier
 from pipeline.content.transcribers import shared_transcriber
 from pipeline.content.transformers_text import TransformersTextClassifier
+from pipeline.enforcement.rules import EnforcementRules
+from pipeline.enforcement.standing import StandingBook
 from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig
 from pipeline.hashing.banking import MediaBanker
 from pipeline.hashing.banks import BankSearch, BankStore
@@ -35,7 +38,7 @@ from pipeline.hashing.signals import signal_type
 from pipeline.likeness.faces import shared_embedder
 from pipeline.likeness.galleries import GallerySearch, GalleryStore
 from pipeline.likeness.voices import shared_voice_embedder
-from pipeline.media.assets import AssetStore
+from pipeline.media.assets import AssetStore, asset_store
 from pipeline.provenance.content_credentials import SigningConfig
 from pipeline.provenance.ledger import ProvenanceLedger
 from pipeline.runtime.stage import Clock, Stage
@@ -46,6 +49,7 @@ from pipeline.state.enrollment import EnrollmentRules
 from pipeline.state.generation_caps import CapLedger
 from pipeline.state.rights_registry import RightsNames, SqlRightsRegistry
 from pipeline.transport.feed_freshness import FeedFreshness
+from pipeline.transport.topics import TopicMap
 from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
 
 
@@ -64,6 +68,7 @@ class StageServices:
     rights: SqlRightsRegistry
     read_only_caps: CapLedger | None = None
     feeds: FeedFreshness | None = None  # publish waits on it; None where no broker feeds the registries
+    standing: StandingBook | None = None  # accounts' sanctions, read by consent (and publish's re-check)
     shadow_of: str | None = None  # building the shadow twin of this stage: its policy file, no side effects
 
     def policy(self, stage: str) -> LoadedPolicy:
@@ -80,7 +85,7 @@ class StageServices:
 
 
 def _consent(services: StageServices) -> ConsentStage:
-    return ConsentStage(services.policy("consent"), services.cameos, services.clock)
+    return ConsentStage(services.policy("consent"), services.cameos, services.clock, services.standing)
 
 
 def _age(services: StageServices) -> AgeStage:
@@ -171,6 +176,14 @@ def takedown_banker(services: StageServices) -> MediaBanker:
     return MediaBanker(services.banks, services.assets, rules.output_sampling(), rules.signal_type)
 
 
+def takedown_service(settings: Settings, sessions) -> TakedownService:
+    """The takedown service outside a worker (CLI, console), banking videos' frames as the workers' does."""
+    rules = load_policy(policy_path("known-media", settings.policy_dir), KnownMediaRules, "known-media").rules
+    banker = MediaBanker(BankStore(sessions), asset_store(settings.asset_dir, settings.asset_url),
+                         rules.output_sampling(), rules.signal_type)
+    return TakedownService(sessions, TopicMap.from_settings(settings).takedowns, settings.stages[-1], banker=banker)
+
+
 @functools.cache
 def _loaded_generator(config: GeneratorConfig) -> DiffusersVideoGenerator:
     """One model per worker process, kept across policy reloads."""
@@ -221,8 +234,10 @@ RULES: dict[str, type[BaseModel]] = {"consent": ConsentRules, "content": Content
                                      "known-media": KnownMediaRules,
                                      "age": AgeRules,
                                      "generate": GenerateRules, "provenance": ProvenanceRules,
-                                     "publish": PublishRules, "enrollment": EnrollmentRules}
-"""Each policy file's rules model, by the name in its `stage:` field (enrollment runs in the consents feed)."""
+                                     "publish": PublishRules, "enrollment": EnrollmentRules,
+                                     "enforcement": EnforcementRules}
+"""Each policy file's rules model, by the name in its `stage:` field (enrollment runs in the consents feed;
+enforcement in the consent stage, the reports feed and the console)."""
 BUILDERS: dict[str, Callable[[StageServices], Stage]] = {
     "consent": _consent, "content": _content("content"), "content-post": _content("content-post"),
     "likeness": _likeness("likeness"), "likeness-post": _likeness("likeness-post"),
