@@ -376,4 +376,7 @@ def run_demo(settings: Settings, keep_broker: bool = False, timeout_seconds: flo
         if text:
             print(text + (_signed_video_note(sessions, sample, settings, signing) if outcome == "published" else ""))
     print(f"\n{len(samples) - failures} of {len(samples)} requests ended as expected")
+    print(f"\nThe same cases in the web console, with this demo's settings (audit database {settings.db_url}): "
+          f"`trustreel console reviewer add NAME --role senior`, then `trustreel console` and open "
+          f"http://127.0.0.1:8600/ (run the demo with --keep-running so the console's decisions reach the broker)")
     return 1 if failures else 0

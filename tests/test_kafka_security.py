@@ -47,6 +47,9 @@ def test_only_the_owner_of_each_topic_writes_it() -> None:
     assert writers_of(TOPICS.consents) == {acl_plan.CAMEO_APP}
     assert writers_of(TOPICS.accounts) == {acl_plan.ACCOUNT_SERVICE}
     assert writers_of(TOPICS.rights) == {acl_plan.RIGHTS_DESK}
+    assert writers_of(TOPICS.reports) == {acl_plan.REPORTS_APP}
+    report_readers = {grant.principal for grant in PLAN if grant.name == TOPICS.reports and grant.operation == "READ"}
+    assert report_readers == {acl_plan.REGISTRIES}
     assert writers_of(TOPICS.name("gen.requests")) == {acl_plan.REQUESTER}
     assert writers_of(TOPICS.published) == {acl_plan.stage_principal("publish"), acl_plan.REVIEWER}
     assert writers_of(TOPICS.takedowns) == {acl_plan.REGISTRIES, acl_plan.REVIEWER}

@@ -106,7 +106,8 @@ def account_standing(ctx: typer.Context, account: str, output_format: str = form
 
 
 @account_app.command("appeal")
-def account_appeal(ctx: typer.Context, account: str, note: str = typer.Option("", help="What the account says")) -> None:
+def account_appeal(ctx: typer.Context, account: str,
+                   note: str = typer.Option("", help="What the account says")) -> None:
     """Appeal the account's sanction: a senior reviewer decides."""
     from pipeline.enforcement.appeals import StandingAppealError, open_appeal
 

@@ -1,7 +1,8 @@
 """Routes of the console. Pages are server-rendered (Jinja2, autoescaped); the only script is the keyboard
 shortcuts in static/console.js. Every route but /login and /static needs a reviewer (pipeline.console.access).
 
-    GET  /                       queue counts and the chosen queue (?queue=&stage=&reason=&policy_version=&min_age_hours=)
+    GET  /                       queue counts and the chosen queue
+                                 (?queue=&stage=&reason=&policy_version=&min_age_hours=)
     GET  /cases/{request_id}     the case page
     POST /cases/{request_id}/decide      approve | reject | escalate (reviews and appeals)
     POST /cases/{request_id}/report      confirm | dismiss (report cases)
@@ -225,7 +226,8 @@ def create_console(settings: Settings) -> Starlette:
         Route("/owners", owners), Route("/owners/remove", owner_remove, methods=["POST"]),
         Route("/accounts", accounts), Route("/media/{token}", media),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-    ], middleware=[Middleware(SecurityHeaders), Middleware(SessionMiddleware, secret_key=secret, session_cookie="trustreel_console",
+    ], middleware=[Middleware(SecurityHeaders),
+                   Middleware(SessionMiddleware, secret_key=secret, session_cookie="trustreel_console",
                               max_age=int(settings.console_session_hours * 3600), same_site="strict",
                               https_only=settings.console_secure_cookies)],
         exception_handlers={HTTPException: refused}, lifespan=lifespan)
