@@ -43,8 +43,9 @@ def with_age_policy(settings: Settings, tmp_path: Path, replace: tuple[str, str]
     """The same pipeline with a policy directory whose age.yaml has one edit."""
     directory = tmp_path / "policies"
     directory.mkdir()
-    # enrollment: the consents feed reads it; known-media: takedowns sample frames for the taken_down bank by it
-    for stage in ("consent", "age", "publish", "enrollment", "known-media"):
+    # enrollment: the consents feed reads it; known-media: takedowns sample frames for the taken_down bank by it;
+    # enforcement: consent refuses sanctioned accounts by it, the reports feed weighs reports by it
+    for stage in ("consent", "age", "publish", "enrollment", "known-media", "enforcement"):
         text = policy_path(stage).read_text()
         if stage == "age":
             assert replace[0] in text
