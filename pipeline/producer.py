@@ -12,15 +12,18 @@ refused here, before they cost a dead letter downstream.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
+from pipeline.audit.send_once import OnceSender
 from pipeline.observability import tracing
 from pipeline.runtime.runner import describe_validation_error
 from pipeline.settings import Settings
 from pipeline.state.keys import entity_partition, slot_key
+from pipeline.transport.positions import KafkaPositions
 from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap
 from pipeline.transport.transactions import OutgoingMessage
@@ -49,8 +52,10 @@ def read_requests_jsonl(path: Path) -> tuple[list[GenerationRequest], list[Jsonl
 class PipelineProducer:
     def __init__(self, settings: Settings) -> None:
         self._topics = TopicMap.from_settings(settings)
+        self._settings = settings
+        self._connection = KafkaConnection.from_settings(settings)
         self._producer = KafkaProducer(
-            **KafkaConnection.from_settings(settings).client_options(),
+            **self._connection.client_options(),
             acks="all",
             enable_idempotence=True,
             max_request_size=settings.deadletter_max_message_bytes,
@@ -117,7 +122,12 @@ class PipelineProducer:
         future = self._producer.send(self._topics.name(logical_topic), key=key, value=value)
         future.get(timeout=timeout)
 
-    def send_outgoing(self, message: OutgoingMessage, timeout: float = 30.0) -> None:
+    def send_outgoing(self, message: OutgoingMessage, partition: int | None = None, timeout: float = 30.0) -> None:
         """Send a message the audit database recorded (topic already resolved), waiting for the broker's ack."""
-        self._producer.send(message.topic, key=message.key, value=message.value,
+        self._producer.send(message.topic, key=message.key, value=message.value, partition=partition,
                             headers=list(message.headers) or None).get(timeout=timeout)
+
+    def once_sender(self) -> OnceSender:
+        """For recorded reviews and takedowns: each sent once, however often or concurrently it is tried."""
+        return OnceSender(self.send_outgoing, KafkaPositions(self._connection),
+                          timedelta(seconds=self._settings.send_claim_lease_seconds))

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     worker_stall_seconds: float = Field(default=120.0, gt=0,
                                         description="/healthz: an input partition with waiting records whose "
                                                     "offset has not moved for this long makes the worker unhealthy")
+    send_claim_lease_seconds: float = Field(
+        default=60.0, ge=0, description="A review or takedown a tool started sending is left to it this long; "
+                                        "after that another try checks the topic and sends it if it is not there")
     console_secret_file: Path | None = Field(
         default=None, description="The web console's session signing key (a file of random bytes; unset: a new "
                                   "key per start, which logs everyone out on restart)")

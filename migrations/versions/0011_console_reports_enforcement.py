@@ -1,5 +1,5 @@
 """web console reviewers, user reports and report cases, strike voids and standing appeals, staff actions,
-escalated reviews
+escalated reviews, send claims of reviews and takedowns (audit.send_once)
 
 Revision ID: 0011
 Revises: 0010
@@ -18,6 +18,10 @@ depends_on = None
 def upgrade() -> None:
     op.add_column('reviews', sa.Column('escalated_by', sa.String(length=128), nullable=True))
     op.add_column('reviews', sa.Column('escalated_at', sa.DateTime(timezone=True), nullable=True))
+    for table in ('reviews', 'takedowns'):
+        op.add_column(table, sa.Column('send_claimed_at', sa.DateTime(timezone=True), nullable=True))
+        op.add_column(table, sa.Column('send_partition', sa.Integer(), nullable=True))
+        op.add_column(table, sa.Column('send_after', sa.BigInteger(), nullable=True))
     op.create_table('reviewers',
     sa.Column('username', sa.String(length=128), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=True),
@@ -107,6 +111,11 @@ def downgrade() -> None:
     op.drop_index('ix_reports_request_id', table_name='reports')
     op.drop_table('reports')
     op.drop_table('reviewers')
+    for table in ('reviews', 'takedowns'):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column('send_after')
+            batch.drop_column('send_partition')
+            batch.drop_column('send_claimed_at')
     with op.batch_alter_table('reviews') as batch:
         batch.drop_column('escalated_at')
         batch.drop_column('escalated_by')

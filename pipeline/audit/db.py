@@ -99,6 +99,9 @@ class ReviewRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    send_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # audit.send_once
+    send_partition: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    send_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     escalated_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # then only a senior decides
     escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
@@ -114,6 +117,9 @@ class TakedownRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeps outside a transaction
+    send_claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # audit.send_once
+    send_partition: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    send_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class DecisionRow(Base):

@@ -9,7 +9,9 @@
       2. record decision "review-<stage>" (approved counts as that stage approving for publish)
       3. send: approve -> the item with the new decision to the stage's output topic (it resumes there)
                reject  -> a Rejection to gen.rejected
-      4. mark sent; an approve/reject repeated after a crash between 2 and 4 sends the recorded output again
+      4. mark sent. Steps 3-4 are pipeline.audit.send_once: an approve repeated at the same moment (a double
+         click) sends nothing more, and one repeated after a crash between 3 and 4 sends only if the
+         output is not on its topic already
 Pending reviews never publish: nothing moves until step 3.
 """
 
@@ -25,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import DecisionRow, RequestRow, ReviewRow, TakedownRow
+from pipeline.audit.send_once import OnceSender, SendResult
 from pipeline.audit.store import REVIEW_PREFIX, DecisionRecord, SqlAuditStore
 from pipeline.hashing.banks import TAKEN_DOWN, BankStore
 from pipeline.runtime.runner import output_message
@@ -44,6 +47,7 @@ class Resolution:
     stage: str
     status: str
     output: OutgoingMessage | None  # what to send; None when it was sent before
+    review_id: int = 0
 
 
 def pending_reviews(sessions: sessionmaker) -> list[dict[str, Any]]:
@@ -141,6 +145,7 @@ def resolve(sessions: sessionmaker, topics: TopicMap, request_id: str, approve: 
                                   .values(status=status, reviewer=reviewer, note=note, resolved_at=now)).rowcount
         session.refresh(row)
     if not claimed and (row.status != status or row.reviewer != reviewer or row.sent_at is not None):
+        # the same reviewer's repeat resends the recorded output (once: send_resolution); anyone else is told
         raise ReviewError(f"request {request_id} was already {row.status} by {row.reviewer} at {row.resolved_at}")
     review = ReviewRequest.model_validate_json(row.payload)
     decision = StageDecision(
@@ -158,14 +163,14 @@ def resolve(sessions: sessionmaker, topics: TopicMap, request_id: str, approve: 
         output)
     if approve and review.stage == TAKEDOWN:
         BankStore(sessions).remove(TAKEN_DOWN, content_id=request_id)  # reinstated: its frames may be used again
-    return Resolution(request_id, review.stage, status, stored.output)
+    return Resolution(request_id, review.stage, status, stored.output, row.id)
 
 
-def mark_sent(sessions: sessionmaker, request_id: str, stage: str, now: datetime | None = None) -> None:
-    with sessions.begin() as session:
-        session.execute(update(ReviewRow).where(ReviewRow.request_id == request_id, ReviewRow.stage == stage,
-                                                ReviewRow.status != "pending", ReviewRow.sent_at.is_(None))
-                        .values(sent_at=now or datetime.now(timezone.utc)))
+def send_resolution(sessions: sessionmaker, resolution: Resolution, sender: OnceSender) -> SendResult:
+    """Send the resolution's output once (pipeline.audit.send_once)."""
+    if resolution.output is None:
+        return SendResult.SENT_BEFORE
+    return sender(sessions, ReviewRow, (ReviewRow.id == resolution.review_id,), resolution.output)
 
 
 def describe(resolution: Resolution) -> str:

@@ -13,7 +13,7 @@
     identity added to the public-figure gallery (`trustreel gallery add`, or `trustreel takedown sweep`)
       -> published videos (from the publish decisions' recorded output) re-scanned: sampled frames ->
          faces -> distance to the new identity's embeddings <= the likeness policy's match distance
-      -> the same one-row-per-item record; rows not yet sent are sent, then marked sent
+      -> the same one-row-per-item record; rows not yet sent are sent once (pipeline.audit.send_once)
 
 Every takedown also puts the frames of the taken-down video (as published and as generated) into the
 "taken_down" hash bank, in the same transaction as its row, so the known-media stages refuse it as input
@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import DecisionRow, RequestCameoRow, RequestRow, TakedownRow
+from pipeline.audit.send_once import OnceSender, SendResult
 from pipeline.hashing.banking import MediaBanker
 from pipeline.hashing.banks import TAKEN_DOWN
 from pipeline.media.assets import AssetIntegrityError, AssetStore
@@ -159,13 +160,11 @@ class TakedownService:
         return hashed.rows
 
 
-def send_takedowns(send: Callable[[OutgoingMessage], None], service: TakedownService,
-                   messages: list[OutgoingMessage]) -> None:
-    """Send recorded takedowns (`send`: a producer's send_outgoing, which waits for the broker), then mark them
-    sent; a crash in between re-sends them on the next try."""
-    for message in messages:
-        send(message)
-    service.mark_sent([message.key.decode() for message in messages])
+def send_takedowns(sessions: sessionmaker, sender: OnceSender, messages: list[OutgoingMessage]) -> list[SendResult]:
+    """Send recorded takedowns from a tool (a sweep, a confirmed report, an owner's removal), each once
+    (pipeline.audit.send_once): concurrent runs and a crash between send and "sent" send none twice."""
+    return [sender(sessions, TakedownRow, (TakedownRow.request_id == message.key.decode(),), message)
+            for message in messages]
 
 
 def _cause_key(event_id: str) -> str:

@@ -61,7 +61,7 @@ def _decide_report(ctx: typer.Context, request_id: str, confirm: bool, reviewer:
     except ReportCaseError as problem:
         fail(str(problem))
     with PipelineProducer(settings) as producer:
-        send_takedowns(producer.send_outgoing, service, decision.takedowns)
+        send_takedowns(sessions, producer.once_sender(), decision.takedowns)
     typer.echo(f"{request_id}: reports {decision.status}" + (f", {len(decision.takedowns)} takedown sent"
                                                              if decision.takedowns else ""))
 
@@ -166,5 +166,5 @@ def cameo_remove_video(ctx: typer.Context, owner: str, request_id: str,
     except OwnerRemovalError as problem:
         fail(str(problem))
     with PipelineProducer(settings) as producer:
-        send_takedowns(producer.send_outgoing, service, messages)
+        send_takedowns(sessions, producer.once_sender(), messages)
     typer.echo(f"{request_id}: removed by its cameo owner {owner}" + ("" if messages else " (already down)"))

@@ -86,7 +86,7 @@ def _identity_sweep(settings: Settings, name: str, embedder) -> None:
     service = takedown_service(settings, sessions)
     messages = service.identity_sweep(name, matches, asset_store(settings.asset_dir, settings.asset_url))
     with PipelineProducer(settings) as producer:
-        send_takedowns(producer.send_outgoing, service, messages)
+        send_takedowns(sessions, producer.once_sender(), messages)
     typer.echo(f"re-checked published videos for {name}: {len(messages)} takedown(s) sent")
 
 

@@ -18,7 +18,7 @@ def review_list(ctx: typer.Context, output_format: str = format_option()) -> Non
 
 
 def _resolve(ctx: typer.Context, request_id: str, approve: bool, reviewer: str, note: str) -> None:
-    from pipeline.cases.reviews import ReviewError, describe, mark_sent, resolve
+    from pipeline.cases.reviews import ReviewError, describe, resolve, send_resolution
     from pipeline.producer import PipelineProducer
     from pipeline.transport.topics import TopicMap
 
@@ -29,9 +29,8 @@ def _resolve(ctx: typer.Context, request_id: str, approve: bool, reviewer: str, 
     except ReviewError as problem:
         fail(str(problem))
     with PipelineProducer(settings) as producer:
-        producer.send_outgoing(resolution.output)
-    mark_sent(sessions, resolution.request_id, resolution.stage)
-    typer.echo(describe(resolution))
+        sent = send_resolution(sessions, resolution, producer.once_sender())
+    typer.echo(f"{describe(resolution)} ({sent.value})")
 
 
 @review_app.command("approve")

@@ -1,7 +1,7 @@
 """What a reviewer's click does: the same exactly-once paths as the CLI, with their id on every row.
 
-    approve / reject a review or appeal   pipeline.cases.reviews.resolve -> send -> mark sent
-                                          (a second reviewer is told who decided first)
+    approve / reject a review or appeal   pipeline.cases.reviews.resolve -> send_resolution (once, even on a
+                                          double click; a second reviewer is told who decided first)
     escalate a review                     only a senior may decide it afterwards
     confirm / dismiss a report case       pipeline.enforcement.reports.decide_case (confirm: one takedown)
     decide a sanction appeal              pipeline.enforcement.appeals.decide_appeal
@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import ReviewRow, StaffActionRow
-from pipeline.cases.reviews import ReviewError, mark_sent, resolve
+from pipeline.cases.reviews import ReviewError, resolve, send_resolution
 from pipeline.cases.takedowns import TakedownService, send_takedowns
 from pipeline.console.accounts import Reviewer, Role
 from pipeline.enforcement.appeals import decide_appeal
@@ -37,7 +37,7 @@ class ConsoleActions:
                  takedowns: TakedownService, standing: StandingBook) -> None:
         self._sessions = sessions
         self._topics = topics
-        self._producer = producer
+        self._sender = producer.once_sender()
         self._takedowns = takedowns
         self._standing = standing
 
@@ -54,11 +54,9 @@ class ConsoleActions:
         if not reviewer.role.allows(self.needed_role(request_id)):
             raise ActionRefused(f"only a senior reviewer may decide this case ({request_id})")
         resolution = resolve(self._sessions, self._topics, request_id, approve, reviewer.username, note)
-        if resolution.output is not None:
-            self._producer.send_outgoing(resolution.output)
-        mark_sent(self._sessions, resolution.request_id, resolution.stage)
+        sent = send_resolution(self._sessions, resolution, self._sender)
         self._record(reviewer, f"review_{resolution.status}", request_id, note)
-        return f"{request_id}: {resolution.status} (review of {resolution.stage})"
+        return f"{request_id}: {resolution.status} (review of {resolution.stage}; {sent.value})"
 
     def escalate(self, reviewer: Reviewer, request_id: str, note: str) -> str:
         now = datetime.now(timezone.utc)
@@ -79,7 +77,7 @@ class ConsoleActions:
         if confirm and not reviewer.role.allows(Role.SENIOR):
             raise ActionRefused("confirming a report takes the video down: that is for a senior reviewer")
         decision = decide_case(self._sessions, self._takedowns, request_id, confirm, reviewer.username, note)
-        send_takedowns(self._producer.send_outgoing, self._takedowns, decision.takedowns)
+        send_takedowns(self._sessions, self._sender, decision.takedowns)
         return f"{request_id}: reports {decision.status}" + (", taken down" if decision.takedowns else "")
 
     def decide_sanction_appeal(self, reviewer: Reviewer, appeal_id: int, approve: bool, note: str) -> str:
@@ -91,7 +89,7 @@ class ConsoleActions:
         if not reviewer.role.allows(Role.SENIOR):
             raise ActionRefused("removing a video for its cameo owner is for senior reviewers")
         messages = remove_video(self._sessions, self._takedowns, owner, request_id, by=reviewer.username, note=note)
-        send_takedowns(self._producer.send_outgoing, self._takedowns, messages)
+        send_takedowns(self._sessions, self._sender, messages)
         return f"{request_id}: removed for its cameo owner {owner}" + ("" if messages else " (it was down already)")
 
     def _record(self, reviewer: Reviewer, action: str, target: str, note: str) -> None:
