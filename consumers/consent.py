@@ -14,6 +14,11 @@ settings admit the requester:
 The app has no follower graph here, so "mutuals" is honoured only through explicit
 grants the app sends when two accounts become mutuals.
 
+Before each batch the stage waits (bounded) until the consent registry has applied every consent record
+produced so far, so a cameo registered just before its first request is known; when the registry is
+still behind after the wait, requests that use cameos are refused with a reason that says to send them
+again (consent_registry_behind), never decided on stale consent.
+
 Before any of that, the requester's standing (pipeline.enforcement.standing): an account under a
 cooldown or suspension is refused, a restricted one may use only its own cameos. Publish re-runs
 this whole stage, so a sanction that starts while a video is being made also stops its publication.
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.enforcement.standing import StandingBook, refusal
 from pipeline.runtime.stage import Clock, Verdict
+from pipeline.transport.feed_freshness import FeedBehind, FeedFreshness
 from pipeline.state.consent_registry import CameoState, ConsentRegistry
 from policies.loader import LoadedPolicy
 from schemas.models import AccessLevel, Audience, PipelineItem, Reason
@@ -107,13 +113,32 @@ class ConsentStage:
     name = "consent"
 
     def __init__(self, policy: LoadedPolicy[ConsentRules], registry: ConsentRegistry, clock: Clock,
-                 standing: StandingBook | None = None) -> None:
+                 standing: StandingBook | None = None, feeds: FeedFreshness | None = None,
+                 feed_wait_seconds: float = 10.0) -> None:
         self.policy = policy
         self._registry = registry
         self._clock = clock
         self._standing = standing  # None: unit tests of the cameo rules alone
+        self._feeds = feeds  # None: no broker feeds the registry (unit tests), or publish's re-check
+        self._feed_wait_seconds = feed_wait_seconds
+        self._registry_behind: str | None = None
+
+    def prepare_batch(self) -> None:
+        if self._feeds is None:
+            return
+        try:
+            self._feeds.wait_until_current(self._feed_wait_seconds)
+            self._registry_behind = None
+        except FeedBehind as behind:
+            self._registry_behind = str(behind)
 
     def decide(self, item: PipelineItem) -> Verdict:
+        if self._registry_behind is not None and item.request.cameo_ids:
+            return Verdict.reject([Reason(code="consent_registry_behind",
+                                          message="Recent consent changes were still being applied when this "
+                                                  "request was checked, so its cameos could not be checked "
+                                                  "against them. Send it again in a minute.")],
+                                  registry=self._registry_behind)
         verdict = check_cameos(item, self._registry, self.policy.rules, self._clock)
         if self._standing is None:
             return verdict

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     worker_stall_seconds: float = Field(default=120.0, gt=0,
                                         description="/healthz: an input partition with waiting records whose "
                                                     "offset has not moved for this long makes the worker unhealthy")
+    consent_feed_wait_seconds: float = Field(
+        default=10.0, ge=0, description="Before each batch, consent waits this long at most for the consent "
+                                        "registry to apply every record produced so far; requests with cameos "
+                                        "are then refused as consent_registry_behind (send again)")
     send_claim_lease_seconds: float = Field(
         default=60.0, ge=0, description="A review or takedown a tool started sending is left to it this long; "
                                         "after that another try checks the topic and sends it if it is not there")

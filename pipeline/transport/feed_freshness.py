@@ -1,4 +1,4 @@
-"""Publish decides only on registries that have caught up with their topics.
+"""Consent and publish decide only on registries that have caught up with their topics.
 
 The consent and account registries are filled by the workers' feed agents, asynchronously:
 a revocation can already be on cameo.consents while the registry table does not show it yet.
@@ -11,7 +11,10 @@ Before each publish batch:
                                                    not within the wait -> FeedBehind (retried;
                                                    the batch waits: nothing is published on stale consent)
 
-So a revocation produced before a publish batch starts is always seen by that batch.
+So a revocation produced before a publish batch starts is always seen by that batch. Consent waits the
+same way, for a shorter time (TRUSTREEL_CONSENT_FEED_WAIT_SECONDS): a cameo registered before a request was
+sent is known when the request is decided, and a flood of consent records that the registry cannot apply in
+that time turns into retryable rejections (consent_registry_behind) instead of a stalled pipeline.
 Real: KafkaFeedFreshness. Unit tests of decision code pass none.
 """
 
@@ -31,9 +34,14 @@ class FeedBehind(ConnectionError):
     """A registry has not applied everything produced to its topic yet (an infrastructure wait, not a verdict)."""
 
 
+class FeedUnknown(ConnectionError):
+    """How far the registries are could not be found out (broker unreachable, topic not visible): a wait."""
+
+
 class FeedFreshness(Protocol):
-    def wait_until_current(self) -> None:
-        """Return once every record produced so far is applied; raise FeedBehind after the wait."""
+    def wait_until_current(self, wait_seconds: float | None = None) -> None:
+        """Return once every record produced so far is applied; raise FeedBehind after the wait (the
+        configured one, or `wait_seconds`)."""
         ...
 
 
@@ -48,21 +56,21 @@ class KafkaFeedFreshness:
         self._lock = threading.Lock()  # kafka-python clients are not for concurrent use
         self._consumer = None
 
-    def wait_until_current(self) -> None:
+    def wait_until_current(self, wait_seconds: float | None = None) -> None:
         with self._lock:
             try:
-                self._wait()
-            except FeedBehind:
+                self._wait(self._wait_seconds if wait_seconds is None else wait_seconds)
+            except (FeedBehind, FeedUnknown):
                 raise
             except Exception as exc:  # a broken client: start afresh next time
                 self._close()
-                raise FeedBehind(f"could not compare the state feeds with their topics: {exc!r}") from exc
+                raise FeedUnknown(f"could not compare the state feeds with their topics: {exc!r}") from exc
 
-    def _wait(self) -> None:
+    def _wait(self, wait_seconds: float) -> None:
         consumer = self._client()
         partitions = [tp for topic in self._topics for tp in self._partitions(consumer, topic)]
         behind = {tp: end for tp, end in consumer.end_offsets(partitions).items() if end > 0}
-        deadline = time.monotonic() + self._wait_seconds
+        deadline = time.monotonic() + wait_seconds
         while behind:
             # committed() asks the group coordinator; this consumer never joins the group
             behind = {tp: end for tp, end in behind.items() if (consumer.committed(tp) or 0) < end}
@@ -71,7 +79,7 @@ class KafkaFeedFreshness:
             if time.monotonic() > deadline:
                 listing = ", ".join(f"{tp.topic}[{tp.partition}] at {consumer.committed(tp) or 0} of {end}"
                                     for tp, end in sorted(behind.items()))
-                raise FeedBehind(f"state feeds not applied after {self._wait_seconds:.0f}s: {listing}")
+                raise FeedBehind(f"state feeds not applied after {wait_seconds:g}s: {listing}")
             time.sleep(self._poll_seconds)
 
     @staticmethod
@@ -80,7 +88,7 @@ class KafkaFeedFreshness:
 
         found = consumer.partitions_for_topic(topic)
         if not found:
-            raise FeedBehind(f"topic {topic} has no partitions the broker knows of")
+            raise FeedUnknown(f"topic {topic} has no partitions the broker knows of")
         return [TopicPartition(topic, partition) for partition in sorted(found)]
 
     def _client(self):

@@ -57,7 +57,7 @@ from pipeline.state.feeds import StateFeed, rights_registry, state_feeds
 from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.transport.consumer_lag import LagMonitor
 from pipeline.transport.faust_transport import StageApp
-from pipeline.transport.feed_freshness import FeedBehind, KafkaFeedFreshness
+from pipeline.transport.feed_freshness import FeedBehind, FeedUnknown, KafkaFeedFreshness
 from pipeline.transport.security import KafkaConnection
 from pipeline.transport.topics import TopicMap, ensure_topics
 from pipeline.transport.transactions import FencedOut, OutgoingMessage, TransactionalSender
@@ -161,7 +161,7 @@ def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30, 
             freshness.wait_until_current()
             log.info("state feeds applied up to their ends by the registries worker")
             return
-        except FeedBehind as exc:  # workers starting together: the registries worker may still be loading
+        except (FeedBehind, FeedUnknown) as exc:  # starting together: the registries worker may still be loading
             log.log(logging.INFO if attempt <= quiet_attempts else logging.WARNING,
                     "waiting for the registries worker (trustreel worker --state-feeds-only) to apply the "
                     "state feeds, %d/%d: %s", attempt, attempts, exc)

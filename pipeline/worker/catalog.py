@@ -85,6 +85,14 @@ class StageServices:
 
 
 def _consent(services: StageServices) -> ConsentStage:
+    """The consent stage waits for the consent feed before each batch (not its shadow twin, nor publish's
+    re-check: publish waits for the feeds itself)."""
+    feeds = services.feeds if services.shadow_of is None else None
+    return ConsentStage(services.policy("consent"), services.cameos, services.clock, services.standing, feeds,
+                        services.settings.consent_feed_wait_seconds)
+
+
+def _recheck_consent(services: StageServices) -> ConsentStage:
     return ConsentStage(services.policy("consent"), services.cameos, services.clock, services.standing)
 
 
@@ -221,7 +229,7 @@ def trust_anchors(settings: Settings) -> bytes | None:
 
 def _publish(services: StageServices) -> Stage:
     stages = services.settings.stages
-    consent = _consent(services)
+    consent = _recheck_consent(services)
     rechecks = [Recheck("consent", consent.policy.version, consent.decide)]
     if "age" in stages:
         age = _age(services)
