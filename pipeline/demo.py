@@ -129,6 +129,8 @@ def _samples(run: str, assets: AssetStore, alice_photo: MediaReference) -> list[
         """A real portrait, put in the asset store."""
         return assets.put(_insightface_image("Tom_Hanks_54745.png").read_bytes(), "image/png")
 
+    # Each sample that breaks a rule comes from its own account of this run: rejections like these are strikes
+    # (policies/enforcement.yaml), and a few from one account would put it under a cooldown.
     return [
         Sample("approved friend uses a cameo", "published",
                request("friend", "bob", "alice and me surfing at sunset", "cameo-alice")),
@@ -137,7 +139,7 @@ def _samples(run: str, assets: AssetStore, alice_photo: MediaReference) -> list[
         Sample("approved friend uploads a photo of the cameo's owner", "published",
                request("friend-photo", "bob", "alice and me at the beach", "cameo-alice", media=(alice_photo,))),
         Sample("a photo of a cameo's owner, without her cameo", "rejected at likeness",
-               request("owner-photo-no-cameo", "carol", "this woman dancing", media=(alice_photo,))),
+               request("owner-photo-no-cameo", f"dana-{run}", "this woman dancing", media=(alice_photo,))),
         Sample("no cameo at all", "published", request("plain", "carol", "a paper boat on a river")),
         Sample("stranger uses a limited cameo", "rejected at consent",
                request("stranger", "mallory", "alice dancing", "cameo-alice")),
@@ -145,11 +147,11 @@ def _samples(run: str, assets: AssetStore, alice_photo: MediaReference) -> list[
         Sample("unverified cameo", "rejected at consent", request("unverified", "bob", "dave cooking", "cameo-dave")),
         Sample("revoked cameo", "rejected at consent", request("revoked", "bob", "erin skiing", "cameo-erin")),
         Sample("prompt names a public figure (leetspeak)", "rejected at likeness",
-               request("famous", "bob", "T0m H4nks eating a burger")),
+               request("famous", f"hank-{run}", "T0m H4nks eating a burger")),
         Sample("prompt names a character its rights holder opted out of", "rejected at known-media",
-               request("character", "carol", "cpt whiskers saves the day")),
+               request("character", f"fred-{run}", "cpt whiskers saves the day")),
         Sample("input photo of a person who never consented", "rejected at likeness",
-               request("photo", "carol", "make this man dance", media=(_sample_photo(),))),
+               request("photo", f"gina-{run}", "make this man dance", media=(_sample_photo(),))),
         Sample("a video longer than policy allows", "rejected at generate",
                request("long", "carol", "a very long paper boat journey", seconds=60)),
         Sample("an 11-year-old's account", "rejected at age", request("child", f"child-{run}", "my dog flying")),

@@ -229,3 +229,51 @@ def _csrf_of(page: str) -> str:
     import re
 
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_reports_sanction_appeals_owners_and_accounts_are_worked_from_the_console(settings, start_worker, read_topic,
+                                                                                  tmp_path) -> None:
+    live = settings.model_copy(update={"policy_dir": policies_with(
+        tmp_path / "policies", "enforcement",
+        strikes={"window": "1d", "rejection_reasons": {"public_figure_named": 1},
+                 "takedown_reasons": {"report_confirmed": 1}},
+        sanctions=[{"level": "cooldown", "points": 1, "duration": "1d"}])})
+    cli(live, "cameo", "register", "cam-alice", "--owner", "alice", "--audience", "everyone")
+    cli(live, "cameo", "verify", "cam-alice", "--verified-by", "liveness")
+    start_worker(settings_override=live)
+    cli(live, "submit", "--requester", "bob", "--prompt", "alice skating", "--cameo", "cam-alice", "--request-id",
+        "skate")
+    read_topic("feed.published").wait_for_count(1, timeout=90)
+    for reporter in ("v1", "v2"):
+        cli(live, "report", "send", "skate", "--reporter", reporter, "--category", "impersonation")
+    wait_for(lambda: "skate" in cli(live, "report", "cases"), 60, what="a report case")
+    cli(live, "submit", "--requester", "dan", "--prompt", "Tom Hanks waves", "--request-id", "tom")
+    read_topic("gen.rejected").wait_for_count(1, timeout=60)
+    cli(live, "account", "appeal", "dan", "--note", "a lookalike contest")
+    password = str(tmp_path / "password.txt")
+    Path(password).write_text(PASSWORD)
+    cli(live, "console", "reviewer", "add", "rita", "--role", "reviewer", "--password-file", password)
+    cli(live, "console", "reviewer", "add", "sam", "--role", "senior", "--password-file", password)
+    with serving(live, tmp_path / "console.log") as base:
+        rita, sam = _logged_in(base, "rita"), _logged_in(base, "sam")
+        queues = rita.get("/?queue=reports").text
+        assert "User reports (1)" in queues and "Sanction appeals (1)" in queues and "impersonation x2" in queues
+        for queue in ("reviews", "appeals", "takedown-appeals", "sanctions"):
+            assert rita.get(f"/?queue={queue}").status_code == 200
+        assert rita.get("/?queue=reports&reason=spam").text.count('class="case-link"') == 0  # filtered out
+        case = rita.get("/cases/skate").text
+        assert "Reports: pending" in case and "confirm-report" not in case  # confirming is for seniors
+        assert _post(rita, base, "/cases/skate/report", decision="confirm").status_code == 200
+        assert "confirm-report" in sam.get("/cases/skate").text
+        assert "skate: reports confirmed, taken down" in _post(sam, base, "/cases/skate/report",
+                                                               decision="confirm", note="not alice").text
+        takedowns = read_topic("feed.takedowns").settle(3)
+        assert [(t["request_id"], t["cause"]["kind"], t["cause"]["decided_by"]) for t in takedowns] == [
+            ("skate", "report_confirmed", "sam")]
+        assert "cooldown" in sam.get("/accounts?account=bob").text  # the confirmed report is bob's strike
+        assert "a lookalike contest" in sam.get("/?queue=sanctions").text
+        assert _post(rita, base, "/sanctions/1", decision="approve").status_code == 403
+        assert "appeal #1 of account dan: approved" in _post(sam, base, "/sanctions/1", decision="approve").text
+        assert "In good standing" in sam.get("/accounts?account=dan").text
+        owners = sam.get("/owners?owner=alice").text
+        assert "skate" in owners and "report_confirmed" in owners

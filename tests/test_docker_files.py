@@ -47,6 +47,8 @@ def resolve(arguments: list[str]):
     context = command.make_context("trustreel", list(arguments), resilient_parsing=False)
     while hasattr(command, "get_command"):
         remaining = [*getattr(context, "_protected_args", []), *context.args]
+        if not remaining and getattr(command, "invoke_without_command", False):
+            break  # a group that runs on its own (`trustreel console` serves the console)
         assert remaining, f"{arguments} names a command group, not a command"
         name, *rest = remaining
         sub = command.get_command(context, name)
@@ -230,11 +232,15 @@ def test_kafka_speaks_only_tls_and_every_service_connects_as_its_own_principal()
         source = mounted["kafka_password"]["source"]
         assert source == f"kafka_password_{user.replace('-', '_')}", f"{name} mounts another principal's password"
         assert document["secrets"][source]["file"].endswith(f"/{user}.password")
+        principals_used.add(user)
+        if service["command"][0] == "console":
+            assert user == acl_plan.REVIEWER, f"{name}: the console resumes reviews as the reviewer principal"
+            continue
         context = resolve(service["command"])
         expected = ([acl_plan.stage_principal(stage) for stage in context.params["stage"]]
                     or [acl_plan.REGISTRIES])
         assert [user] == expected, f"{name} runs as {user}, not as {expected}"
         assert context.params["state_feeds"] is False or context.params["state_feeds_only"], \
             f"{name}: a stage's principal may not apply the state feeds (--no-state-feeds)"
-        principals_used.add(user)
-    assert principals_used == {acl_plan.stage_principal(stage) for stage in settings.stages} | {acl_plan.REGISTRIES}
+    assert principals_used == ({acl_plan.stage_principal(stage) for stage in settings.stages}
+                               | {acl_plan.REGISTRIES, acl_plan.REVIEWER})

@@ -43,6 +43,7 @@ def save(path: Path, rgb: np.ndarray, quality: int | None = None) -> Path:
 def test_banked_images_and_opted_out_characters_are_rejected_by_bank_name_and_by_reference(
         settings, start_worker, read_topic, tmp_path) -> None:
     cli(settings, "account", "profile", "bob", "--birth-date", "1990-01-01")
+    cli(settings, "account", "profile", "carol", "--birth-date", "1991-01-01")
     cli(settings, "bank", "create", "industry-list", "--action", "block", "--source", "hash exchange",
         "--added-by", "tessa")
     banked = save(tmp_path / "known.png", images.coffee())
@@ -53,14 +54,16 @@ def test_banked_images_and_opted_out_characters_are_rejected_by_bank_name_and_by
         "--name", "Whiskers the Cat", "--alias", "Whiskerz", "--choice", "blocked", "--reference", str(reference))
     start_worker()
 
-    def submit(request_id: str, prompt: str, *media: Path) -> None:
-        cli(settings, "submit", "--requester", "bob", "--prompt", prompt, "--request-id", request_id,
+    def submit(request_id: str, prompt: str, *media: Path, requester: str = "bob") -> None:
+        cli(settings, "submit", "--requester", requester, "--prompt", prompt, "--request-id", request_id,
             *[arg for path in media for arg in ("--media", str(path))])
 
     submit("banked", "my morning", save(tmp_path / "mirrored.jpg", np.ascontiguousarray(images.coffee()[:, ::-1]), 40))
     submit("by-name", "whiskerz chasing a laser pointer")
     submit("by-image", "my cat", save(tmp_path / "small-cat.jpg", images.chelsea()[::2, ::2], 60))
-    submit("clean", "a rocket launch", save(tmp_path / "rocket.png", images.rocket()))
+    # bob's three refusals are strikes (policies/enforcement.yaml) that put him under a cooldown, which publish
+    # re-checks: the clean request comes from another account
+    submit("clean", "a rocket launch", save(tmp_path / "rocket.png", images.rocket()), requester="carol")
     rejected = {r["request_id"]: r for r in read_topic("gen.rejected").wait_for_count(3, timeout=120)}
     published = read_topic("feed.published").wait_for_count(1, timeout=60)
     assert [p["request_id"] for p in published] == ["clean"]

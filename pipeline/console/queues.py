@@ -83,7 +83,12 @@ def queue_items(sessions: sessionmaker, queue: str, filters: Filters, now: datet
                   "reasons": ",".join(reason["code"] for reason in row.reasons),
                   "policy_version": version or "", "waiting_since": row.created_at.isoformat(),
                   "escalated_by": row.escalated_by or ""} for row, version in rows]
-    return [item for item in items if _passes(item, filters, now)]
+    return [{**ROW_DEFAULTS, **item} for item in items if _passes(item, filters, now)]
+
+
+ROW_DEFAULTS = {"request_id": "", "account": "", "stage": "", "kind": "", "reasons": "", "counts": "",
+                "score": "", "policy_version": "", "escalated_by": "", "note": "", "appeal": ""}
+"""Every queue's rows carry the same keys, so one table template shows them all."""
 
 
 def _passes(item: dict, filters: Filters, now: datetime) -> bool:
