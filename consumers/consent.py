@@ -144,9 +144,8 @@ class ConsentStage:
             return verdict
         requester = item.request.requester_account
         standing = self._standing.standing(requester, self._clock())
-        owners = {cameo_id: state.owner_account if (state := self._registry.get(cameo_id)) else None
-                  for cameo_id in dict.fromkeys(item.request.cameo_ids)}
-        refused = refusal(standing, requester, owners)
+        # a restriction needs the cameos' owners, which the cameo check found; when it refused, it says why
+        refused = refusal(standing, requester, verdict.details.get("cameo_owners", {}))
         if refused is None:
             return Verdict(verdict.outcome, verdict.reasons, {**verdict.details, "standing": standing.record()})
         return Verdict.reject([refused, *verdict.reasons], **verdict.details, standing=standing.record())

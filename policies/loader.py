@@ -15,6 +15,7 @@ decision, so an auditor can tell exactly which text made a decision.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -104,3 +105,36 @@ def load_policy(path: Path, rules_model: type[RulesT], expected_stage: str | Non
         rules=rules,
         mode=header.mode,
     )
+
+
+class LatestPolicy(Generic[RulesT]):
+    """A policy that is not a stage's (enrollment, enforcement), read where it is used: read again when its
+    file changes; an edit that does not validate is logged and the last good version stays in use.
+
+    The first read happens at construction, so a process with no usable policy stops at start instead of
+    failing later, one decision at a time.
+    """
+
+    def __init__(self, name: str, rules_model: type[RulesT], policy_dir: Path | None) -> None:
+        self._name = name
+        self._rules_model = rules_model
+        self._path = policy_path(name, policy_dir)
+        self._stamp = self._path.stat().st_mtime_ns if self._path.exists() else None
+        self._policy = self._load()
+
+    def _load(self) -> LoadedPolicy[RulesT]:
+        return load_policy(self._path, self._rules_model, expected_stage=self._name, expected_mode="enforce")
+
+    def __call__(self) -> LoadedPolicy[RulesT]:
+        try:
+            stamp = self._path.stat().st_mtime_ns
+        except OSError:
+            return self._policy  # gone for a moment (an editor's save): the last good version
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._policy = self._load()
+            except PolicyError as exc:
+                logging.getLogger("trustreel.policy").error(
+                    "%s policy not reloaded, the previous version stays in use: %s", self._name, exc)
+        return self._policy

@@ -23,7 +23,7 @@ from pipeline.likeness.faces import DlibEmbedder
 from pipeline.likeness.galleries import CAMEOS, RETIRED_CAMEOS, GallerySearch, GalleryStore
 from pipeline.media.assets import LocalAssetStore
 from pipeline.state.consent_registry import InMemoryConsentRegistry, SqlConsentRegistry
-from pipeline.state.enrollment import CameoEnrollment, LatestPolicy
+from pipeline.state.enrollment import CameoEnrollment, enrollment_policy
 from pipeline.state.feeds import InOrder
 from policies.loader import load_policy, policy_path
 from schemas.models import ConsentEvent, GenerationRequest, MediaReference, Outcome, PipelineItem
@@ -67,7 +67,7 @@ class World:
         self.embedder = CountingEmbedder(embedder)
         self.registry = SqlConsentRegistry(self.sessions)
         self.enrollment = CameoEnrollment(self.sessions, self.galleries, self.assets, lambda: [self.embedder],
-                                          lambda: voice, LatestPolicy(None))
+                                          lambda: voice, enrollment_policy(None))
         self.feed = InOrder((self.enrollment, self.registry))
         self.consent = ConsentStage(CONSENT, self.registry, lambda: datetime.now(timezone.utc))
         searches = {}

@@ -81,10 +81,10 @@ def report_dismiss(ctx: typer.Context, request_id: str, reviewer: str = typer.Op
 
 
 def _standing_book(ctx: typer.Context):
-    from pipeline.enforcement.rules import LatestEnforcement
+    from pipeline.enforcement.rules import latest_enforcement
     from pipeline.enforcement.standing import SqlStandingBook
 
-    return SqlStandingBook(audit_sessions(ctx), LatestEnforcement(settings_of(ctx).policy_dir))
+    return SqlStandingBook(audit_sessions(ctx), latest_enforcement(settings_of(ctx).policy_dir))
 
 
 @account_app.command("standing")

@@ -43,7 +43,7 @@ from pipeline.console.queues import QUEUES, Filters, queue_counts, queue_items
 from pipeline.enforcement.appeals import StandingAppealError
 from pipeline.enforcement.owners import OwnerRemovalError, owner_videos
 from pipeline.enforcement.reports import ReportCaseError
-from pipeline.enforcement.rules import LatestEnforcement
+from pipeline.enforcement.rules import latest_enforcement
 from pipeline.enforcement.standing import SqlStandingBook
 from pipeline.media.assets import AssetIntegrityError, asset_store
 from pipeline.producer import PipelineProducer
@@ -76,7 +76,7 @@ def create_console(settings: Settings) -> Starlette:
                                                        autoescape=True, undefined=jinja2.StrictUndefined))
     signer = URLSafeTimedSerializer(secret, salt="trustreel-console-media")
     assets = asset_store(settings.asset_dir, settings.asset_url)
-    standing = SqlStandingBook(sessions, LatestEnforcement(settings.policy_dir))
+    standing = SqlStandingBook(sessions, latest_enforcement(settings.policy_dir))
     producer = PipelineProducer(settings)
     actions = ConsoleActions(sessions, TopicMap.from_settings(settings), producer,
                              takedown_service(settings, sessions), standing)

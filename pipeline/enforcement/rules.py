@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from policies.loader import LoadedPolicy, load_policy, policy_path
+from policies.loader import LatestPolicy
 from schemas.models import ReportCategory
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -83,37 +83,6 @@ class EnforcementRules(BaseModel):
         return self
 
 
-def load_enforcement(policy_dir: Path | None) -> LoadedPolicy[EnforcementRules]:
-    return load_policy(policy_path("enforcement", policy_dir), EnforcementRules, expected_stage="enforcement",
-                       expected_mode="enforce")
-
-
-class LatestEnforcement:
-    """The enforcement policy, read again when its file changes; a broken edit keeps the last good one.
-
-    Read at construction, so a worker or console without a usable policy stops at start.
-    """
-
-    def __init__(self, policy_dir: Path | None) -> None:
-        self._policy_dir = policy_dir
-        self._path = policy_path("enforcement", policy_dir)
-        self._stamp = self._path.stat().st_mtime_ns if self._path.exists() else None
-        self._policy = load_enforcement(policy_dir)
-
-    def __call__(self) -> LoadedPolicy[EnforcementRules]:
-        import logging
-
-        from policies.loader import PolicyError
-
-        try:
-            stamp = self._path.stat().st_mtime_ns
-        except OSError:
-            return self._policy
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                self._policy = load_enforcement(self._policy_dir)
-            except PolicyError as exc:
-                logging.getLogger("trustreel.enforcement").error(
-                    "enforcement policy not reloaded, the previous version stays in use: %s", exc)
-        return self._policy
+def latest_enforcement(policy_dir: Path | None) -> LatestPolicy[EnforcementRules]:
+    """policies/enforcement.yaml, read again when it changes (consent, the reports feed and the console ask)."""
+    return LatestPolicy("enforcement", EnforcementRules, policy_dir)

@@ -36,7 +36,7 @@ from pipeline.likeness.voices import VoiceEmbedder, shared_voice_embedder, voice
 from pipeline.media.assets import AssetIntegrityError, AssetStore, asset_store
 from pipeline.media.frames import audio_of, decode_image
 from pipeline.settings import Settings
-from policies.loader import LoadedPolicy, PolicyError, load_policy, policy_path
+from policies.loader import LatestPolicy, LoadedPolicy
 from schemas.models import ConsentEvent, ConsentKind, MediaReference
 
 log = logging.getLogger("trustreel.enrollment")
@@ -218,26 +218,9 @@ def _locked_row(session, cameo_id: str) -> CameoEnrollmentRow:
     return row
 
 
-class LatestPolicy:
-    """policies/enrollment.yaml, read again for each enrollment; a broken edit keeps the last good one.
-
-    The first read happens at construction, so a worker (or `cameo rebuild`) with no usable policy
-    stops at start instead of failing verifications.
-    """
-
-    def __init__(self, policy_dir: Path | None) -> None:
-        self._path = policy_path("enrollment", policy_dir)
-        self._policy = self._load()
-
-    def _load(self) -> LoadedPolicy[EnrollmentRules]:
-        return load_policy(self._path, EnrollmentRules, expected_stage="enrollment", expected_mode="enforce")
-
-    def __call__(self) -> LoadedPolicy[EnrollmentRules]:
-        try:
-            self._policy = self._load()
-        except PolicyError as exc:
-            log.error("enrollment policy not reloaded, the previous version stays in use: %s", exc)
-        return self._policy
+def enrollment_policy(policy_dir: Path | None) -> LatestPolicy[EnrollmentRules]:
+    """policies/enrollment.yaml, read again when it changes (each enrollment asks for it)."""
+    return LatestPolicy("enrollment", EnrollmentRules, policy_dir)
 
 
 def cameo_enrollment(settings: Settings, sessions: sessionmaker) -> CameoEnrollment:
@@ -249,4 +232,4 @@ def cameo_enrollment(settings: Settings, sessions: sessionmaker) -> CameoEnrollm
         sessions, GalleryStore(sessions), asset_store(settings.asset_dir, settings.asset_url),
         face_embedders=lambda: [shared_embedder(backend, settings.insightface_model_dir) for backend in backends],
         voice_embedder=lambda: shared_voice_embedder(settings.voice_backend, settings.voice_model_dir),
-        policy=LatestPolicy(settings.policy_dir))
+        policy=enrollment_policy(settings.policy_dir))

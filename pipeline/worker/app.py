@@ -38,7 +38,7 @@ from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
 from pipeline.audit.store import SqlAuditStore
 from pipeline.cases.takedowns import TakedownService
 from pipeline.enforcement.reports import ReportDesk
-from pipeline.enforcement.rules import LatestEnforcement
+from pipeline.enforcement.rules import latest_enforcement
 from pipeline.enforcement.standing import SqlStandingBook
 from pipeline.hashing.banks import BankStore
 from pipeline.likeness.galleries import GalleryStore
@@ -120,7 +120,7 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
                            max_message_bytes=settings.max_message_bytes,
                            stage_error_retries=settings.stage_error_retries)
     app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
-    enforcement = LatestEnforcement(settings.policy_dir)
+    enforcement = latest_enforcement(settings.policy_dir)
     services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
                                            accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
                                            clock=system_clock,
