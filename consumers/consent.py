@@ -19,8 +19,8 @@ produced so far, so a cameo registered just before its first request is known; w
 still behind after the wait, requests that use cameos are refused with a reason that says to send them
 again (consent_registry_behind), never decided on stale consent.
 
-Before any of that, the requester's standing (pipeline.enforcement.standing): an account under a
-cooldown or suspension is refused, a restricted one may use only its own cameos. Publish re-runs
+The requester's standing is checked as well (pipeline.enforcement.standing), its refusal named first:
+an account under a cooldown or suspension is refused, a restricted one may use only its own cameos. Publish re-runs
 this whole stage, so a sanction that starts while a video is being made also stops its publication.
 """
 
