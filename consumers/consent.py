@@ -14,10 +14,11 @@ settings admit the requester:
 The app has no follower graph here, so "mutuals" is honoured only through explicit
 grants the app sends when two accounts become mutuals.
 
-Before each batch the stage waits (bounded) until the consent registry has applied every consent record
-produced so far, so a cameo registered just before its first request is known; when the registry is
-still behind after the wait, requests that use cameos are refused with a reason that says to send them
-again (consent_registry_behind), never decided on stale consent.
+Before each batch the stage waits until the consent registry has applied every consent record produced
+so far, so a cameo registered just before its first request is known. The wait is bounded
+(TRUSTREEL_CONSENT_FEED_WAIT_SECONDS): behind a flood of consent records the registry cannot apply in that
+time, requests that use cameos are refused with a reason that says to send them again
+(consent_registry_behind) until it catches up, never decided on stale consent.
 
 The requester's standing is checked as well (pipeline.enforcement.standing), its refusal named first:
 an account under a cooldown or suspension is refused, a restricted one may use only its own cameos. Publish re-runs
@@ -26,6 +27,7 @@ this whole stage, so a sanction that starts while a video is being made also sto
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,6 +109,10 @@ def check_cameos(item: PipelineItem, registry: ConsentRegistry, rules: ConsentRu
     return Verdict.approve(checked_cameos=cameo_ids, cameo_owners=owners)
 
 
+PATIENCE_PER_TRY_SECONDS = 10.0
+"""How long one try waits for the consent feed before the runtime tries the batch again."""
+
+
 class ConsentStage:
     """Stage 'consent': the first gate; also reused by publish for the final re-check."""
 
@@ -114,23 +120,34 @@ class ConsentStage:
 
     def __init__(self, policy: LoadedPolicy[ConsentRules], registry: ConsentRegistry, clock: Clock,
                  standing: StandingBook | None = None, feeds: FeedFreshness | None = None,
-                 feed_wait_seconds: float = 10.0) -> None:
+                 feed_wait_seconds: float = 60.0) -> None:
         self.policy = policy
         self._registry = registry
         self._clock = clock
         self._standing = standing  # None: unit tests of the cameo rules alone
         self._feeds = feeds  # None: no broker feeds the registry (unit tests), or publish's re-check
         self._feed_wait_seconds = feed_wait_seconds
-        self._registry_behind: str | None = None
+        self._behind_since: float | None = None  # monotonic time the registry was first seen behind
+        self._registry_behind: str | None = None  # behind for longer than the wait: refuse cameo requests
 
     def prepare_batch(self) -> None:
+        """Wait until the consent feed is applied to its end. While the registry is behind, the batch is
+        tried again (an infrastructure wait: workers starting, a rebalance); once it has been behind for the
+        whole wait, batches are decided at once and requests with cameos refused, until it catches up."""
         if self._feeds is None:
             return
+        now = time.monotonic()
+        since = self._behind_since if self._behind_since is not None else now
+        left = self._feed_wait_seconds - (now - since)
         try:
-            self._feeds.wait_until_current(self._feed_wait_seconds)
-            self._registry_behind = None
+            self._feeds.wait_until_current(max(0.0, min(left, PATIENCE_PER_TRY_SECONDS)))
         except FeedBehind as behind:
+            self._behind_since = since
+            if time.monotonic() - since < self._feed_wait_seconds:
+                raise
             self._registry_behind = str(behind)
+            return
+        self._behind_since = self._registry_behind = None
 
     def decide(self, item: PipelineItem) -> Verdict:
         if self._registry_behind is not None and item.request.cameo_ids:

@@ -110,9 +110,10 @@ class Settings(BaseSettings):
                                         description="/healthz: an input partition with waiting records whose "
                                                     "offset has not moved for this long makes the worker unhealthy")
     consent_feed_wait_seconds: float = Field(
-        default=10.0, ge=0, description="Before each batch, consent waits this long at most for the consent "
-                                        "registry to apply every record produced so far; requests with cameos "
-                                        "are then refused as consent_registry_behind (send again)")
+        default=60.0, ge=0, description="Consent waits this long at most for the consent registry to apply "
+                                        "every record produced before a batch; still behind, requests with "
+                                        "cameos are refused as consent_registry_behind (send again) until it "
+                                        "catches up")
     send_claim_lease_seconds: float = Field(
         default=60.0, ge=0, description="A review or takedown a tool started sending is left to it this long; "
                                         "after that another try checks the topic and sends it if it is not there")
