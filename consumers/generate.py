@@ -5,10 +5,13 @@
                     cameo without verified reference media -> reject (fail closed)
                     else a GenerationJob (seed from the request id, size rounded to the model's grid,
                     cameo conditioning image from the registry's verified media, never the upload)
-      -> compatible_batches(jobs)  (same size / length / steps / conditioning)
+      -> compatible_batches(jobs)  (same size / length / steps / conditioning), batch_size per GPU call;
+                                   the worker hands over batches_per_poll of them at a time
       -> generator.generate(batch)  retried up to max_attempts; out of memory splits the batch;
                                     still failing -> reject with the reason (exactly one outcome)
       -> encode MP4 (+ audio when the pipeline makes any) -> asset store -> assets["video"]
+         on a small thread pool, while the next GPU batch is already generating: the GPU does not
+         wait for x264 (verdicts still come back in arrival order, after every video is stored)
 
 Seed, model, pipeline parameters and timings go into the decision's details so an output
 can be reproduced from the audit database.
@@ -20,6 +23,7 @@ import hashlib
 import io
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.generation.batching import compatible_batches
 from pipeline.generation.generator import GenerationJob, GenerationTimeout, RenderSpec, VideoGenerator
 from pipeline.media.assets import AssetIntegrityError, AssetStore
-from pipeline.media.video_files import encode_mp4
+from pipeline.media.video_files import VideoEncoding, encode_mp4
 from pipeline.runtime.stage import Verdict
 from pipeline.state.consent_registry import ConsentRegistry
 from policies.loader import LoadedPolicy
@@ -50,8 +54,14 @@ class GenerateRules(BaseModel):
     steps: int = Field(default=30, ge=1, le=500)
     guidance_scale: float = Field(default=3.0, ge=0)
     negative_prompt: str = "worst quality, inconsistent motion, blurry, jittery, distorted"
-    batch_size: int = Field(default=4, ge=1, le=64)
+    batch_size: int = Field(default=4, ge=1, le=64, description="Requests per GPU call")
+    batches_per_poll: int = Field(default=4, ge=1, le=32,
+                                  description="GPU calls per batch the worker takes: while one call's videos "
+                                              "are encoded the next is generating")
     batch_wait_seconds: float = Field(default=0.5, ge=0, le=60)
+    encode_threads: int = Field(default=2, ge=1, le=64, description="Videos encoded and stored at a time")
+    x264_preset: str = Field(default="veryfast", pattern="^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$")
+    x264_crf: int = Field(default=23, ge=0, le=51, description="Quality of the stored video (lower is better)")
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout_seconds: float = Field(default=600.0, gt=0)
 
@@ -72,8 +82,10 @@ class GenerateStage:
         self._generator = generator
         self._cameos = cameos
         self._assets = assets
-        self.batch_size = policy.rules.batch_size
+        self.batch_size = policy.rules.batch_size * policy.rules.batches_per_poll  # what the worker takes
         self.batch_wait_seconds = policy.rules.batch_wait_seconds
+        self._finishing = ThreadPoolExecutor(max_workers=policy.rules.encode_threads,
+                                             thread_name_prefix="generate-encode")
 
     def decide(self, item: PipelineItem) -> Verdict:
         return self.decide_batch([item])[0]
@@ -88,9 +100,17 @@ class GenerateStage:
             else:
                 planned.append(plan)
         by_job = {id(plan.job): plan for plan in planned}
-        for batch in compatible_batches([plan.job for plan in planned], self.batch_size):
-            for plan_job, verdict in self._run([by_job[id(job)] for job in batch]):
-                verdicts[plan_job.index] = verdict
+        finishing: list[tuple[int, Future[Verdict]]] = []
+        try:
+            for batch in compatible_batches([plan.job for plan in planned], self.policy.rules.batch_size):
+                for plan_job, outcome in self._run([by_job[id(job)] for job in batch]):
+                    if isinstance(outcome, Verdict):
+                        verdicts[plan_job.index] = outcome
+                    else:  # encoded and stored on the pool while the next batch generates
+                        finishing.append((plan_job.index, self._finishing.submit(self._approve, plan_job, *outcome)))
+        finally:
+            for index, future in finishing:  # an encode or store error fails the whole batch, as before
+                verdicts[index] = future.result()
         return [verdict for verdict in verdicts if verdict is not None]
 
     def _plan(self, index: int, item: PipelineItem) -> PlannedJob | Verdict:
@@ -141,8 +161,9 @@ class GenerateStage:
                           message=f"The verified reference image of cameo {cameo_id} cannot be used ({problem}).")
         return images[0].sha256, rgb
 
-    def _run(self, batch: list[PlannedJob]) -> list[tuple[PlannedJob, Verdict]]:
-        """Generate one compatible batch with bounded retries; a batch that runs out of memory is split."""
+    def _run(self, batch: list[PlannedJob]) -> list[tuple[PlannedJob, Verdict | tuple[Any, list[PlannedJob], int]]]:
+        """Generate one compatible batch with bounded retries; a batch that runs out of memory is split.
+        Each job ends as a rejection or as (video, its batch, attempts) still to be encoded and stored."""
         rules = self.policy.rules
         errors: list[str] = []
         for attempt in range(1, rules.max_attempts + 1):
@@ -157,7 +178,7 @@ class GenerateStage:
                 if code == "out_of_memory" and len(batch) > 1:
                     return [result for plan in batch for result in self._run([plan])]
                 continue
-            return [(plan, self._approve(plan, video, batch, attempt)) for plan, video in zip(batch, videos)]
+            return [(plan, (video, batch, attempt)) for plan, video in zip(batch, videos)]
         code = errors[-1].split(":", 1)[0]
         return [(plan, Verdict.reject(
             [Reason(code=f"generation_failed_{code}",
@@ -166,8 +187,12 @@ class GenerateStage:
 
     def _approve(self, plan: PlannedJob, video, batch: list[PlannedJob], attempts: int) -> Verdict:
         spec = plan.job.spec
-        encoded = encode_mp4(video.frames, spec.fps, video.audio)
+        rules = self.policy.rules
+        started = time.perf_counter()
+        encoded = encode_mp4(video.frames, spec.fps, video.audio,
+                             VideoEncoding(preset=rules.x264_preset, crf=rules.x264_crf))
         reference = self._assets.put(encoded, "video/mp4")
+        timings = {**video.timings, "encode_seconds": round(time.perf_counter() - started, 4)}
         audio = ({"muxed": True, "seconds": round(video.audio.seconds, 3), "sample_rate": video.audio.sample_rate}
                  if video.audio is not None else {"muxed": False, "note": "silent video: the configured "
                                                                           "pipelines make no audio"})
@@ -176,7 +201,7 @@ class GenerateStage:
             "parameters": {"width": spec.width, "height": spec.height, "num_frames": spec.num_frames,
                            "fps": spec.fps, "steps": spec.steps, "guidance_scale": spec.guidance_scale,
                            "negative_prompt": plan.job.negative_prompt},
-            "conditioning": plan.conditioning, "audio": audio, "timings": video.timings,
+            "conditioning": plan.conditioning, "audio": audio, "timings": timings,
             "batch": {"size": len(batch), "requests": [member.job.request_id for member in batch]},
             "attempts": attempts, "video": {"sha256": reference.sha256, "bytes": len(encoded),
                                             "frames": int(video.frames.shape[0])},

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     generator_device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda:N")
     generator_dtype: str = Field(default="auto", pattern="^(auto|float32|float16|bfloat16)$",
                                  description="auto: float16 on CUDA, float32 on CPU")
+    generator_attention_backend: str | None = Field(
+        default=None, description="diffusers attention backend of the denoiser (e.g. _native_cudnn, flash); "
+                                  "default: the model's own")
+    generator_compile: bool = Field(default=False, description="torch.compile the denoiser: minutes on the first "
+                                                               "video, faster ones afterwards")
     generator_audio_pipeline: str | None = Field(default=None,
                                                  description="diffusers text-to-audio class run beside the video "
                                                              "pipeline when it makes no audio (e.g. AudioLDM2Pipeline)")

@@ -7,6 +7,7 @@ retries, batching); the real diffusers path is exercised with the session's tiny
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,77 @@ def test_encode_mp4_is_deterministic_and_rejects_bad_frames() -> None:
     assert encode_mp4(frames, 8) == encode_mp4(frames, 8)
     with pytest.raises(ValueError):
         encode_mp4(frames.astype(np.float32), 8)
+
+
+def test_the_image_pipeline_shares_the_weights_without_changing_their_dtype(tiny_model_dir: Path) -> None:
+    """diffusers' `from_pipe` casts the shared modules to float32: on a GPU the half-precision text pipeline
+    then ran 7x slower. The image-to-video pipeline must take the very modules, in the dtype they were loaded."""
+    import torch
+
+    generator = DiffusersVideoGenerator(GeneratorConfig(model_id=str(tiny_model_dir), dtype="bfloat16"))
+    generator.load()
+    text, image = generator._text_pipe, generator._image_pipe
+    modules = [name for name, part in text.components.items() if isinstance(part, torch.nn.Module)]
+    assert set(modules) == {"transformer", "vae", "text_encoder"}
+    for name in modules:
+        assert getattr(image, name) is getattr(text, name)
+        assert {parameter.dtype for parameter in getattr(text, name).parameters()} == {torch.bfloat16}, name
+    assert image.scheduler is text.scheduler and image.tokenizer is text.tokenizer
+    assert type(image).__name__ == "LTXImageToVideoPipeline"
+    conditioned = RenderSpec(**{**SPEC_B.__dict__, "conditioned": True})
+    video = generator.generate([GenerationJob("c", "a cat", "", 1, conditioned, np.zeros((96, 64, 3), np.uint8))],
+                               None)[0]
+    assert video.frames.dtype == np.uint8 and video.frames.shape == (9, 96, 64, 3)
+    assert {parameter.dtype for parameter in text.transformer.parameters()} == {torch.bfloat16}
+
+
+def test_from_pipe_would_have_cast_the_shared_weights(tiny_model_dir: Path) -> None:
+    """Guards the reason for `sharing_pipeline`: if diffusers stops casting, this fails and the note can go."""
+    import torch
+    from diffusers import LTXImageToVideoPipeline, LTXPipeline
+
+    text = LTXPipeline.from_pretrained(str(tiny_model_dir), torch_dtype=torch.bfloat16)
+    LTXImageToVideoPipeline.from_pipe(text)
+    assert next(text.transformer.parameters()).dtype == torch.float32
+
+
+class StoreWaitingForTheNextGpuCall(LocalAssetStore):
+    """An asset store whose first put waits until the generator has been called again: it only returns if the
+    stage encodes and stores one batch while it generates the next."""
+
+    def __init__(self, root: Path, generator: ScriptedGenerator) -> None:
+        super().__init__(root)
+        self.generator = generator
+        self.overlapped: list[bool] = []
+
+    def put(self, data: bytes, media_type: str):
+        if not self.overlapped:
+            deadline = time.monotonic() + 10
+            while len(self.generator.calls) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.overlapped.append(len(self.generator.calls) >= 2)
+        return super().put(data, media_type)
+
+
+def test_the_next_gpu_batch_generates_while_the_last_one_is_encoded(tmp_path: Path) -> None:
+    generator = ScriptedGenerator()
+    store = StoreWaitingForTheNextGpuCall(tmp_path / "assets", generator)
+    stage = GenerateStage(policy(batch_size=1, batches_per_poll=3), generator, InMemoryConsentRegistry(), store)
+    assert stage.batch_size == 3  # what the worker takes per poll: three GPU calls
+    verdicts = stage.decide_batch([item("r1"), item("r2", seconds=2.0), item("r3")])
+    assert store.overlapped == [True]
+    assert [v.details["batch"]["requests"] for v in verdicts] == [["r1"], ["r2"], ["r3"]]  # arrival order
+    assert [v.outcome for v in verdicts] == [Outcome.APPROVED] * 3
+    assert verdicts[1].details["video"]["frames"] == 17
+
+
+class FailingStore(LocalAssetStore):
+    def put(self, data: bytes, media_type: str):
+        raise OSError("disk full")
+
+
+def test_a_store_failure_on_the_encode_pool_fails_the_batch_for_the_runtime_to_retry(tmp_path: Path) -> None:
+    stage = GenerateStage(policy(batch_size=1, batches_per_poll=2), ScriptedGenerator(), InMemoryConsentRegistry(),
+                          FailingStore(tmp_path / "assets"))
+    with pytest.raises(OSError, match="disk full"):
+        stage.decide_batch([item("r1"), item("r2")])

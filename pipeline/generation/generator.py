@@ -1,10 +1,14 @@
 """Video generation on torch + diffusers: a pipeline named by config, loaded once per worker.
 
-    GeneratorConfig(pipeline class, image-to-video class, model id, device, dtype, audio pipeline)
+    GeneratorConfig(pipeline class, image-to-video class, model id, device, dtype, audio pipeline,
+                    attention backend, torch.compile)
       -> DiffusersVideoGenerator.load()   (first use; CUDA + half precision when present, else CPU float32)
+           the image-to-video pipeline shares the text pipeline's components as they are (one copy of the
+           weights, their dtype untouched: diffusers' `from_pipe` casts shared weights to float32)
       -> generate([GenerationJob, ...])   one pipeline call for a batch of compatible jobs
            prompts, seeds (one torch.Generator each), conditioning images (cameo references) when any
            a deadline is checked between denoising steps (GenerationTimeout)
+           frames turned to uint8 on the device, so only a quarter of the bytes cross to the CPU
       -> [GeneratedVideo(frames uint8, audio or None), ...]
 
 The model id may be a hub id or a local directory (tests build a tiny random pipeline in one).
@@ -81,6 +85,8 @@ class GeneratorConfig:
     audio_sample_rate: int = 16000
     public_name: str | None = None  # how manifests and the feed name the model (never its directory)
     public_version: str | None = None
+    attention_backend: str | None = None  # a diffusers attention backend, e.g. "_native_cudnn", "flash"
+    compile_transformer: bool = False  # torch.compile the denoiser (slow first call, faster afterwards)
 
 
 def public_model_name(model_id: str, configured: str | None = None) -> str:
@@ -137,21 +143,31 @@ class DiffusersVideoGenerator:
             dtype = getattr(torch, dtype_name)
             pipeline_class = _diffusers_class(diffusers, self.config.pipeline_class)
             text_pipe = pipeline_class.from_pretrained(self.config.model_id, torch_dtype=dtype).to(device)
-            text_pipe.set_progress_bar_config(disable=True)
-            image_pipe = None
-            if self.config.image_pipeline_class:
-                image_class = _diffusers_class(diffusers, self.config.image_pipeline_class)
-                image_pipe = image_class.from_pipe(text_pipe)  # shares the weights, no second copy
-                image_pipe.set_progress_bar_config(disable=True)
+            self._install(text_pipe, device, dtype_name)
             if self.config.audio_pipeline_class:
                 audio_class = _diffusers_class(diffusers, self.config.audio_pipeline_class)
                 audio_pipe = audio_class.from_pretrained(self.config.audio_model_id or self.config.model_id,
                                                          torch_dtype=dtype).to(device)
                 audio_pipe.set_progress_bar_config(disable=True)
                 self._audio_pipe = audio_pipe
-            self._device, self._dtype_name = device, dtype_name
-            self._text_pipe, self._image_pipe = text_pipe, image_pipe
             self.load_seconds = time.perf_counter() - started
+
+    def adopt(self, text_pipe: Any, device: str, dtype_name: str) -> None:
+        """Use a pipeline built in memory (the full-size random one in bench/) through the same setup as a
+        loaded one: tuned denoiser, image-to-video pipeline sharing its components."""
+        with self._lock:
+            self._install(text_pipe, device, dtype_name)
+
+    def _install(self, text_pipe: Any, device: str, dtype_name: str) -> None:
+        import diffusers
+
+        text_pipe.set_progress_bar_config(disable=True)
+        tune_denoiser(text_pipe, self.config)
+        image_pipe = None
+        if self.config.image_pipeline_class:
+            image_pipe = sharing_pipeline(text_pipe, _diffusers_class(diffusers, self.config.image_pipeline_class))
+        self._device, self._dtype_name = device, dtype_name
+        self._text_pipe, self._image_pipe = text_pipe, image_pipe
 
     def generate(self, jobs: list[GenerationJob], deadline: float | None) -> list[GeneratedVideo]:
         import torch
@@ -170,7 +186,7 @@ class DiffusersVideoGenerator:
             "prompt": [job.prompt for job in jobs], "negative_prompt": [job.negative_prompt for job in jobs],
             "width": spec.width, "height": spec.height, "num_frames": spec.num_frames,
             "num_inference_steps": spec.steps, "guidance_scale": spec.guidance_scale, "generator": generators,
-            "output_type": "np", "frame_rate": spec.fps, "fps": spec.fps,
+            "output_type": "pt", "frame_rate": spec.fps, "fps": spec.fps,
             "max_sequence_length": self.config.max_sequence_length,
             "callback_on_step_end": _deadline_callback(deadline),
         }
@@ -181,8 +197,8 @@ class DiffusersVideoGenerator:
         started = time.perf_counter()
         with torch.inference_mode():
             output = pipe(**_accepted(pipe, arguments))
+        frames = _to_uint8_videos(output.frames)
         video_seconds = time.perf_counter() - started
-        frames = [_to_uint8_frames(video) for video in output.frames]
         audio, audio_seconds = self._audio_for(jobs, output, spec, generators, deadline)
         timings = {"video_seconds": round(video_seconds, 4), "audio_seconds": round(audio_seconds, 4),
                    "batch_size": len(jobs)}
@@ -212,6 +228,33 @@ class DiffusersVideoGenerator:
         return tracks, time.perf_counter() - started
 
 
+def sharing_pipeline(pipe: Any, pipeline_class: Any) -> Any:
+    """`pipeline_class` over `pipe`'s own components: one copy of the weights, each in the dtype and on the
+    device it has. Not `from_pipe`, which casts the shared modules to its `torch_dtype` (float32 unless told),
+    so the half-precision text pipeline ran in float32 afterwards: 3.4 s a video became 24 s on an H200."""
+    expected, optional = pipeline_class._get_signature_keys(pipeline_class)
+    components = {name: component for name, component in pipe.components.items() if name in expected}
+    missing = set(expected) - set(components) - set(getattr(pipeline_class, "_optional_components", []))
+    if missing:
+        raise ValueError(f"{pipeline_class.__name__} needs {sorted(missing)}, which {type(pipe).__name__} lacks")
+    options = {name: pipe.config[name] for name in optional if name in pipe.config}
+    shared = pipeline_class(**components, **options)
+    shared.set_progress_bar_config(disable=True)
+    return shared
+
+
+def tune_denoiser(pipe: Any, config: GeneratorConfig) -> None:
+    """The configured attention backend and torch.compile on the denoiser (transformer or unet), which the
+    image-to-video pipeline shares. Both are opt-in: they depend on the GPU and the installed kernels."""
+    denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    if denoiser is None:
+        return
+    if config.attention_backend:
+        denoiser.set_attention_backend(config.attention_backend)
+    if config.compile_transformer:
+        denoiser.compile()
+
+
 def _diffusers_class(diffusers: Any, name: str) -> Any:
     cls = getattr(diffusers, name, None)
     if cls is None:
@@ -237,7 +280,20 @@ def _deadline_callback(deadline: float | None):
     return check
 
 
+def _to_uint8_videos(videos: Any) -> list[np.ndarray]:
+    """[T, H, W, 3] uint8 per video. A tensor batch ([B, T, C, H, W] in [0, 1]) is converted where it lies,
+    so the GPU does the scaling and a quarter of the bytes come back to the CPU."""
+    if hasattr(videos, "permute") and getattr(videos, "ndim", 0) == 5:
+        import torch
+
+        scaled = torch.nan_to_num(videos.float(), nan=0.0).clamp_(0.0, 1.0).mul_(255.0).round_()
+        return list(scaled.to(torch.uint8).permute(0, 1, 3, 4, 2).contiguous().cpu().numpy())
+    return [_to_uint8_frames(video) for video in videos]
+
+
 def _to_uint8_frames(video: Any) -> np.ndarray:
+    if hasattr(video, "permute"):  # one [T, C, H, W] tensor
+        video = video.float().cpu().permute(0, 2, 3, 1).numpy()
     if isinstance(video, (list, tuple)):  # PIL images
         video = np.stack([np.asarray(frame.convert("RGB")) for frame in video])
     array = np.asarray(video)

@@ -29,8 +29,7 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
     quiet_model_libraries()
     from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
                            LTXVideoTransformer3DModel)
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel
 
     directory = Path(directory)
     torch.manual_seed(seed)
@@ -46,15 +45,8 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
         patch_size=4, patch_size_t=1, encoder_causal=True, decoder_causal=False)
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    vocabulary = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for word in TINY_WORDS:
-        vocabulary.setdefault(word, len(vocabulary))
-    word_level = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
-    word_level.normalizer = normalizers.Lowercase()
-    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>", model_max_length=128)
-    text_encoder = T5EncoderModel(T5Config(vocab_size=len(vocabulary), d_model=32, d_kv=8, d_ff=64, num_layers=1,
+    tokenizer = word_tokenizer()
+    text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1,
                                            num_heads=4, relative_attention_num_buckets=8))
     pipeline = LTXPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
                            text_encoder=text_encoder, tokenizer=tokenizer)
@@ -62,6 +54,46 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
     pipeline.save_pretrained(directory)
     (directory / VERSION_FILE).write_text(TINY_MODEL_VERSION)
     return directory
+
+
+def word_tokenizer():
+    """A word-level tokenizer over TINY_WORDS: T5's real one is a download."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in TINY_WORDS:
+        vocabulary.setdefault(word, len(vocabulary))
+    word_level = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    word_level.normalizer = normalizers.Lowercase()
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", model_max_length=128)
+
+
+def full_size_random_ltx(device: str, dtype_name: str):
+    """An in-memory LTX-Video pipeline at the released model's sizes (diffusers' default configs: a 1.92B
+    transformer and a 0.42B VAE) with random weights, for GPU benchmarks: the compute per step is the real
+    model's, the output is noise. The text encoder is a one-layer random T5 of the real width (4096)."""
+    import torch
+
+    from pipeline.generation.generator import quiet_model_libraries
+
+    quiet_model_libraries()
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
+    from transformers import T5Config, T5EncoderModel
+
+    dtype = getattr(torch, dtype_name)
+    tokenizer = word_tokenizer()
+    torch.manual_seed(0)
+    with torch.device(device):  # initialised where they run: seconds on a GPU instead of minutes on a CPU
+        transformer = LTXVideoTransformer3DModel().to(dtype)
+        vae = AutoencoderKLLTXVideo().to(dtype)
+        text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=4096, d_kv=64, d_ff=10240,
+                                               num_layers=1, num_heads=64)).to(dtype)
+    return LTXPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
+                       text_encoder=text_encoder, tokenizer=tokenizer)
 
 
 def is_current_tiny_model(directory: Path) -> bool:

@@ -26,6 +26,17 @@ class AudioTrack:
 
 
 @dataclass(frozen=True)
+class VideoEncoding:
+    """libx264 settings. `veryfast` takes half the CPU of x264's default `medium` for a slightly larger file;
+    threads 0 lets x264 use every core. Output is deterministic for equal input and settings on one machine
+    (x264 output depends on its thread count)."""
+
+    preset: str = "veryfast"
+    crf: int = 23
+    threads: int = 0
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     frames: int
     width: int
@@ -35,7 +46,8 @@ class VideoInfo:
     audio_seconds: float
 
 
-def encode_mp4(frames: np.ndarray, fps: int, audio: AudioTrack | None = None) -> bytes:
+def encode_mp4(frames: np.ndarray, fps: int, audio: AudioTrack | None = None,
+               encoding: VideoEncoding = VideoEncoding()) -> bytes:
     """H.264 (yuv420p, so sides are cropped to even) with AAC audio when given; deterministic for equal input."""
     import av
 
@@ -44,7 +56,8 @@ def encode_mp4(frames: np.ndarray, fps: int, audio: AudioTrack | None = None) ->
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        video = container.add_stream("libx264", rate=fps, options={"threads": "1"})
+        video = container.add_stream("libx264", rate=fps, options={
+            "threads": str(encoding.threads), "preset": encoding.preset, "crf": str(encoding.crf)})
         video.height, video.width = frames.shape[1:3]
         video.pix_fmt = "yuv420p"
         audio_stream = None

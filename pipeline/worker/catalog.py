@@ -207,7 +207,8 @@ def _generate(services: StageServices) -> GenerateStage:
         image_pipeline_class=settings.generator_image_pipeline, device=settings.generator_device,
         dtype=settings.generator_dtype, audio_pipeline_class=settings.generator_audio_pipeline,
         audio_model_id=settings.generator_audio_model, public_name=settings.generator_model_name,
-        public_version=settings.generator_model_version))
+        public_version=settings.generator_model_version, attention_backend=settings.generator_attention_backend,
+        compile_transformer=settings.generator_compile))
     return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets)
 
 
