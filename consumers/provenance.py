@@ -7,7 +7,7 @@
                                              moderation summary (stages, outcomes, policy versions),
                                              opted-in protected works and their holders (attribution)
       -> verify before passing on: manifest valid (trusted when anchors are configured),
-                                   stored bytes match their hash, watermark reads back
+                                   stored bytes match their hash, watermark reads back (every third frame)
       -> assets["video"] = the signed file; the mark is recorded for `trustreel verify`
     any failure -> rejected with the reason (nothing unsigned reaches publish)
 """
@@ -61,6 +61,11 @@ class ProvenanceRules(BaseModel):
     invisible: InvisibleMarkRules = Field(default_factory=InvisibleMarkRules)
     include_prompt: bool = Field(default=False, description="Put the prompt in the manifest (personal data)")
     include_requester: bool = Field(default=False, description="Put the requester account in the manifest")
+
+
+READ_BACK_EVERY = 3
+"""Every third frame is read back (a 5 s video at 24 fps: 41 frames): the majority over them is as clear as
+over all frames, for a third of the work."""
 
 
 def watermark_id_for(request_id: str, bits: int) -> bytes:
@@ -122,7 +127,8 @@ class ProvenanceStage:
         reference = self._assets.put(signed, "video/mp4")
         try:
             stored = self._assets.get(reference)
-            reading = read_payload([rgb for _, rgb in frames_of(stored, "video/mp4", 1, 10_000)], self.invisible)
+            reading = read_payload([rgb for _, rgb in frames_of(stored, "video/mp4", READ_BACK_EVERY, 10_000)],
+                                   self.invisible)
         except (AssetIntegrityError, UnreadableMedia) as problem:
             return _reject("asset_integrity", f"The signed video does not match the asset store ({problem}).")
         if reading.payload != payload:

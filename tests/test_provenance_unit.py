@@ -153,3 +153,49 @@ def test_missing_or_expired_certificates_stop_the_stage_with_a_clear_error(crede
 def test_videos_too_small_for_the_watermark_are_not_passed(credentials, assets) -> None:
     verdict = stage(credentials, assets).decide(item(assets, smooth_video(64, 64)))
     assert verdict.outcome is Outcome.REJECTED and verdict.reasons[0].code == "too_small_to_watermark"
+
+
+def frames_of_photo(count: int = 6, width: int = 320, height: int = 256) -> np.ndarray:
+    """A slow pan over scikit-image's astronaut photo: realistic, smooth content."""
+    from skimage import data
+
+    photo = np.asarray(Image.fromarray(data.astronaut()).resize((width + 4 * count, height + 2 * count)))
+    return np.stack([photo[2 * i:2 * i + height, 4 * i:4 * i + width] for i in range(count)])
+
+
+def test_the_array_watermark_is_invisible_watermarks_own_both_ways() -> None:
+    """embed_payload computes invisible-watermark's dwtDctSvd over all frames at once: the library's decoder
+    reads what it embeds, and its reader reads what the library embedded (videos marked before)."""
+    from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+    from pipeline.provenance.watermarks import embed_payload
+
+    style, payload = InvisibleMarkStyle(), bytes.fromhex("5ee1c0de")
+    bits = np.unpackbits(np.frombuffer(payload, np.uint8)).tolist()
+    frames = frames_of_photo()
+    marked = embed_payload(frames, payload, style)
+    assert marked.dtype == np.uint8 and marked.shape == frames.shape
+    assert 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - frames) ** 2)) > 34  # PSNR in dB: invisible
+    decoder = WatermarkDecoder("bits", 32)
+    for frame in marked:
+        read = decoder.decode(np.ascontiguousarray(frame[:, :, ::-1]), "dwtDctSvd", scales=[0, 72, 72], block=4)
+        assert list(map(int, read)) == bits
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", bits)
+    by_library = np.stack([encoder.encode(np.ascontiguousarray(f[:, :, ::-1]), "dwtDctSvd", scales=[0, 72, 72],
+                                          block=4)[:, :, ::-1] for f in frames])
+    assert read_payload(by_library, style).payload == payload
+    assert read_payload(marked, style) == read_payload(list(marked), style)
+    assert read_payload(marked, style).agreement == 1.0
+
+
+def test_the_visible_mark_moves_between_corners_and_only_touches_its_box() -> None:
+    from pipeline.provenance.watermarks import VisibleMarkStyle, burn_visible_mark
+
+    frames = np.full((4, 256, 320, 3), 40, np.uint8)
+    marked = burn_visible_mark(frames, VisibleMarkStyle(seconds_per_corner=1.0), fps=1)
+    for index, (rows, cols) in enumerate([(slice(0, 40), slice(0, 160)), (slice(0, 40), slice(160, 320)),
+                                          (slice(216, 256), slice(160, 320)), (slice(216, 256), slice(0, 160))]):
+        changed = (marked[index] != frames[index]).any(axis=-1)
+        assert changed[rows, cols].sum() > 50 and changed.sum() == changed[rows, cols].sum()
+        assert marked[index].max() > 150  # white text at 60% opacity over dark grey
