@@ -131,8 +131,9 @@ def _embed(frames: np.ndarray, bits: np.ndarray, style: InvisibleMarkStyle) -> n
     marked = frames.copy()
     cells = marked[:, :rows, :cols].reshape(count, rows // 2, 2, cols // 2, 2, 3)  # a view: written in place
     for channel, gain in ((2, 2.032), (1, -0.395)):  # B and G; R and Y stay as they are
+        step = np.rint(gain / 2 * ll_change).astype(np.int16)[:, :, None, :, None]  # rounded per 2x2 cell
         plane = cells[..., channel]
-        plane[...] = np.clip(np.rint(plane + (gain / 2 * ll_change)[:, :, None, :, None]), 0, 255)
+        plane[...] = np.clip(plane + step, 0, 255)
     return marked
 
 
