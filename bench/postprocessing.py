@@ -1,0 +1,234 @@
+"""Benchmark: the CPU work of one generated video after the generate stage, against the old code in the same run.
+
+    python bench/postprocessing.py [--videos 3] [--width 704 --height 480 --frames 121]
+
+A realistic, smooth 5-second video (a slow pan and zoom over scikit-image's astronaut photo, encoded as
+the generate stage encodes it) goes through the post-generation stages as workers build them (policies/
+as shipped, a SQLite audit database, a local asset store, development C2PA credentials): likeness-post
+(faces on sampled frames), content-post (NudeNet on sampled frames), known-media-post (PDQ hashes against
+the banks), provenance (visible and invisible marks, x264 encode, C2PA signing, read-back verification)
+and publish's hash checks of the stored files. Prints CPU seconds (all threads: process time) and wall
+seconds per stage and in total, median over --videos, for:
+
+- baseline: provenance as it was before #21 (invisible-watermark's per-frame encoder and decoder on every
+  frame, the visible mark composited frame by frame with PIL, x264 `medium` on one thread);
+- current: the code as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import consumers.provenance as provenance_module  # noqa: E402
+from pipeline.audit.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
+from pipeline.audit.store import SqlAuditStore  # noqa: E402
+from pipeline.enforcement.rules import latest_enforcement  # noqa: E402
+from pipeline.enforcement.standing import SqlStandingBook  # noqa: E402
+from pipeline.hashing.banks import BankStore  # noqa: E402
+from pipeline.likeness.galleries import GalleryStore  # noqa: E402
+from pipeline.media.assets import LocalAssetStore  # noqa: E402
+from pipeline.media.video_files import VideoEncoding, encode_mp4  # noqa: E402
+from pipeline.provenance.dev_certificates import write_dev_credentials  # noqa: E402
+from pipeline.provenance.ledger import SqlProvenanceLedger  # noqa: E402
+from pipeline.provenance.watermarks import CORNERS, INVISIBLE_METHOD, InvisibleMarkStyle, payload_bits_of  # noqa: E402
+from pipeline.provenance.watermarks import PayloadReading, VisibleMarkStyle  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.state.account_registry import SqlAccountRegistry  # noqa: E402
+from pipeline.state.consent_registry import SqlConsentRegistry  # noqa: E402
+from pipeline.state.feeds import rights_registry  # noqa: E402
+from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger  # noqa: E402
+from pipeline.worker import catalog  # noqa: E402
+from schemas.models import GenerationRequest, Outcome, PipelineItem, StageDecision  # noqa: E402
+
+STAGES = ("likeness-post", "content-post", "known-media-post", "provenance")
+
+
+def smooth_video(width: int, height: int, frames: int) -> np.ndarray:
+    """A slow pan and zoom over a photo: compresses and looks like camera footage, unlike noise."""
+    from PIL import Image
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    video = []
+    for index in range(frames):
+        zoom = 1.0 + 0.3 * index / max(1, frames - 1)
+        crop_width, crop_height = 512 / zoom, 512 * height / width / zoom
+        left = (512 - crop_width) * index / max(1, frames - 1)
+        box = (left, 40, left + crop_width, 40 + crop_height)
+        video.append(np.asarray(photo.resize((width, height), Image.BILINEAR, box=box)))
+    return np.stack(video)
+
+
+def services_in(work: Path) -> catalog.StageServices:
+    credentials = write_dev_credentials(work / "c2pa")
+    settings = Settings(db_url=f"sqlite:///{work / 'audit.db'}", asset_dir=work / "assets",
+                        c2pa_cert_chain=credentials.cert_chain, c2pa_private_key=credentials.private_key,
+                        c2pa_trust_anchors=credentials.trust_anchor)
+    upgrade(settings.db_url)
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    return catalog.StageServices(
+        settings=settings, audit=SqlAuditStore(sessions), cameos=SqlConsentRegistry(sessions),
+        accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions), clock=lambda: datetime.now(timezone.utc),
+        assets=LocalAssetStore(settings.asset_dir), galleries=GalleryStore(sessions),
+        provenance=SqlProvenanceLedger(sessions), banks=BankStore(sessions), rights=rights_registry(settings, sessions),
+        read_only_caps=ReadOnlyCapLedger(sessions), standing=SqlStandingBook(sessions, latest_enforcement(
+            settings.policy_dir)))
+
+
+def generated_item(services: catalog.StageServices, request_id: str, video: bytes) -> PipelineItem:
+    now = datetime.now(timezone.utc)
+    decisions = [StageDecision(request_id=request_id, stage=stage, outcome=Outcome.APPROVED, policy_id="bench",
+                               policy_version="bench", decided_at=now,
+                               details={"model": {"model_id": "bench"}} if stage == "generate" else {})
+                 for stage in services.settings.stages[:services.settings.stages.index("generate") + 1]]
+    return PipelineItem(request=GenerationRequest(request_id=request_id, requester_account="bench",
+                                                  prompt="an astronaut smiles at the camera"),
+                        decisions=decisions, assets={"video": services.assets.put(video, "video/mp4")})
+
+
+def one_video(stages: dict, services: catalog.StageServices, item: PipelineItem) -> dict[str, tuple[float, float]]:
+    """(CPU seconds, wall seconds) per stage, the verdicts chained as the runtime chains them."""
+    spent = {}
+    for name, stage in stages.items():
+        cpu, wall = time.process_time(), time.perf_counter()
+        verdict = stage.decide(item)
+        spent[name] = (time.process_time() - cpu, time.perf_counter() - wall)
+        if verdict.outcome is not Outcome.APPROVED:
+            raise SystemExit(f"{name} rejected the bench video: {verdict.reasons}")
+        decision = StageDecision(request_id=item.request.request_id, stage=name, outcome=verdict.outcome,
+                                 policy_id=stage.policy.policy_id, policy_version=stage.policy.version,
+                                 decided_at=datetime.now(timezone.utc), details=verdict.details)
+        item = item.model_copy(update={"decisions": [*item.decisions, decision],
+                                       "assets": {**item.assets, **verdict.assets}})
+    cpu, wall = time.process_time(), time.perf_counter()
+    for reference in item.assets.values():  # publish's integrity checks of what it is about to publish
+        services.assets.get(reference)
+    spent["publish (hash checks)"] = (time.process_time() - cpu, time.perf_counter() - wall)
+    return spent
+
+
+def library_embed(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle) -> np.ndarray:
+    """Before #21: invisible-watermark's own encoder, one frame at a time."""
+    from imwatermark import WatermarkEncoder
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", payload_bits_of(payload, style.payload_bits))
+    scales = [0, style.strength, style.strength]
+    return np.stack([encoder.encode(np.ascontiguousarray(rgb[:, :, ::-1]), INVISIBLE_METHOD, scales=scales,
+                                    block=style.block)[:, :, ::-1] for rgb in frames])
+
+
+def library_read(frames, style: InvisibleMarkStyle, min_agreement: float = 0.85) -> PayloadReading:
+    """Before #21: invisible-watermark's own decoder on each frame."""
+    from imwatermark import WatermarkDecoder
+
+    frames = list(frames)
+    decoder = WatermarkDecoder("bits", style.payload_bits)
+    votes = np.array([decoder.decode(np.ascontiguousarray(rgb[:, :, ::-1]), INVISIBLE_METHOD,
+                                     scales=[0, style.strength, style.strength], block=style.block)
+                      for rgb in frames], dtype=float)
+    share = votes.mean(axis=0)
+    agreement = float(np.mean(np.maximum(share, 1 - share)))
+    if agreement < min_agreement:
+        return PayloadReading(None, agreement, len(frames))
+    return PayloadReading(np.packbits((share > 0.5).astype(np.uint8)).tobytes(), agreement, len(frames))
+
+
+def pil_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int) -> np.ndarray:
+    """Before #21: the text drawn and composited on each frame with PIL."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = frames.shape[1:3]
+    font_size = max(8, int(round(height * style.height_fraction)))
+    font = ImageFont.load_default(size=font_size)
+    margin, alpha = max(2, font_size // 3), int(round(255 * style.opacity))
+    marked = np.empty_like(frames)
+    for index, rgb in enumerate(frames):
+        corner = style.position
+        if corner == "moving":
+            corner = CORNERS[int(index / max(1, fps * style.seconds_per_corner)) % len(CORNERS)]
+        base = Image.fromarray(rgb).convert("RGBA")
+        overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        left, top, right, bottom = draw.textbbox((0, 0), style.text, font=font)
+        x = margin if corner.endswith("left") else width - (right - left) - margin
+        y = margin if corner.startswith("top") else height - (bottom - top) - margin
+        draw.text((x - left + 1, y - top + 1), style.text, font=font, fill=(0, 0, 0, alpha))
+        draw.text((x - left, y - top), style.text, font=font, fill=(255, 255, 255, alpha))
+        marked[index] = np.asarray(Image.alpha_composite(base, overlay).convert("RGB"))
+    return marked
+
+
+class BaselineProvenance:
+    """Swaps the provenance stage's mark, read-back and encoder for what they were before #21."""
+
+    def __enter__(self) -> None:
+        self.saved = {name: getattr(provenance_module, name) for name in
+                      ("embed_payload", "read_payload", "burn_visible_mark", "encode_mp4", "READ_BACK_EVERY")}
+        provenance_module.embed_payload = library_embed
+        provenance_module.read_payload = library_read
+        provenance_module.burn_visible_mark = pil_visible_mark
+        provenance_module.encode_mp4 = functools.partial(encode_mp4, encoding=VideoEncoding("medium", 23, 1))
+        provenance_module.READ_BACK_EVERY = 1
+
+    def __exit__(self, *exc: object) -> None:
+        for name, value in self.saved.items():
+            setattr(provenance_module, name, value)
+
+
+def report(label: str, runs: list[dict[str, tuple[float, float]]]) -> float:
+    print(f"{label}:")
+    total_cpu = total_wall = 0.0
+    for name in runs[0]:
+        cpu = statistics.median(run[name][0] for run in runs)
+        wall = statistics.median(run[name][1] for run in runs)
+        total_cpu, total_wall = total_cpu + cpu, total_wall + wall
+        print(f"  {name:24s} {cpu:6.2f} CPU s  {wall:6.2f} wall s")
+    print(f"  {'total':24s} {total_cpu:6.2f} CPU s  {total_wall:6.2f} wall s")
+    return total_cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--width", type=int, default=704)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--frames", type=int, default=121)
+    parser.add_argument("--fps", type=int, default=24)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="trustreel-bench-post-"))
+    services = services_in(work)
+    stages = {name: catalog.build_stage(name, services) for name in STAGES}
+    video = encode_mp4(smooth_video(args.width, args.height, args.frames), args.fps)
+    print(f"{args.width}x{args.height}, {args.frames} frames at {args.fps} fps ({len(video)} bytes as generated), "
+          f"stages {', '.join(STAGES)} + publish's hash checks; median of {args.videos}")
+    one_video(stages, services, generated_item(services, "warm-up", video))  # model loads, caches
+    results = {}
+    for label in ("baseline (before #21)", "current"):
+        runs = []
+        for index in range(args.videos):
+            item = generated_item(services, f"{label[:4]}-{index}", video)
+            if label.startswith("baseline"):
+                with BaselineProvenance():
+                    runs.append(one_video(stages, services, item))
+            else:
+                runs.append(one_video(stages, services, item))
+        results[label] = report(label, runs)
+    before, after = results.values()
+    print(f"CPU per video: {before:.2f} -> {after:.2f} core-seconds ({before / after:.1f}x less)")
+
+
+if __name__ == "__main__":
+    main()
