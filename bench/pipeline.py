@@ -1,6 +1,7 @@
 """Benchmark: requests through every moderation stage vs raw Kafka hops, on the same local broker.
 
     python bench/pipeline.py --requests 20000 [--workers 2] [--batch-size 1]
+    python bench/pipeline.py --requests 5000 --postgres --workers 1,2,4   # scale-out on PostgreSQL
 
 1. trustreel: N valid requests (adult requesters under their daily cap, each with one of many
    verified cameos, prompt-only so likeness runs its name check) through consent -> likeness ->
@@ -12,6 +13,10 @@
 Prints requests/s for both and their ratio, and per stage p50/p99 of the time it adds per request
 (between decision times in the audit database; queueing included, as all N are sent at once) and
 of the time it spends deciding (the decision rows' duration).
+
+--postgres: the audit database is a throwaway PostgreSQL server (Debian's package), a fresh database
+and fresh topics for each worker count in --workers (e.g. 1,2,4), the raw baseline once for all.
+Per count it prints requests/s and what each worker cost: CPU seconds per request and peak memory.
 
 Recorded results (2 cores): bench/RESULTS.md.
 """
@@ -51,12 +56,14 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run_pipeline(settings: Settings, count: int,
-                 workers: int) -> tuple[float, dict[str, list[float]], dict[str, list[float]]]:
-    """Seconds for all requests, then per stage: time added per request, and time spent deciding it."""
+                 workers: int) -> tuple[float, dict[str, list[float]], dict[str, list[float]], list[dict]]:
+    """Seconds for all requests; per stage: time added per request, and time spent deciding it; and per
+    worker process its CPU seconds and peak resident memory."""
     env = os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap, "TRUSTREEL_DB_URL": settings.db_url,
                         "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix, "TRUSTREEL_STAGES": ",".join(STAGES),
                         "TRUSTREEL_ASSET_DIR": str(settings.asset_dir),
-                        "TRUSTREEL_STAGE_BATCH_SIZE": str(settings.stage_batch_size)}
+                        "TRUSTREEL_STAGE_BATCH_SIZE": str(settings.stage_batch_size),
+                        "TRUSTREEL_PARTITIONS": str(settings.partitions)}
     accounts = [f"bench-user-{n:04d}" for n in range(max(1, count // 50))]  # stay under the daily cap
     cameos = [f"bench-cam-{n:04d}" for n in range(max(1, len(accounts) // 2))]  # one per two accounts
     with PipelineProducer(settings) as producer:
@@ -101,7 +108,7 @@ def run_pipeline(settings: Settings, count: int,
                 for stage in STAGES:
                     added[stage].append((decided[stage] - previous).total_seconds() * 1000)
                     previous = decided[stage]
-            return elapsed, added, deciding
+            return elapsed, added, deciding, [process_cost(process.pid) for process in processes]
         finally:
             for process in processes:
                 process.terminate()
@@ -110,6 +117,15 @@ def run_pipeline(settings: Settings, count: int,
             for log in logs:
                 log.close()
             engine.dispose()
+
+
+def process_cost(pid: int) -> dict:
+    """CPU seconds (user + system) and peak resident memory of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    peak_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmHWM:"))
+    return {"cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks, "peak_mib": peak_kib / 1024}
 
 
 async def run_raw(settings: Settings, count: int, hops: int) -> float:
@@ -163,37 +179,64 @@ async def run_raw(settings: Settings, count: int, hops: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", default="1", help="worker processes; with --postgres a list, e.g. 1,2,4")
     parser.add_argument("--batch-size", type=int, default=Settings().stage_batch_size,
                         help="messages per stage batch (1 = one transaction per message, as before batching)")
     parser.add_argument("--port", type=int, default=19292, help="local broker port for the benchmark")
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL server instead of SQLite")
     args = parser.parse_args()
+    counts = [int(part) for part in args.workers.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="trustreel-bench-"))
     broker = LocalBroker(home=Settings().broker_home, port=args.port)
     started_here = broker.running_pid() is None
     bootstrap = broker.start()
-    settings = Settings(bootstrap=bootstrap, db_url=f"sqlite:///{workdir / 'audit.db'}", stages=STAGES,
-                        topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", asset_dir=workdir / "assets",
-                        stage_batch_size=args.batch_size)
+    server = None
+    if args.postgres:
+        from pipeline.audit.local_postgres import LocalPostgres, postgres_bindir
+
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise SystemExit("--postgres needs the PostgreSQL server package (initdb, pg_ctl): apt-get install postgresql")
+        server = LocalPostgres(bindir)
+
+    def settings_for(label: str) -> Settings:
+        db_url = server.create_database(f"bench_{label}") if server else f"sqlite:///{workdir / label / 'audit.db'}"
+        (workdir / label).mkdir(parents=True, exist_ok=True)
+        return Settings(bootstrap=bootstrap, db_url=db_url, stages=STAGES, asset_dir=workdir / label / "assets",
+                        topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", stage_batch_size=args.batch_size,
+                        partitions=max(3, *counts))  # every worker can hold a partition of each topic
+
+    runs = []
     try:
-        ensure_topics(settings)
-        upgrade(settings.db_url)
-        raw_seconds = asyncio.run(run_raw(settings, args.requests, hops=len(STAGES)))
-        pipeline_seconds, added, deciding = run_pipeline(settings, args.requests, args.workers)
+        raw_settings = settings_for("raw")
+        ensure_topics(raw_settings)
+        raw_seconds = asyncio.run(run_raw(raw_settings, args.requests, hops=len(STAGES)))
+        for workers in counts:
+            settings = settings_for(f"workers{workers}")
+            ensure_topics(settings)
+            upgrade(settings.db_url)
+            runs.append((workers, *run_pipeline(settings, args.requests, workers)))
     finally:
         if started_here:
             broker.stop()
-    raw_rate, pipeline_rate = args.requests / raw_seconds, args.requests / pipeline_seconds
-    print(f"{args.requests} requests, {len(STAGES)} stages, {args.workers} worker(s), {settings.partitions} partitions, "
-          f"stage batches of up to {args.batch_size}; worker logs and audit database in {workdir}")
+        if server is not None:
+            server.remove()
+    raw_rate = args.requests / raw_seconds
+    database = "PostgreSQL" if server else "SQLite"
+    print(f"{args.requests} requests, {len(STAGES)} stages, {max(3, *counts)} partitions, {database}, stage "
+          f"batches of up to {args.batch_size}; worker logs in {workdir}")
     print(f"raw kafka hops : {raw_rate:10.1f} requests/s ({raw_seconds:.1f}s)")
-    print(f"trustreel      : {pipeline_rate:10.1f} requests/s ({pipeline_seconds:.1f}s)")
-    print(f"ratio          : {pipeline_rate / raw_rate:10.3f} (trustreel / raw)")
-    print("per stage        added (queueing included: all requests are sent at once)   deciding (in the stage)")
-    for stage, values in added.items():
-        spent = deciding[stage]
-        print(f"  {stage:<9}: p50 {statistics.median(values):9.1f} ms  p99 {percentile(values, 0.99):9.1f} ms"
-              f"        p50 {statistics.median(spent):7.2f} ms  p99 {percentile(spent, 0.99):7.2f} ms")
+    for workers, pipeline_seconds, added, deciding, costs in runs:
+        pipeline_rate = args.requests / pipeline_seconds
+        cpu = sum(cost["cpu_seconds"] for cost in costs)
+        print(f"trustreel, {workers} worker(s): {pipeline_rate:10.1f} requests/s ({pipeline_seconds:.1f}s), ratio "
+              f"{pipeline_rate / raw_rate:.3f}; workers' CPU {cpu / args.requests * 1000:.1f} ms per request, "
+              f"peak memory {max(cost['peak_mib'] for cost in costs):.0f} MiB per worker")
+        print("  per stage        added (queueing included: all requests are sent at once)   deciding (in the stage)")
+        for stage, values in added.items():
+            spent = deciding[stage]
+            print(f"    {stage:<9}: p50 {statistics.median(values):9.1f} ms  p99 {percentile(values, 0.99):9.1f} ms"
+                  f"        p50 {statistics.median(spent):7.2f} ms  p99 {percentile(spent, 0.99):7.2f} ms")
 
 
 if __name__ == "__main__":

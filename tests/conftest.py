@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable, Iterator
 import pytest
 
 from pipeline.audit.db import upgrade
+from pipeline.audit.local_postgres import LocalPostgres, free_port, postgres_bindir
 from pipeline.broker import LocalBroker
 from pipeline.settings import MODERATION_ONLY_STAGES, Settings
 from pipeline.transport.security import KafkaConnection
@@ -127,7 +127,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         **{f"TRUSTREEL_{name.upper()}": str(getattr(settings, name))
            for name in ("c2pa_cert_chain", "c2pa_private_key", "c2pa_trust_anchors", "voice_backend",
                         "voice_model_dir", "metrics_port", "trace_file", "generator_model_name",
-                        "generator_model_version", "consent_feed_wait_seconds", "send_claim_lease_seconds")
+                        "generator_model_version", "consent_feed_wait_seconds", "send_claim_lease_seconds",
+                        "worker_stall_seconds")
            if getattr(settings, name)},
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }
@@ -241,48 +242,9 @@ def read_topic(settings: Settings) -> Iterator[Callable[[str], TopicReader]]:
         reader.close()
 
 
-class LocalPostgres:
-    """A throwaway PostgreSQL server from the machine's packages, which tests may stop and start."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.base = Path(tempfile.mkdtemp(prefix="trustreel-pg-"))  # outside pytest's 0700 tree
-        self.data = self.base / "data"
-        self.port = _free_port()  # never a fixed or pid-derived one: a stale server may hold it
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            shutil.chown(self.base, "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "trustreel")
-        self.start()
-        self.create_database("audit")
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self.as_user, str(self.bindir / tool), *args], check=True, capture_output=True)
-
-    def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-o",
-                  f"-p {self.port} -k {self.base} -h 127.0.0.1", "start")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def url(self, database: str = "audit") -> str:
-        return f"postgresql+psycopg://trustreel@127.0.0.1:{self.port}/{database}"
-
-    def create_database(self, name: str) -> str:
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "trustreel", name)
-        return self.url(name)
-
-    def remove(self) -> None:
-        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[LocalPostgres]:
-    bindir = _postgres_bindir()
+    bindir = postgres_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
                     "install Debian's postgresql package or set TRUSTREEL_TEST_POSTGRES_URL")
@@ -300,20 +262,7 @@ def postgres_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_server").url()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _postgres_bindir() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for candidate in candidates:
-        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
-            return candidate
-    return None
+_free_port = free_port  # tests import it from here
 
 
 @pytest.fixture
