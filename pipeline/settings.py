@@ -113,7 +113,9 @@ class Settings(BaseSettings):
                                      description="Each worker serves /metrics and /healthz on this port (unset: off)")
     worker_stall_seconds: float = Field(default=120.0, gt=0,
                                         description="/healthz: an input partition with waiting records whose "
-                                                    "offset has not moved for this long makes the worker unhealthy")
+                                                    "offset has not moved for this long makes the worker unhealthy; "
+                                                    "a worker holding no partition then exits (code 75) to be "
+                                                    "restarted")
     consent_feed_wait_seconds: float = Field(
         default=60.0, ge=0, description="Consent waits this long at most for the consent registry to apply "
                                         "every record produced before a batch; still behind, requests with "

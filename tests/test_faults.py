@@ -95,6 +95,42 @@ def test_broker_restart_mid_run(settings: Settings, broker, producer, start_work
     assert worker.alive, worker.output()
 
 
+def test_a_worker_that_joins_while_the_broker_restarts_consumes_or_asks_to_be_restarted(
+        settings: Settings, broker, producer, start_worker, read_topic) -> None:
+    """The broker restarts just as a worker joins its group (how a worker once ended up subscribed to nothing,
+    idle for good). Its requests are published exactly once: the worker consumes them, or finds itself
+    stranded (holding nothing while they wait) and exits with code 75, and the supervisor here starts it again."""
+    from pipeline.producer import PipelineProducer
+    from pipeline.worker.app import STRANDED_EXIT_CODE
+
+    quick = settings.model_copy(update={"worker_stall_seconds": 8.0})
+    worker = start_worker(settings_override=quick)
+    wait_for(lambda: "ReadCommittedConsumerThread]: Starting" in worker.output() or not worker.alive, 120,
+             what="the worker's consumer to start")
+    assert worker.alive, worker.output()
+    time.sleep(0.5)  # this moment reproduced it: faust's assignor found the topics missing and assigned nothing
+    broker.stop()
+    time.sleep(2)
+    broker.start()
+    ensure_topics(settings)
+    ids = [f"joining-{n:02d}" for n in range(20)]
+    with PipelineProducer(settings) as fresh:
+        for request_id in ids:
+            fresh.submit(request(request_id))
+    reader = read_topic("feed.published")
+    restarts, deadline = 0, time.monotonic() + 240
+    while {json.loads(r.value)["request_id"] for r in reader.poll()} < set(ids) and time.monotonic() < deadline:
+        if not worker.alive:  # the supervisor's part
+            assert worker.process.returncode == STRANDED_EXIT_CODE, worker.output()[-3000:]
+            assert "stranded: this worker holds no partition" in worker.output()
+            restarts += 1
+            worker = start_worker(settings_override=quick)
+        time.sleep(0.5)
+    print(f"worker restarts after being stranded: {restarts}")
+    assert_published_exactly_once(read_topic, ids, timeout=30)
+    assert worker.alive, worker.output()
+
+
 def hostile_messages(count: int, seed: int = 11) -> list[bytes]:
     """Malformed, truncated, oversized, wrong-type and hostile messages, each unreadable for the stage."""
     rng = random.Random(seed)

@@ -152,3 +152,25 @@ def test_busy_window_is_the_generators_share_of_the_last_minute() -> None:
     assert window.record(0.0, 15.0) == 0.25
     assert window.record(30.0, 45.0) == 0.5
     assert window.record(100.0, 106.0) == pytest.approx(0.1)
+
+
+def test_a_worker_holding_nothing_while_its_work_waits_is_stranded_but_a_standby_is_not() -> None:
+    import time
+
+    base = time.monotonic()
+    held: set[tuple[str, int]] = set()
+    told: list[str] = []
+    monitor = LagMonitor(KafkaConnection("127.0.0.1:1"), "g", ["gen.requests", "cameo.consents"],
+                         {"consents": "cameo.consents"}, assigned=lambda: held, stall_seconds=60,
+                         start_grace_seconds=0, consumed=["gen.requests"], on_stranded=told.append)
+    monitor.update({("gen.requests", 0): 10, ("cameo.consents", 0): 50}, {("gen.requests", 0): 10,
+                                                                          ("cameo.consents", 0): 2}, now=base + 1000)
+    assert monitor.stranded(now=base + 2000) is None, "nothing waits in what it consumes: a standby, or no traffic"
+    monitor.update({("gen.requests", 0): 30, ("cameo.consents", 0): 50}, {("gen.requests", 0): 12,
+                                                                          ("cameo.consents", 0): 2}, now=base + 2000)
+    assert monitor.stranded(now=base + 2030) is None, "the others are moving the work"
+    problem = monitor.stranded(now=base + 2061)
+    assert problem is not None and problem.startswith("stranded: this worker holds no partition while 1 partition")
+    assert "gen.requests[0], 18 behind" in problem and problem in monitor.problems(now=base + 2061)
+    held.add(("gen.requests", 0))
+    assert monitor.stranded(now=base + 2061) is None, "holding a partition: 'not moving' is the check for that"

@@ -6,6 +6,9 @@
       for the partitions this worker holds: lag > 1 and the committed offset unchanged for `stall_seconds`
         -> a /healthz problem ("not moving"); no partition held after the start grace -> "subscribed to nothing";
       offsets unreadable for `stall_seconds` (a coordinator moving is retried quietly) -> "cannot read"
+      no partition held while a partition of a topic it consumes has waiting work that nobody has moved for
+        `stall_seconds` -> "stranded": /healthz, and `on_stranded` once (the worker exits non-zero so its
+        supervisor starts it again: a consumer that subscribed while the broker restarted can stay idle)
 
 Stage topics are written in transactions, whose commit markers take an offset each: a partition that
 is fully processed still shows a lag of 1, so only more than that counts as waiting work.
@@ -27,12 +30,16 @@ log = logging.getLogger("trustreel.lag")
 class LagMonitor:
     def __init__(self, connection: KafkaConnection, group_id: str, topics: list[str], registries: dict[str, str],
                  assigned: Callable[[], set[tuple[str, int]]], interval_seconds: float = 10.0,
-                 stall_seconds: float = 120.0, start_grace_seconds: float = 60.0) -> None:
+                 stall_seconds: float = 120.0, start_grace_seconds: float = 60.0,
+                 consumed: list[str] | None = None, on_stranded: Callable[[str], None] | None = None) -> None:
         self._connection = connection
         self._group_id = group_id
         self._topics = topics
         self._registries = registries  # registry name -> its state topic
         self._assigned = assigned
+        self._consumed = set(topics if consumed is None else consumed)  # not the feeds another worker applies
+        self._on_stranded = on_stranded
+        self._stranded_told = False
         self._interval = interval_seconds
         self._stall = stall_seconds
         self._grace = start_grace_seconds
@@ -61,6 +68,10 @@ class LagMonitor:
                 with self._lock:
                     self._error = f"{type(exc).__name__}: {exc}".strip()
                 self._close()
+            stranded = self.stranded()
+            if stranded and self._on_stranded is not None and not self._stranded_told:
+                self._stranded_told = True
+                self._on_stranded(stranded)
             self._stop.wait(self._interval)
         self._close()
 
@@ -118,7 +129,24 @@ class LagMonitor:
                 if self._lag.get(key, 0) > 1 and now - since > self._stall:
                     found.append(f"not moving: {key[0]}[{key[1]}] committed at {done}, {self._lag[key]} behind, "
                                  f"for {now - since:.0f}s")
-        return found
+        stranded = self.stranded(now, assigned)
+        return found + ([stranded] if stranded else [])
+
+    def stranded(self, now: float | None = None, assigned: set[tuple[str, int]] | None = None) -> str | None:
+        """Why this worker should be started again, or None: it holds no partition while work waits, unmoved,
+        in a partition of a topic it consumes. (Holding nothing while the others keep up is a standby.)"""
+        now = time.monotonic() if now is None else now
+        if (self._assigned() if assigned is None else assigned) or now - self._started <= self._grace:
+            return None
+        with self._lock:
+            waiting = sorted(key for key, lag in self._lag.items() if key[0] in self._consumed and lag > 1
+                             and now - self._progress.get(key, (0, now))[1] > self._stall)
+            if not waiting:
+                return None
+            topic, partition = waiting[0]
+            return (f"stranded: this worker holds no partition while {len(waiting)} partition(s) it consumes have "
+                    f"waiting work nobody has moved for over {self._stall:.0f}s (e.g. {topic}[{partition}], "
+                    f"{self._lag[waiting[0]]} behind)")
 
     def _close(self) -> None:
         for client in (self._consumer, self._admin):

@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import tempfile
+import threading
 from typing import Callable
 
 import faust
@@ -135,7 +137,9 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
         stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
         runner = StageRunner(stage, topics, audit, sender, config, system_clock)
         app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner, settings))
-    _observe(app, settings, group, [topics.input_of(name) for name in stage_names], feeds, connection)
+    inputs = [topics.input_of(name) for name in stage_names]
+    consumed = inputs + ([feed.topic for feed in feeds] + [topics.reports] if apply_state_feeds else [])
+    _observe(app, settings, group, inputs, feeds, connection, consumed)
     takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1],
                                 banker=stage_catalog.takedown_banker(services))
     for feed in feeds if apply_state_feeds else []:
@@ -168,21 +172,35 @@ def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30, 
     raise FeedBehind("the state feeds were not applied: is a --state-feeds-only worker running?")
 
 
+STRANDED_EXIT_CODE = 75
+"""EX_TEMPFAIL: this worker was stranded (holding nothing while its work waited) and wants to be started again."""
+_stranded = threading.Event()
+
+
 def _observe(app: StageApp, settings: Settings, group: str, inputs: list[str], feeds: list[StateFeed],
-             connection: KafkaConnection) -> None:
-    """Metrics and /healthz on the worker's port (when one is set); lag sampled for both."""
-    if settings.metrics_port is None:
-        return
+             connection: KafkaConnection, consumed: list[str]) -> None:
+    """Lag sampled for metrics and /healthz (on the worker's port, when one is set), and the stranded check
+    that ends a worker holding nothing while its work waits, so its supervisor starts it again."""
     monitor = LagMonitor(connection, group, inputs + [feed.topic for feed in feeds],
                          {feed.name: feed.topic for feed in feeds}, assigned=lambda: _assignment(app),
-                         stall_seconds=settings.worker_stall_seconds).start()
-    server = serve(settings.metrics_port, monitor.problems)
+                         stall_seconds=settings.worker_stall_seconds,
+                         start_grace_seconds=min(60.0, settings.worker_stall_seconds), consumed=consumed,
+                         on_stranded=_exit_to_be_restarted).start()
+    server = serve(settings.metrics_port, monitor.problems) if settings.metrics_port is not None else None
     app.on_stop_callbacks.append(lambda: asyncio.to_thread(_stop_observing, monitor, server))
+
+
+def _exit_to_be_restarted(reason: str) -> None:
+    log.error("%s; stopping with exit code %d so that the supervisor starts this worker again", reason,
+              STRANDED_EXIT_CODE)
+    _stranded.set()
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker's own clean shutdown; run_worker turns it into the code
 
 
 def _stop_observing(monitor: LagMonitor, server) -> None:
     monitor.stop()
-    server.shutdown()
+    if server is not None:
+        server.shutdown()
 
 
 def _assignment(app: StageApp) -> set[tuple[str, int]]:
@@ -273,4 +291,9 @@ def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info
                           redirect_stdouts=False,
                           logging_config=logging_config(loglevel.upper(), settings.log_format))
     worker.spinner = None  # its terminal escape codes are noise in logs; "Ready" is logged instead
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if _stranded.is_set():
+            raise SystemExit(STRANDED_EXIT_CODE) from None
+        raise
