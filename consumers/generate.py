@@ -73,6 +73,15 @@ class PlannedJob:
     conditioning: list[dict[str, str]]
 
 
+@dataclass(frozen=True)
+class Generated:
+    """A job's video off the GPU, still to be encoded and stored."""
+
+    video: Any
+    batch: list[PlannedJob]
+    attempts: int
+
+
 class GenerateStage:
     name = "generate"
 
@@ -107,7 +116,7 @@ class GenerateStage:
                     if isinstance(outcome, Verdict):
                         verdicts[plan_job.index] = outcome
                     else:  # encoded and stored on the pool while the next batch generates
-                        finishing.append((plan_job.index, self._finishing.submit(self._approve, plan_job, *outcome)))
+                        finishing.append((plan_job.index, self._finishing.submit(self._approve, plan_job, outcome)))
         finally:
             for index, future in finishing:  # an encode or store error fails the whole batch, as before
                 verdicts[index] = future.result()
@@ -161,9 +170,9 @@ class GenerateStage:
                           message=f"The verified reference image of cameo {cameo_id} cannot be used ({problem}).")
         return images[0].sha256, rgb
 
-    def _run(self, batch: list[PlannedJob]) -> list[tuple[PlannedJob, Verdict | tuple[Any, list[PlannedJob], int]]]:
+    def _run(self, batch: list[PlannedJob]) -> list[tuple[PlannedJob, Verdict | Generated]]:
         """Generate one compatible batch with bounded retries; a batch that runs out of memory is split.
-        Each job ends as a rejection or as (video, its batch, attempts) still to be encoded and stored."""
+        Each job ends as a rejection or as a video still to be encoded and stored."""
         rules = self.policy.rules
         errors: list[str] = []
         for attempt in range(1, rules.max_attempts + 1):
@@ -178,14 +187,15 @@ class GenerateStage:
                 if code == "out_of_memory" and len(batch) > 1:
                     return [result for plan in batch for result in self._run([plan])]
                 continue
-            return [(plan, (video, batch, attempt)) for plan, video in zip(batch, videos)]
+            return [(plan, Generated(video, batch, attempt)) for plan, video in zip(batch, videos)]
         code = errors[-1].split(":", 1)[0]
         return [(plan, Verdict.reject(
             [Reason(code=f"generation_failed_{code}",
                     message=f"The video could not be generated ({code.replace('_', ' ')}, {len(errors)} attempts).")],
             attempts=len(errors), errors=errors, seed=plan.job.seed)) for plan in batch]
 
-    def _approve(self, plan: PlannedJob, video, batch: list[PlannedJob], attempts: int) -> Verdict:
+    def _approve(self, plan: PlannedJob, generated: Generated) -> Verdict:
+        video, batch, attempts = generated.video, generated.batch, generated.attempts
         spec = plan.job.spec
         rules = self.policy.rules
         started = time.perf_counter()
