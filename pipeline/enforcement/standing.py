@@ -25,7 +25,7 @@ from sqlalchemy.orm import sessionmaker
 from pipeline.audit.db import DecisionRow, RequestRow, ReviewRow, StrikeVoidRow, TakedownRow
 from pipeline.audit.store import REVIEW_PREFIX
 from pipeline.enforcement.rules import EnforcementRules, SanctionLevel
-from pipeline.runtime.batch_snapshot import remembered
+from pipeline.runtime.batch_snapshot import batch_requesters, remember, remembered
 from policies.loader import LoadedPolicy
 from schemas.models import Outcome, Reason
 
@@ -122,29 +122,40 @@ class SqlStandingBook:
         self._policy = policy
 
     def standing(self, account: str, now: datetime) -> Standing:
-        return remembered(("standing", account), lambda: self._load(account, now))
+        """Within a batch, the first miss loads every requester of the batch in one set of queries."""
+        def load_the_batch() -> Standing:
+            loaded = self.standings(sorted(batch_requesters() | {account}), now)
+            for other, standing in loaded.items():
+                remember(("standing", other), standing)
+            return loaded[account]
 
-    def _load(self, account: str, now: datetime) -> Standing:
+        return remembered(("standing", account), load_the_batch)
+
+    def standings(self, accounts: list[str], now: datetime) -> dict[str, Standing]:
         policy = self._policy()
         rules = policy.rules
         longest = max((step.duration for step in rules.sanctions), default=timedelta(0))
-        strikes = self.strikes(account, rules, since=now - rules.strikes.window - longest)
-        return Standing(account, policy.version, now, now - rules.strikes.window, strikes,
-                        sanction_of(strikes, rules, now))
+        strikes = self.strikes(accounts, rules, since=now - rules.strikes.window - longest)
+        return {account: Standing(account, policy.version, now, now - rules.strikes.window, strikes[account],
+                                  sanction_of(strikes[account], rules, now)) for account in accounts}
 
-    def strikes(self, account: str, rules: EnforcementRules, since: datetime) -> list[Strike]:
+    def strikes(self, accounts: list[str], rules: EnforcementRules, since: datetime) -> dict[str, list[Strike]]:
+        """Each account's strikes since `since`, oldest first: its rejections (not reversed by a review) and
+        takedowns (not reinstated), each with its void if a senior reviewer struck it out."""
         with self._sessions() as session:
-            voids = {(row.source, row.source_ref): row.voided_by for row in session.scalars(
-                select(StrikeVoidRow).where(StrikeVoidRow.account == account))}
+            voids = {(row.account, row.source, row.source_ref): row.voided_by for row in session.scalars(
+                select(StrikeVoidRow).where(StrikeVoidRow.account.in_(accounts)))}
             rejected = session.execute(
-                select(DecisionRow.request_id, DecisionRow.reasons, DecisionRow.decided_at)
+                select(RequestRow.requester_account, DecisionRow.request_id, DecisionRow.reasons,
+                       DecisionRow.decided_at)
                 .join(RequestRow, RequestRow.request_id == DecisionRow.request_id)
-                .where(RequestRow.requester_account == account, DecisionRow.outcome == Outcome.REJECTED.value,
+                .where(RequestRow.requester_account.in_(accounts), DecisionRow.outcome == Outcome.REJECTED.value,
                        DecisionRow.decided_at >= since)).all()
             taken_down = session.execute(
-                select(TakedownRow.request_id, TakedownRow.reason_code, TakedownRow.created_at)
+                select(RequestRow.requester_account, TakedownRow.request_id, TakedownRow.reason_code,
+                       TakedownRow.created_at)
                 .join(RequestRow, RequestRow.request_id == TakedownRow.request_id)
-                .where(RequestRow.requester_account == account, TakedownRow.created_at >= since,
+                .where(RequestRow.requester_account.in_(accounts), TakedownRow.created_at >= since,
                        TakedownRow.reason_code.in_(list(rules.strikes.takedown_reasons)))).all()
             request_ids = [row.request_id for row in rejected] + [row.request_id for row in taken_down]
             reversed_rejections = set(session.scalars(select(DecisionRow.request_id).where(
@@ -153,22 +164,22 @@ class SqlStandingBook:
             reinstated = set(session.scalars(select(ReviewRow.request_id).where(
                 ReviewRow.request_id.in_(request_ids), ReviewRow.stage == "takedown",
                 ReviewRow.status == "approved"))) if request_ids else set()
-        strikes: dict[tuple[str, str], Strike] = {}
-        for request_id, reasons, decided_at in rejected:
+        strikes: dict[str, dict[tuple[str, str], Strike]] = {account: {} for account in accounts}
+        for account, request_id, reasons, decided_at in rejected:
             if request_id in reversed_rejections:
                 continue
             weighed = [(rules.strikes.rejection_reasons[reason["code"]], reason["code"]) for reason in reasons or []
                        if reason.get("code") in rules.strikes.rejection_reasons]
             if weighed:
                 weight, code = max(weighed)
-                strikes[(REJECTION, request_id)] = Strike(REJECTION, request_id, code, weight, decided_at,
-                                                          voids.get((REJECTION, request_id)))
-        for request_id, reason_code, created_at in taken_down:
+                strikes[account][(REJECTION, request_id)] = Strike(REJECTION, request_id, code, weight, decided_at,
+                                                                   voids.get((account, REJECTION, request_id)))
+        for account, request_id, reason_code, created_at in taken_down:
             if request_id not in reinstated:
-                strikes[(TAKEDOWN, request_id)] = Strike(TAKEDOWN, request_id, reason_code,
-                                                         rules.strikes.takedown_reasons[reason_code], created_at,
-                                                         voids.get((TAKEDOWN, request_id)))
-        return sorted(strikes.values(), key=lambda strike: strike.at)
+                strikes[account][(TAKEDOWN, request_id)] = Strike(
+                    TAKEDOWN, request_id, reason_code, rules.strikes.takedown_reasons[reason_code], created_at,
+                    voids.get((account, TAKEDOWN, request_id)))
+        return {account: sorted(found.values(), key=lambda strike: strike.at) for account, found in strikes.items()}
 
 
 def explain(standing: Standing) -> str:
