@@ -170,12 +170,12 @@ def full_ltx(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--requests", type=int, help="default 16 (--full-ltx: 6)")
+    parser.add_argument("--batch-size", type=int, help="default 8 (--full-ltx: 1)")
     parser.add_argument("--model", help="diffusers model id or directory (default: a tiny random LTX pipeline)")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--steps", type=int, help="default 4 (--full-ltx: 20)")
+    parser.add_argument("--width", type=int, help="default 64 (--full-ltx: 704)")
+    parser.add_argument("--height", type=int, help="default 64 (--full-ltx: 480)")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--full-ltx", action="store_true", help="full-size random LTX-Video on the GPU")
@@ -187,15 +187,12 @@ def main() -> None:
     parser.add_argument("--baseline-repeats", type=int, default=3)
     parser.add_argument("--show-from-pipe-cast", action="store_true")
     args = parser.parse_args()
+    defaults = ({"requests": 6, "batch_size": 1, "steps": 20, "width": 704, "height": 480} if args.full_ltx else
+                {"requests": 16, "batch_size": 8, "steps": 4, "width": 64, "height": 64})
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.full_ltx:
-        if "--steps" not in sys.argv:
-            args.steps = 20
-        if "--width" not in sys.argv:
-            args.width, args.height = 704, 480
-        if "--requests" not in sys.argv:
-            args.requests = 6
-        if "--batch-size" not in sys.argv:
-            args.batch_size = 1
         return full_ltx(args)
 
     work = Path(tempfile.mkdtemp(prefix="trustreel-bench-generation-"))

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import pytest
 
 from pipeline.audit.db import upgrade
-from pipeline.audit.local_postgres import LocalPostgres, free_port, postgres_bindir
+from pipeline.audit.local_postgres import LocalPostgres, postgres_bindir
 from pipeline.broker import LocalBroker
 from pipeline.settings import MODERATION_ONLY_STAGES, Settings
 from pipeline.transport.security import KafkaConnection
@@ -260,9 +260,6 @@ def postgres_url(request: pytest.FixtureRequest) -> str:
     if explicit:
         return explicit
     return request.getfixturevalue("postgres_server").url()
-
-
-_free_port = free_port  # tests import it from here
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipeline.audit.db import DecisionRow, StaffActionRow, make_engine, make_sessionmaker
+from pipeline.audit.local_postgres import free_port
 from pipeline.cli import app
 from pipeline.media.video_files import encode_mp4
 from pipeline.settings import Settings
@@ -40,12 +40,6 @@ def cli(settings: Settings, *args: str, expect: int = 0) -> str:
     result = CliRunner().invoke(app, list(args), env=settings_env(settings))
     assert result.exit_code == expect, result.output
     return result.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

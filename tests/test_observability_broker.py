@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from pipeline.audit.db import DeadLetterRow, DecisionRow
 from pipeline.cli import app
 from pipeline.settings import MODERATION_ONLY_STAGES, Settings
-from tests.conftest import _free_port, settings_env, wait_for
+from pipeline.audit.local_postgres import free_port
+from tests.conftest import settings_env, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.stages(*MODERATION_ONLY_STAGES)]
 
@@ -42,7 +43,7 @@ def health(port: int) -> tuple[int, str]:
 
 def test_a_workers_metrics_match_the_audit_database_and_its_spans_form_one_trace(
         settings, start_worker, read_topic, producer, sessions, tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     live = settings.model_copy(update={"metrics_port": port, "trace_file": tmp_path / "spans.jsonl"})
     cli(live, "account", "profile", "bob", "--birth-date", "1990-01-01")
     start_worker(settings_override=live)
