@@ -61,7 +61,9 @@ class LagMonitor:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # the first sample one interval after start: a worker starting on a busy machine (a dozen at once in
+        # `demo --secure`) has its own consumer and producer to connect first
+        while not self._stop.wait(self._interval):
             try:
                 self.sample()
             except Exception as exc:  # the broker may be restarting: keep the last figures, say why
@@ -72,7 +74,6 @@ class LagMonitor:
             if stranded and self._on_stranded is not None and not self._stranded_told:
                 self._stranded_told = True
                 self._on_stranded(stranded)
-            self._stop.wait(self._interval)
         self._close()
 
     def sample(self) -> dict[tuple[str, int], int]:
