@@ -152,7 +152,7 @@ def test_a_reviewer_approves_a_parked_case_in_the_browser_and_it_is_published(
     assert httpx.get(video.get_attribute("src")[:-3] + "xyz", cookies=cookies).status_code == 403
 
     browser.find_element(By.TAG_NAME, "body").send_keys("a")  # the approve shortcut
-    wait_for(lambda: "approved" in browser.find_element(By.ID, "flash").text, 30, what="the approval")
+    wait_for(lambda: _shown(browser, "flash", "approved"), 60, what="the approval")
     published = read_topic("feed.published").wait_for_count(1, timeout=60)
     assert [p["request_id"] for p in published] == ["moon-walk"]
     assert [d["stage"] for d in published[0]["decisions"]] == ["consent", "likeness", "review-likeness", "publish"]
@@ -181,6 +181,21 @@ def test_a_reviewer_cannot_act_above_their_role_and_a_second_reviewer_is_told_wh
     assert "already rejected by sam" in again.text
     cli(parked_case, "console", "reviewer", "disable", "rita")
     assert rita.get(f"{console}/", follow_redirects=False).headers["location"] == "/login"
+
+
+def _shown(browser, element_id: str, text: str) -> bool:
+    """Whether the page shows `text` in the element; False while the next page is still on its way.
+
+    The post the shortcut submits can take seconds on a loaded machine: until its answer replaces the
+    case page there is no such element, or the one found goes stale mid-read.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return any(text in element.text for element in browser.find_elements(By.ID, element_id))
+    except StaleElementReferenceException:
+        return False
 
 
 def _password_file(settings: Settings) -> Path:

@@ -204,8 +204,17 @@ def _stop_observing(monitor: LagMonitor, server) -> None:
 
 
 def _assignment(app: StageApp) -> set[tuple[str, int]]:
+    """The partitions this worker holds, read from the lag monitor's thread.
+
+    `app.consumer` would create the consumer on first use, and created on this thread its futures belong
+    to no loop of the worker's (mode: "future attached to a different loop" at start, seen with a dozen
+    workers starting at once): until the worker has made its own consumer, it holds nothing.
+    """
+    consumer = app._consumer  # what faust's `consumer` property would otherwise create
+    if consumer is None:
+        return set()
     try:
-        return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()}
     except Exception:  # the consumer is not started yet, or stopping
         return set()
 
