@@ -68,6 +68,9 @@ class ContentRules(BaseModel):
                                                                              min_length=1)
     image_backend: Literal["nudenet"] | None = "nudenet"
     lexicon_files: list[str] = Field(default_factory=lambda: ["lexicons/content/en.txt"])
+    lexicon_stemming: bool = Field(default=True, description=(
+        "Also match each lexicon file's phrases in other inflections of their words (Snowball stemmer of the "
+        "language the file is named after: en, it, es, fr, de, pt, ...)"))
     categories: dict[Category, CategoryRule]
     image_classes: dict[str, MappedClass] = Field(default_factory=dict, description="NudeNet class -> meaning")
     transformers_labels: dict[str, MappedClass] = Field(default_factory=dict,

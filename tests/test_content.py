@@ -115,6 +115,32 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     assert all(allowed_label(label, teen.allowed_content_classes) for label in verdict.details["labels"])
 
 
+@pytest.mark.parametrize("prompt", [
+    "he keeps hanging himself in the barn",                 # en: "hang himself"
+    "la ragazza si sta tagliando le vene",                  # it: "tagliarsi le vene"
+    "el hombre se ahorcó en el granero",                    # es: "ahorcarse"
+    "eine frau, die sich die pulsadern aufschneidet",       # de: "pulsadern aufschneiden"
+])
+def test_other_inflections_of_a_listed_phrase_match_through_its_stems(prompt) -> None:
+    assert "content_self_harm" in [reason.code for reason in decide(content_backends(Settings(), POLICY), prompt).reasons]
+    literal_only = content_backends(Settings(), policy_with(lexicon_stemming=False))
+    assert decide(literal_only, prompt).outcome is Outcome.APPROVED  # as written, none of them is listed
+
+
+def test_a_word_listed_as_written_keeps_its_line_and_a_stem_keeps_the_mildest_severity(lexicon_backends) -> None:
+    # "bomb" is listed (medium, with "bath bomb" benign): its stem must not read it as "bombing" (high);
+    # "weed" keeps its drugs label although the one-word benign sense "weeding" stems like it
+    assert decide(lexicon_backends, "making a bath bomb with lavender").details["labels"] == []
+    assert decide(lexicon_backends, "smoking weed with friends").details["labels"] == ["drugs:medium"]
+    # "sparargli" (shoot him) is high, "sparare" (to shoot) medium: "sparano" (they shoot) reads as medium
+    verdict = decide(lexicon_backends, "rapinatori che sparano alla polizia")
+    assert verdict.outcome is Outcome.APPROVED and verdict.details["labels"] == ["violence:medium"]
+    # stems under four letters stay words: Spanish "matarme" (kill myself) and English "mat" both cut to "mat"
+    for prompt in ("a yoga mat at sunrise", "a cat on a mat"):
+        verdict = decide(lexicon_backends, prompt)
+        assert verdict.outcome is Outcome.APPROVED and verdict.details["labels"] == [], prompt
+
+
 def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> None:
     verdict = decide(lexicon_backends, "friends getting drunk and smoking weed at a casino")
     assert verdict.outcome is Outcome.APPROVED

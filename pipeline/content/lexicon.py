@@ -15,6 +15,10 @@ Lexicon lines (policies/lexicons/content/*.txt; `#` comments):
     rule | sexual_minors | high | @sexual:medium + minor                    @category[:least severity]: anywhere
     intensify | sexual, violence | graphic, explicit, gory                  raise these categories one severity
 
+Each file's phrases (but `word*` ones) also match in other inflections: with the Snowball stemmer of the
+language the file is named after (de.txt -> german), a phrase and the text's words are both cut to their
+stems ("cortarse las venas" matches "cortándose las venas", "hang himself" "hanging himself"); a stem under
+four letters stays the word itself, so short words only match as written ("mata" never reads "mat").
 A phrase is words; `word*` matches any word starting with it. `unless:` phrases within four words of a
 match cancel it (those of every line that lists the same phrase, in any language) (the benign senses: "shooting a three pointer", "killing it on stage", "breast cancer
 walk"). Matching is on whole words only, so "Scunthorpe" or "assassin" never match a swear word inside.
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ahocorasick
+import Stemmer
 
 from pipeline.content.signals import Category, Severity, Signal
 
@@ -39,6 +44,11 @@ _SEPARATORS = re.compile(r"[^0-9a-z]+")
 _UNDER_18 = re.compile(r"\b(1[0-7]|[1-9])\s*-?\s*(?:year|yr|yrs|yo|y/o|anos|años|anni|ans|jahre|jahrige|jährige)",
                        re.IGNORECASE)
 CONTEXT_WINDOW = 4
+STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "french", "de": "german",
+                   "pt": "portuguese", "nl": "dutch", "ca": "catalan", "ro": "romanian", "pl": "polish",
+                   "sv": "swedish", "da": "danish", "no": "norwegian", "fi": "finnish", "tr": "turkish",
+                   "ru": "russian", "el": "greek", "hu": "hungarian", "cs": "czech", "id": "indonesian"}
+MIN_STEM = 4  # shorter stems collide across words and languages ("mata" and "mat" both cut to "mat")
 
 
 def fold(text: str) -> str:
@@ -84,16 +94,23 @@ class LexiconRules:
     groups: dict[str, list[str]] = field(default_factory=dict)
     rules: list[tuple[Category, Severity, list[str], list[str]]] = field(default_factory=list)
     intensify: dict[Category, list[str]] = field(default_factory=dict)
+    languages: dict[str, set[str]] = field(default_factory=dict)  # phrase -> stemmers of the files listing it
 
 
 def read_content_lexicon(paths: list[Path]) -> LexiconRules:
     rules = LexiconRules()
     for path in paths:
+        language = STEMMER_OF_FILE.get(Path(path).stem)
         for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
             parts = [part.strip() for part in line.split("|")]
+            if language is not None:
+                for part in parts[1:]:
+                    if "+" not in part:
+                        for phrase in _phrases(part.removeprefix("unless:")):
+                            rules.languages.setdefault(phrase, set()).add(language)
             try:
                 if parts[0] == "group":
                     rules.groups.setdefault(parts[1], []).extend(_phrases(parts[2]))
@@ -128,9 +145,12 @@ class LexiconTextClassifier:
 
     name = "lexicon"
 
-    def __init__(self, rules: LexiconRules) -> None:
+    def __init__(self, rules: LexiconRules, stemming: bool = True) -> None:
         self._rules = rules
         self._automata = {keep: ahocorasick.Automaton() for keep in (2, 1)}
+        languages = sorted({name for names in rules.languages.values() for name in names}) if stemming else []
+        self._stemmed = {name: (Stemmer.Stemmer(name), ahocorasick.Automaton()) for name in languages}
+        self._stem_forms: dict[tuple[str, str], list[_Phrase]] = {}  # (language, stemmed form) -> its phrases
         self._line_info: list[tuple[Category, Severity]] = []
         self._unless_of: dict[str, set[int]] = {}  # phrase -> every line listing it: their unless phrases apply
         for index, (category, severity, phrases, unless) in enumerate(rules.lines):
@@ -150,7 +170,10 @@ class LexiconTextClassifier:
         for category, phrases in rules.intensify.items():
             for phrase in phrases:
                 self._add(f"intensify:{category.value}", phrase)
-        for automaton in self._automata.values():
+        for (language, form), entries in self._stem_forms.items():
+            for entry in self._mildest_per_category(entries):
+                _add_form(self._stemmed[language][1], form, entry)
+        for automaton in [*self._automata.values(), *(automaton for _, automaton in self._stemmed.values())]:
             if len(automaton):
                 automaton.make_automaton()
         self.size = len(rules.lines)
@@ -162,8 +185,28 @@ class LexiconTextClassifier:
             return
         for keep, automaton in self._automata.items():
             form = " " + " ".join(_squeezed(p, keep) for p in parts) + ("" if prefix else " ")
-            entries = automaton.get(form, []) if form in automaton else []
-            automaton.add_word(form, entries + [_Phrase(key, phrase, len(parts), len(form))])
+            _add_form(automaton, form, _Phrase(key, phrase, len(parts), len(form)))
+        if prefix or (key.startswith("unless:") and len(parts) == 1):
+            return  # a prefix already matches what follows it; a one-word benign sense ("weeding") is that word
+        for language in self._rules.languages.get(phrase, ()):
+            if language in self._stemmed:
+                form = " " + " ".join(_stems(self._stemmed[language][0], [_squeezed(p, 2) for p in parts])) + " "
+                self._stem_forms.setdefault((language, form), []).append(
+                    _Phrase(key, phrase, len(parts), len(form)))
+
+    def _mildest_per_category(self, entries: list[_Phrase]) -> list[_Phrase]:
+        """Of the lines whose phrases share one stem in one category, only the mildest reads through it:
+        "sparargli" (shoot him) is listed high, "sparare" (to shoot) medium; "sparano" stems like both and
+        must not take the severity the author gave only to the form with its object."""
+        mildest: dict[Category, Severity] = {}
+        for entry in entries:
+            if entry.key.startswith("line:"):
+                category, severity = self._line_info[int(entry.key.removeprefix("line:"))]
+                if category not in mildest or severity.rank < mildest[category].rank:
+                    mildest[category] = severity
+        return [entry for entry in entries if not entry.key.startswith("line:")
+                or self._line_info[int(entry.key.removeprefix("line:"))][1] == mildest[
+                    self._line_info[int(entry.key.removeprefix("line:"))][0]]]
 
     def classify(self, text: str) -> list[Signal]:
         tokens = words(text)
@@ -185,7 +228,41 @@ class LexiconTextClassifier:
                     if keep == 1 and not any(first <= position <= last for position in elongated):
                         continue
                     hits.setdefault(entry.key, []).append((first, last, entry.text))
+        if tokens and self._stemmed:
+            self._add_stem_hits(tokens, hits)
         return self._signals(text, hits)
+
+    def _add_stem_hits(self, tokens: list[str], hits: dict[str, list[tuple[int, int, str]]]) -> None:
+        """Phrases found through stems, where the words were not already read as written: a word some line
+        lists literally keeps that line's reading ("bomb" with its benign senses never turns into "bombing")."""
+        forms = [_squeezed(token, 2) for token in tokens]
+        stemmed: dict[str, list[tuple[int, int, str]]] = {}
+        for stemmer, automaton in self._stemmed.values():
+            if len(automaton):
+                self._match(automaton, _stems(stemmer, forms), stemmed)
+        literal: dict[str, set[int]] = {}  # kind of entry (line, group, ...) -> words it covers as written
+        for key, spans in hits.items():
+            literal.setdefault(key.split(":", 1)[0], set()).update(
+                word for first, last, _ in spans for word in range(first, last + 1))
+        for key, spans in stemmed.items():
+            covered = literal.get(key.split(":", 1)[0], set())
+            for span in spans:
+                found = hits.setdefault(key, [])
+                if span not in found and not all(word in covered for word in range(span[0], span[1] + 1)):
+                    found.append(span)
+
+    @staticmethod
+    def _match(automaton: ahocorasick.Automaton, forms: list[str],
+               hits: dict[str, list[tuple[int, int, str]]]) -> None:
+        """Every phrase of the automaton found among the words, by the positions of its first and last word."""
+        starts, offset = {}, 1
+        for position, form in enumerate(forms):
+            starts[offset] = position
+            offset += len(form) + 1
+        for end, entries in automaton.iter(" " + " ".join(forms) + " "):
+            for entry in entries:
+                first = starts[end - entry.length + 2]
+                hits.setdefault(entry.key, []).append((first, first + entry.size - 1, entry.text))
 
     def _signals(self, text: str, hits: dict[str, list[tuple[int, int, str]]]) -> list[Signal]:
         found: dict[Category, Signal] = {}
@@ -224,6 +301,16 @@ class LexiconTextClassifier:
                 found[category] = Signal(category, signal.severity.raised(), 1.0, self.name,
                                          {**signal.evidence, "intensified": True})
         return list(found.values())
+
+
+def _add_form(automaton: ahocorasick.Automaton, form: str, entry: _Phrase) -> None:
+    """One searched form may stand for several phrases (and lines): each keeps its own entry."""
+    entries = automaton.get(form, []) if form in automaton else []
+    automaton.add_word(form, entries + [entry])
+
+
+def _stems(stemmer: Stemmer.Stemmer, forms: list[str]) -> list[str]:
+    return [stem if len(stem) >= MIN_STEM else form for form, stem in zip(forms, stemmer.stemWords(forms))]
 
 
 def _base(phrase: str) -> str:

@@ -119,7 +119,8 @@ def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> 
     for backend in rules.text_backends:
         if backend == "lexicon":
             paths = tuple(lexicon_paths(policy))
-            text.append(_lexicon(paths, hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest()))
+            text.append(_lexicon(paths, hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest(),
+                                 rules.lexicon_stemming))
         elif backend == "transformers":
             if settings.content_model_dir is None:
                 raise ValueError(f"policy {policy.policy_id} uses the transformers backend; set "
@@ -142,9 +143,9 @@ def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> 
 
 
 @functools.cache
-def _lexicon(paths: tuple[Path, ...], version: str) -> LexiconTextClassifier:
+def _lexicon(paths: tuple[Path, ...], version: str, stemming: bool) -> LexiconTextClassifier:
     """Built once per set of files and version of their bytes: a policy reload after an edit rebuilds it."""
-    return LexiconTextClassifier(read_content_lexicon(list(paths)))
+    return LexiconTextClassifier(read_content_lexicon(list(paths)), stemming=stemming)
 
 
 @functools.cache
