@@ -481,6 +481,11 @@ def read_version(sessions: sessionmaker, table: type[GalleryVersionRow] | type[H
         return row.version if row is not None else 0
 
 
+def in_chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    """IN lists stay well under SQLite's bound-parameter limit."""
+    return [values[start:start + size] for start in range(0, len(values), size)]
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for several workers sharing one SQLite file, or any server database."""
     if url.startswith("sqlite"):

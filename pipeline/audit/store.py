@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audit.db import RequestCameoRow, ReviewRow, DeadLetterRow, DecisionRow, RequestRow
+from pipeline.audit.db import DeadLetterRow, DecisionRow, RequestCameoRow, RequestRow, ReviewRow, in_chunks
 from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import DeadLetterSource, GenerationRequest, Outcome, StageDecision
 
@@ -130,7 +130,7 @@ class SqlAuditStore:
     def stored_decisions(self, request_ids: list[str], stage: str) -> dict[str, StoredDecision]:
         found: dict[str, StoredDecision] = {}
         with self._sessions() as session:
-            for chunk in _chunks(list(dict.fromkeys(request_ids))):
+            for chunk in in_chunks(list(dict.fromkeys(request_ids))):
                 for row in session.scalars(select(DecisionRow).where(DecisionRow.request_id.in_(chunk),
                                                                      DecisionRow.stage == stage)):
                     found[row.request_id] = _stored(row)
@@ -164,7 +164,7 @@ class SqlAuditStore:
     def _add_requests(session: Session, entries: list[DecisionEntry]) -> None:
         """The first stage to see a request writes its row (and which cameos it used)."""
         unique = {request.request_id: (request, record.decision.decided_at) for request, record, _ in entries}
-        known = {request_id for chunk in _chunks(list(unique))
+        known = {request_id for chunk in in_chunks(list(unique))
                  for request_id in session.scalars(select(RequestRow.request_id).where(RequestRow.request_id.in_(chunk)))}
         new = [request for request_id, (request, _) in unique.items() if request_id not in known]
         if not new:
@@ -243,10 +243,6 @@ def _dead_letter_row(record: DeadLetterRecord) -> DeadLetterRow:
                          request_id=record.request_id, error_code=record.error_code, error=record.error,
                          original=record.original, received_at=record.received_at)
 
-
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    """IN lists stay well under SQLite's bound-parameter limit."""
-    return [values[start:start + size] for start in range(0, len(values), size)]
 
 
 def _source_filter(source: DeadLetterSource) -> tuple[Any, ...]:

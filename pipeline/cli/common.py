@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,9 +51,7 @@ def format_option() -> Any:
     return typer.Option("table", "--format", help="table | json | csv")
 
 
-def parse_time(value: str) -> "datetime":
-    from datetime import datetime, timezone
-
+def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 

@@ -1,11 +1,12 @@
 """One read per registry entry per batch: the state a batch of decisions sees.
 
-    runtime: with batch_snapshot(requesters):  (in the worker thread that decides the batch)
+    runtime: with batch_snapshot(requesters, cameos):  (in the worker thread that decides the batch)
                  stage.prepare_batch()          (e.g. publish waits for the consent feed to catch up)
                  for item in batch: stage.decide(item)
-                     registry.get(x) -> remembered(("cameo", x), load) -> loaded once, then reused
-                     standing(a)     -> on the first miss, every requester of the batch in one query
-                                        (batch_requesters, remember)
+                     cameos.get(x)   -> remembered(("cameo", x), load) -> on the first miss, every cameo
+                                        of the batch in one set of queries (batch_cameos, remember)
+                     accounts.get(a) -> the same for every requester of the batch (batch_requesters)
+                     standing(a)     -> the same, strikes and sanctions of every requester
 
 Why: the consent, age and publish stages each look up the same cameos and accounts for
 most requests of a batch; reading them once per batch instead of once per request was a
@@ -24,13 +25,14 @@ T = TypeVar("T")
 
 _current: ContextVar[dict[Hashable, Any] | None] = ContextVar("trustreel_batch_snapshot", default=None)
 _REQUESTERS = ("batch", "requesters")
+_CAMEOS = ("batch", "cameos")
 
 
 @contextmanager
-def batch_snapshot(requesters: frozenset[str] = frozenset()) -> Iterator[None]:
+def batch_snapshot(requesters: frozenset[str] = frozenset(), cameos: frozenset[str] = frozenset()) -> Iterator[None]:
     """Remember registry reads until the block ends (context-local: other threads are unaffected).
-    `requesters`: the batch's requester accounts, so a per-account read can load all of them at once."""
-    token = _current.set({_REQUESTERS: requesters})
+    `requesters`, `cameos`: the batch's requester accounts and cameos, so that a read of one loads all."""
+    token = _current.set({_REQUESTERS: requesters, _CAMEOS: cameos})
     try:
         yield
     finally:
@@ -41,6 +43,28 @@ def batch_requesters() -> frozenset[str]:
     """The requester accounts of the batch being decided; empty outside a batch."""
     memo = _current.get()
     return memo[_REQUESTERS] if memo is not None else frozenset()
+
+
+def batch_cameos() -> frozenset[str]:
+    """The cameos the batch being decided names; empty outside a batch."""
+    memo = _current.get()
+    return memo[_CAMEOS] if memo is not None else frozenset()
+
+
+def remembered_with_batch(kind: str, key: str, batch: frozenset[str],
+                          load_many: Callable[[list[str]], dict[str, T]]) -> T | None:
+    """`(kind, key)` from the snapshot; on a miss, `load_many` reads the key with the rest of its batch at
+    once, and each is remembered (None for the ones it did not find)."""
+    memo = _current.get()
+    if memo is None:
+        return load_many([key]).get(key)
+    if (kind, key) in memo:
+        return memo[(kind, key)]
+    wanted = sorted({key} | {other for other in batch if (kind, other) not in memo})
+    loaded = load_many(wanted)
+    for other in wanted:
+        remember((kind, other), loaded.get(other))
+    return loaded.get(key)
 
 
 def remember(key: Hashable, value: Any) -> None:

@@ -331,7 +331,8 @@ class StageRunner:
         one registry snapshot (pipeline.runtime.batch_snapshot). The stage's prepare_batch runs first; if it
         cannot (infrastructure), the whole batch is tried again later."""
         results: list[tuple[Verdict | Exception, float]] = []
-        with batch_snapshot(frozenset(item.request.requester_account for item in items)):
+        with batch_snapshot(frozenset(item.request.requester_account for item in items),
+                            frozenset(cameo for item in items for cameo in item.request.cameo_ids)):
             self._prepare_batch()
             for item in items:
                 started = time.perf_counter()
@@ -350,7 +351,7 @@ class StageRunner:
 
     def _decide_alone(self, item: PipelineItem) -> Verdict:
         """A retry: the item as a batch of one, so it gets the same preparation as in a batch."""
-        with batch_snapshot(frozenset({item.request.requester_account})), \
+        with batch_snapshot(frozenset({item.request.requester_account}), frozenset(item.request.cameo_ids)), \
                 decision_context(self.stage.name, item.request.request_id):
             self._prepare_batch()
             return self.stage.decide(item)

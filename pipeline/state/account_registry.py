@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import AccountRow
-from pipeline.runtime.batch_snapshot import remembered
+from pipeline.audit.db import AccountRow, in_chunks
+from pipeline.runtime.batch_snapshot import batch_requesters, remembered_with_batch
 from pipeline.state.keys import SlotOffsets
 from schemas.models import AccountEvent, AccountKind, AgeAssurance
 
@@ -81,12 +82,14 @@ class SqlAccountRegistry:
         self._sessions = sessions
 
     def get(self, account_id: str) -> AccountState | None:
-        return remembered(("account", account_id), lambda: self._load(account_id))
+        """In a batch, the first read loads every requester of the batch (one query, not one per request)."""
+        return remembered_with_batch("account", account_id, batch_requesters(), self.states)
 
-    def _load(self, account_id: str) -> AccountState | None:
+    def states(self, account_ids: list[str]) -> dict[str, AccountState]:
+        """The accounts known among `account_ids`."""
         with self._sessions() as session:
-            row = session.get(AccountRow, account_id)
-            return None if row is None else _state_of(row)
+            return {row.account_id: _state_of(row) for ids in in_chunks(account_ids)
+                    for row in session.scalars(select(AccountRow).where(AccountRow.account_id.in_(ids)))}
 
     def apply(self, event: AccountEvent, offset: int) -> bool:
         offset_column = f"{event.aspect()}_offset"

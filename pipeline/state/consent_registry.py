@@ -18,8 +18,8 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import CameoAccessRow, CameoEnrollmentRow, CameoRow
-from pipeline.runtime.batch_snapshot import remembered
+from pipeline.audit.db import CameoAccessRow, CameoEnrollmentRow, CameoRow, in_chunks
+from pipeline.runtime.batch_snapshot import batch_cameos, remembered_with_batch
 from pipeline.state.keys import SlotOffsets
 from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind, MediaReference
 
@@ -99,36 +99,27 @@ class SqlConsentRegistry:
         self._sessions = sessions
 
     def get(self, cameo_id: str) -> CameoState | None:
-        return remembered(("cameo", cameo_id), lambda: self._load(cameo_id))
+        """In a batch, the first read loads every cameo the batch names (three queries, not three per cameo)."""
+        return remembered_with_batch("cameo", cameo_id, batch_cameos(), self.states)
 
-    def _load(self, cameo_id: str) -> CameoState | None:
+    def states(self, cameo_ids: list[str]) -> dict[str, CameoState]:
+        """The registered cameos among `cameo_ids`."""
+        states: dict[str, CameoState] = {}
         with self._sessions() as session:
-            row = session.get(CameoRow, cameo_id)
-            if row is None or row.owner_account is None:
-                return None
-            access = {
-                entry.account: AccessLevel(entry.access)
-                for entry in session.scalars(select(CameoAccessRow).where(CameoAccessRow.cameo_id == cameo_id))
-            }
-            enrollment = session.get(CameoEnrollmentRow, cameo_id)
-            if enrollment is not None and enrollment.verification_offset != row.verification_offset:
-                enrollment = None  # it enrolled another verification than the one the registry shows
-            return CameoState(
-                cameo_id=row.cameo_id,
-                owner_account=row.owner_account,
-                audience=Audience(row.audience) if row.audience else None,
-                registered_at=row.registered_at,
-                verified_by=row.verified_by,
-                verification_method=row.verification_method,
-                verified_at=row.verified_at,
-                reference_media=tuple(MediaReference.model_validate(entry)
-                                      for entry in json.loads(row.reference_media or "[]")),
-                revoked_at=row.revoked_at,
-                revoked_reason=row.revoked_reason,
-                access=access,
-                enrollment_status=enrollment.status if enrollment else None,
-                enrollment_error=enrollment.error if enrollment else None,
-            )
+            for ids in in_chunks(cameo_ids):
+                rows = [row for row in session.scalars(select(CameoRow).where(CameoRow.cameo_id.in_(ids)))
+                        if row.owner_account is not None]
+                found = [row.cameo_id for row in rows]
+                if not found:
+                    continue
+                access: dict[str, dict[str, AccessLevel]] = {}
+                for entry in session.scalars(select(CameoAccessRow).where(CameoAccessRow.cameo_id.in_(found))):
+                    access.setdefault(entry.cameo_id, {})[entry.account] = AccessLevel(entry.access)
+                enrollments = {entry.cameo_id: entry for entry in session.scalars(
+                    select(CameoEnrollmentRow).where(CameoEnrollmentRow.cameo_id.in_(found)))}
+                for row in rows:
+                    states[row.cameo_id] = _state_of(row, access.get(row.cameo_id, {}), enrollments.get(row.cameo_id))
+        return states
 
     def apply(self, event: ConsentEvent, offset: int) -> bool:
         with self._sessions.begin() as session:
@@ -164,3 +155,24 @@ class SqlConsentRegistry:
                     return False
                 row.revoked_at, row.revoked_reason, row.revocation_offset = event.occurred_at, event.reason, offset
             return True
+
+
+def _state_of(row: CameoRow, access: dict[str, AccessLevel], enrollment: CameoEnrollmentRow | None) -> CameoState:
+    if enrollment is not None and enrollment.verification_offset != row.verification_offset:
+        enrollment = None  # it enrolled another verification than the one the registry shows
+    return CameoState(
+        cameo_id=row.cameo_id,
+        owner_account=row.owner_account,
+        audience=Audience(row.audience) if row.audience else None,
+        registered_at=row.registered_at,
+        verified_by=row.verified_by,
+        verification_method=row.verification_method,
+        verified_at=row.verified_at,
+        reference_media=tuple(MediaReference.model_validate(entry)
+                              for entry in json.loads(row.reference_media or "[]")),
+        revoked_at=row.revoked_at,
+        revoked_reason=row.revoked_reason,
+        access=access,
+        enrollment_status=enrollment.status if enrollment else None,
+        enrollment_error=enrollment.error if enrollment else None,
+    )
