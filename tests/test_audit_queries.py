@@ -9,7 +9,8 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
-from pipeline.audit.queries import decisions_for, outcome_counts_per_hour, published_with_cameo, rejections
+from pipeline.audit.queries import (decisions_for, outcome_counts_per_hour, published_with_cameo, rejections,
+                                    request_path, request_paths)
 from pipeline.audit.store import DecisionRecord, SqlAuditStore
 from pipeline.cli import app
 from pipeline.transport.transactions import OutgoingMessage
@@ -72,6 +73,16 @@ def test_published_items_with_a_cameo_and_hourly_counts(sessions) -> None:
     assert [(c["hour"][11:16], c["outcome"], c["requests"]) for c in counts] == [
         ("09:00", "published", 1), ("10:00", "rejected at consent", 1), ("10:00", "rejected at likeness", 1),
         ("11:00", "published", 1)]
+
+
+def test_many_request_paths_in_one_read_are_the_paths_one_by_one(sessions) -> None:
+    wanted = ["b2", "a1", "missing", "b1", "a2"]
+    paths = request_paths(sessions, wanted)
+    assert set(paths) == {"a1", "a2", "b1", "b2"}  # a request no stage saw has no path
+    for request_id in paths:
+        assert paths[request_id] == request_path(sessions, request_id)
+    assert [step.stage for step in paths["b1"].steps] == ["consent", "likeness"]
+    assert paths["b1"].final_outcome == "rejected at likeness" and paths["b1"].cameo_ids == ["cam-1", "cam-2"]
 
 
 def test_the_queries_use_indexes(sessions) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import DecisionRow, ReviewRow
+from pipeline.audit.db import DecisionRow, ReportCaseRow, RequestRow, ReviewRow, StandingAppealRow
 from pipeline.cases.reviews import TAKEDOWN
 from pipeline.enforcement.appeals import pending_appeals
 from pipeline.enforcement.reports import report_cases
@@ -54,11 +54,16 @@ def _review_rows(queue: str):
 
 
 def queue_counts(sessions: sessionmaker) -> dict[str, int]:
+    """Counted in the database (every page shows them): the same rows the queues list."""
     with sessions() as session:
         counts = {queue: session.scalar(select(func.count()).select_from(ReviewRow).where(_review_rows(queue)))
                   for queue in ("reviews", "appeals", "takedown-appeals")}
-    counts["reports"] = len(report_cases(sessions))
-    counts["sanctions"] = len(pending_appeals(sessions))
+        counts["reports"] = session.scalar(
+            select(func.count()).select_from(ReportCaseRow)
+            .join(RequestRow, RequestRow.request_id == ReportCaseRow.request_id)  # as report_cases lists them
+            .where(ReportCaseRow.status == "pending"))
+        counts["sanctions"] = session.scalar(select(func.count()).select_from(StandingAppealRow)
+                                             .where(StandingAppealRow.status == "pending"))
     return counts
 
 

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import CameoRow, RequestCameoRow, RequestRow, StaffActionRow, TakedownRow
-from pipeline.audit.queries import request_path
+from pipeline.audit.db import CameoRow, RequestCameoRow, RequestRow, StaffActionRow, TakedownRow, in_chunks
+from pipeline.audit.queries import request_path, request_paths
 from pipeline.cases.takedowns import TakedownService
 from pipeline.transport.transactions import OutgoingMessage
 from schemas.models import Reason, TakedownCause
@@ -35,14 +35,16 @@ def owner_videos(sessions: sessionmaker, owner: str) -> list[dict]:
             .join(CameoRow, CameoRow.cameo_id == RequestCameoRow.cameo_id)
             .where(CameoRow.owner_account == owner)
             .order_by(RequestRow.submitted_at, RequestRow.request_id)).all()
-        taken_down = {row.request_id: row.reason_code for row in session.scalars(
-            select(TakedownRow).where(TakedownRow.request_id.in_([row.request_id for row in rows])))} if rows else {}
+        request_ids = list(dict.fromkeys(row.request_id for row in rows))
+        taken_down = {row.request_id: row.reason_code for chunk in in_chunks(request_ids) for row in
+                      session.scalars(select(TakedownRow).where(TakedownRow.request_id.in_(chunk)))}
+    paths = request_paths(sessions, request_ids)  # one read for the listing, not one per video
     listing: dict[str, dict] = {}
     for request_id, requester, prompt, submitted_at, cameo_id in rows:
         if request_id in listing:
             listing[request_id]["cameos"] += f",{cameo_id}"
             continue
-        path = request_path(sessions, request_id)
+        path = paths.get(request_id)
         outcome = path.final_outcome if path else "not seen by any stage"
         listing[request_id] = {"request_id": request_id, "requester": requester, "cameos": cameo_id,
                                "prompt": prompt[:80], "submitted_at": submitted_at.isoformat(),

@@ -23,7 +23,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import DecisionRow, ReportCaseRow, ReportRow, RequestRow, StaffActionRow, TakedownRow
+from pipeline.audit.db import (DecisionRow, ReportCaseRow, ReportRow, RequestRow, StaffActionRow, TakedownRow,
+                               in_chunks)
 from pipeline.cases.takedowns import TakedownService
 from pipeline.enforcement.rules import EnforcementRules
 from pipeline.state.feeds import RecordRefused
@@ -129,10 +130,10 @@ def report_cases(sessions: sessionmaker, status: str = "pending") -> list[dict]:
                                 .where(ReportCaseRow.status == status)
                                 .order_by(ReportCaseRow.opened_at)).all()
         counts: dict[str, dict[str, int]] = {}
-        if cases:
+        for chunk in in_chunks([case.request_id for case, _ in cases]):
             for request_id, category, count in session.execute(
                     select(ReportRow.request_id, ReportRow.category, func.count())
-                    .where(ReportRow.request_id.in_([case.request_id for case, _ in cases]))
+                    .where(ReportRow.request_id.in_(chunk))
                     .group_by(ReportRow.request_id, ReportRow.category)):
                 counts.setdefault(request_id, {})[category] = count
     return [{"request_id": case.request_id, "author": author, "score": case.score,
