@@ -11,7 +11,8 @@ import pytest
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
 from pipeline.audit.store import DecisionRecord, SqlAuditStore
 from pipeline.cases.reviews import ReviewError, appeal, resolve
-from pipeline.cases.takedowns import TakedownService, face_matcher
+from pipeline.audit.send_once import OnceSender
+from pipeline.cases.takedowns import TakedownService, face_matcher, send_takedowns
 from pipeline.hashing.banking import MediaBanker
 from pipeline.hashing.banks import TAKEN_DOWN, BankStore
 from pipeline.likeness.faces import DlibEmbedder
@@ -65,8 +66,12 @@ def test_adding_a_public_figure_takes_down_only_the_videos_that_show_them(world)
     assert event["cause"]["kind"] == "public_figure_added" and event["cause"]["identity"] == "Eileen Collins"
     assert event["cause"]["match_distance"] <= 0.5 and event["reason"]["code"] == "public_figure_added"
     assert [m.key for m in service.identity_sweep("Eileen Collins", matcher, assets)] == [b"astronaut-video"]
-    service.mark_sent([m.key.decode() for m in messages])  # sent: a later sweep sends nothing again
-    assert service.identity_sweep("Eileen Collins", matcher, assets) == []
+    sent: list[bytes] = []
+    send_takedowns(sessions, OnceSender(lambda message, partition: sent.append(message.key), OnePartition()),
+                   messages)  # as the CLI sends them (its producer here only records what it was given)
+    assert sent == [b"astronaut-video"]
+    assert service.identity_sweep("Eileen Collins", matcher, assets) == []  # sent: a later sweep sends nothing
+
 
 
 def test_a_takedown_can_be_appealed_and_reinstated_but_not_a_consent_revocation(world) -> None:
@@ -89,3 +94,16 @@ def test_a_takedown_can_be_appealed_and_reinstated_but_not_a_consent_revocation(
     assert [m.key for m in service.on_consent_event(revoke)] == [b"cameo-video"]
     with pytest.raises(ReviewError, match="cannot overrule"):
         appeal(sessions, "cameo-video", "please", now=NOW)
+
+
+class OnePartition:
+    """The topic positions the send-once path reads, for a topic of one empty partition (no broker here)."""
+
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return 0
+
+    def end_of(self, topic: str, partition: int) -> int:
+        return 0
+
+    def contains(self, topic: str, partition: int, after: int, key: bytes, value: bytes) -> bool:
+        return False

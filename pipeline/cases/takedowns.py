@@ -30,7 +30,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -102,11 +102,6 @@ class TakedownService:
         for request, decision in rows:
             self._record(request, decision, cause, reason)
         return self._messages(cause.event_id, unsent_only=True)
-
-    def mark_sent(self, request_ids: list[str]) -> None:
-        with self._sessions.begin() as session:
-            session.execute(update(TakedownRow).where(TakedownRow.request_id.in_(request_ids))
-                            .values(sent_at=datetime.now(timezone.utc)))
 
     def _published_query(self):
         """Published items not yet taken down, as (request, publish decision) rows; callers narrow it."""

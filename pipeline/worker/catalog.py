@@ -180,17 +180,19 @@ def _known_media(name: str) -> Callable[[StageServices], Stage]:
 
 
 def takedown_banker(services: StageServices) -> MediaBanker:
-    """How takedowns bank a video's frames: sampled like the generated videos the post stage checks."""
-    rules = services.policy("known-media").rules
-    return MediaBanker(services.banks, services.assets, rules.output_sampling(), rules.signal_type)
+    return _takedown_banker(services.policy("known-media").rules, services.banks, services.assets)
 
 
 def takedown_service(settings: Settings, sessions) -> TakedownService:
     """The takedown service outside a worker (CLI, console), banking videos' frames as the workers' does."""
     rules = load_policy(policy_path("known-media", settings.policy_dir), KnownMediaRules, "known-media").rules
-    banker = MediaBanker(BankStore(sessions), asset_store(settings.asset_dir, settings.asset_url),
-                         rules.output_sampling(), rules.signal_type)
+    banker = _takedown_banker(rules, BankStore(sessions), asset_store(settings.asset_dir, settings.asset_url))
     return TakedownService(sessions, TopicMap.from_settings(settings).takedowns, settings.stages[-1], banker=banker)
+
+
+def _takedown_banker(rules: KnownMediaRules, banks: BankStore, assets: AssetStore) -> MediaBanker:
+    """How takedowns bank a video's frames: sampled like the generated videos the post stage checks."""
+    return MediaBanker(banks, assets, rules.output_sampling(), rules.signal_type)
 
 
 @functools.cache
