@@ -15,15 +15,19 @@ Lexicon lines (policies/lexicons/content/*.txt; `#` comments):
     rule | sexual_minors | high | @sexual:medium + minor                    @category[:least severity]: anywhere
     intensify | sexual, violence | graphic, explicit, gory                  raise these categories one severity
 
-Each file's phrases (but `word*` ones) also match in other inflections: with the Snowball stemmer of the
-language the file is named after (de.txt -> german), a phrase and the text's words are both cut to their
-stems ("cortarse las venas" matches "cortándose las venas", "hang himself" "hanging himself"); a stem under
-four letters stays the word itself, so short words only match as written ("mata" never reads "mat").
 A phrase is words; `word*` matches any word starting with it. `unless:` phrases within four words of a
-match cancel it (those of every line that lists the same phrase, in any language) (the benign senses: "shooting a three pointer", "killing it on stage", "breast cancer
-walk"). Matching is on whole words only, so "Scunthorpe" or "assassin" never match a swear word inside.
+match cancel it (those of every line that lists the same phrase, in any language) (the benign senses:
+"shooting a three pointer", "killing it on stage", "breast cancer walk"). Matching is on whole words
+only, so "Scunthorpe" or "assassin" never match a swear word inside.
 A rule's `unless:` phrases anywhere in the text cancel it. A number under 18 before "year old" / "yo" /
 "años" / "anni" / "ans" / "jahre" / "anos" counts as the group `minor`.
+
+Stems: each file's phrases (not `word*` ones, nor one-word `unless:` senses) also match in other
+inflections: with the Snowball stemmer of the language the file is named after (de.txt -> german), a
+phrase and the text's words are both cut to their stems ("cortarse las venas" matches "cortándose las
+venas", "hang himself" "hanging himself"). A word that some line lists as written keeps that reading; a
+stem shared by lines of one category takes the mildest severity; a stem under four letters stays the
+word itself ("mata" never reads "mat").
 """
 
 from __future__ import annotations
@@ -107,10 +111,10 @@ def read_content_lexicon(paths: list[Path]) -> LexiconRules:
                 continue
             parts = [part.strip() for part in line.split("|")]
             if language is not None:
-                for part in parts[1:]:
-                    if "+" not in part:
-                        for phrase in _phrases(part.removeprefix("unless:")):
-                            rules.languages.setdefault(phrase, set()).add(language)
+                phrase_parts = {"group": parts[2:3], "intensify": parts[2:3], "rule": parts[4:]}.get(parts[0], parts[2:])
+                for part in phrase_parts:
+                    for phrase in _phrases(part.removeprefix("unless:")):
+                        rules.languages.setdefault(phrase, set()).add(language)
             try:
                 if parts[0] == "group":
                     rules.groups.setdefault(parts[1], []).extend(_phrases(parts[2]))
@@ -198,15 +202,15 @@ class LexiconTextClassifier:
         """Of the lines whose phrases share one stem in one category, only the mildest reads through it:
         "sparargli" (shoot him) is listed high, "sparare" (to shoot) medium; "sparano" stems like both and
         must not take the severity the author gave only to the form with its object."""
+        def line_of(entry: _Phrase) -> tuple[Category, Severity] | None:
+            return self._line_info[int(entry.key[5:])] if entry.key.startswith("line:") else None
+
         mildest: dict[Category, Severity] = {}
-        for entry in entries:
-            if entry.key.startswith("line:"):
-                category, severity = self._line_info[int(entry.key.removeprefix("line:"))]
-                if category not in mildest or severity.rank < mildest[category].rank:
-                    mildest[category] = severity
-        return [entry for entry in entries if not entry.key.startswith("line:")
-                or self._line_info[int(entry.key.removeprefix("line:"))][1] == mildest[
-                    self._line_info[int(entry.key.removeprefix("line:"))][0]]]
+        for line in filter(None, map(line_of, entries)):
+            category, severity = line
+            if category not in mildest or severity.rank < mildest[category].rank:
+                mildest[category] = severity
+        return [entry for entry in entries if (line := line_of(entry)) is None or line[1] == mildest[line[0]]]
 
     def classify(self, text: str) -> list[Signal]:
         tokens = words(text)
