@@ -107,6 +107,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a sunny day in Scunthorpe town centre", "making a bath bomb with lavender", "a photo shoot for a magazine",
     "a history documentary about the defeat of the nazis", "root beer floats at a diner", "un gatto con una palla",
     "a killer whale jumping", "kids having a pillow fight", "a tutorial on how to draw a horse",
+    "a nurse drawing blood at a clinic", "a hockey player taking a slap shot",
+    "a penalty shootout in the world cup final", "a historian explaining the fall of the third reich",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
