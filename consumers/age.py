@@ -31,7 +31,7 @@ from pipeline.content.signals import Severity
 from pipeline.runtime.stage import Clock, Verdict
 from pipeline.state.account_registry import AccountRegistry, AccountState, age_on
 from pipeline.state.consent_registry import ConsentRegistry
-from pipeline.state.generation_caps import CapLedger, ChargeOutcome
+from pipeline.state.generation_caps import CapLedger, ChargeOutcome, ChargeResult
 from policies.loader import LoadedPolicy
 from schemas.models import AccessLevel, AgeAssurance, PipelineItem, Reason
 
@@ -153,8 +153,38 @@ class AgeStage:
         cap = band_rules.daily_generation_cap
         if cap is None:
             return Verdict.approve(band=band.value, rule="allowed", daily_cap=None)
-        requester = item.request.requester_account
-        charge = self._caps.charge(item.request.request_id, requester, today, cap, now)
+        charge = self._caps.charge(item.request.request_id, item.request.requester_account, today, cap, now)
+        return self._charged(charge, band, cap, today)
+
+    def decide_many(self, items: list[PipelineItem]) -> list[Verdict | Exception]:
+        """`decide` for a batch, with every cap charge of the batch in one transaction (the cap charge was
+        this stage's largest cost, one commit per request). The checks of one item failing leave the others
+        decided; the charges failing (a conflict with another worker) raise, and nothing was charged."""
+        now, today = self._today()
+        outcomes: list[Verdict | Exception | None] = []  # None: decided by its charge, below
+        to_charge: list[tuple[int, Band, int]] = []
+        for index, item in enumerate(items):
+            try:
+                verdict, band, band_rules = self._live_checks(item, today)
+            except Exception as exc:  # the runtime retries this item alone
+                outcomes.append(exc)
+                continue
+            cap = band_rules.daily_generation_cap
+            if verdict is None and cap is not None:
+                to_charge.append((index, band, cap))
+                outcomes.append(None)
+            else:
+                outcomes.append(verdict if verdict is not None else
+                                Verdict.approve(band=band.value, rule="allowed", daily_cap=None))
+        charges = self._caps.charge_many([(items[index].request.request_id, items[index].request.requester_account,
+                                           today, cap) for index, _, cap in to_charge], now) if to_charge else []
+        for (index, band, cap), charge in zip(to_charge, charges, strict=True):
+            outcomes[index] = self._charged(charge, band, cap, today)
+        if any(outcome is None for outcome in outcomes):
+            raise AssertionError("an item was left without its charge's verdict")
+        return outcomes  # type: ignore[return-value]
+
+    def _charged(self, charge: ChargeResult, band: Band, cap: int, today: date) -> Verdict:
         if charge.outcome is ChargeOutcome.CAP_REACHED:
             return Verdict.reject([Reason(
                 code="daily_cap_reached",

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from consumers.age import AgeRules, AgeStage, Band, band_of
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
 from pipeline.state.account_registry import AccountState, InMemoryAccountRegistry, age_on
 from pipeline.state.consent_registry import InMemoryConsentRegistry
-from pipeline.state.generation_caps import InMemoryCapLedger, SqlCapLedger
+from pipeline.state.generation_caps import CapConflict, InMemoryCapLedger, SqlCapLedger
 from policies.loader import PolicyError, load_policy, policy_path
 from schemas.models import AccountEvent, ConsentEvent, GenerationRequest, Outcome, PipelineItem
+from tests.test_audit_database import db_url  # noqa: F401 (the SQLite + PostgreSQL fixture)
 
 POLICY = load_policy(policy_path("age"), AgeRules, expected_stage="age")
 
@@ -188,6 +191,70 @@ def test_cap_on_the_real_database_survives_a_new_ledger_and_absorbs_redelivery(t
     assert restarted.charge("r1", "acct", day, 2, NOON).outcome.value == "already_charged"
     assert restarted.charge("r9", "acct", day, 2, NOON).outcome.value == "cap_reached"
     assert restarted.charge("r9", "acct", day + timedelta(days=1), 2, NOON).outcome.value == "charged"
+
+
+def _mixed_batch(world: "World") -> list[PipelineItem]:
+    """Two under-cap adults, a teen reaching the cap inside the batch, a refused request, one copy again."""
+    world.person("ann", 30)
+    world.person("ben", 40)
+    world.person("teen", 14)
+    world.person("kid", 10)
+    requests = [("a1", "ann"), ("t1", "teen"), ("b1", "ben"), ("k1", "kid"), ("t2", "teen"), ("t3", "teen"),
+                ("a2", "ann"), ("t1", "teen")]
+    return [PipelineItem(request=GenerationRequest(request_id=rid, requester_account=who, prompt="p"))
+            for rid, who in requests]
+
+
+def _summary(verdicts) -> list[tuple[str, list[str], object]]:
+    return [(v.outcome.value, codes(v), v.details.get("used")) for v in verdicts]
+
+
+@pytest.mark.parametrize("ledger", ["memory", "sqlite"])
+def test_a_batch_charged_together_decides_as_one_by_one(tmp_path: Path, ledger: str) -> None:
+    def fresh(name: str):
+        if ledger == "memory":
+            return InMemoryCapLedger()
+        url = f"sqlite:///{tmp_path / name}"
+        upgrade(url)
+        return SqlCapLedger(make_sessionmaker(make_engine(url)))
+
+    policy = replace(POLICY, rules=POLICY.rules.model_copy(update={"bands": {
+        **POLICY.rules.bands, Band.TEEN_13_15: POLICY.rules.bands[Band.TEEN_13_15].model_copy(
+            update={"daily_generation_cap": 2})}}))
+    alone, together = World(NOON, fresh("alone.db")), World(NOON, fresh("together.db"))
+    items = _mixed_batch(alone)
+    _mixed_batch(together)
+    one_by_one = [AgeStage(policy, alone.accounts, alone.cameos, alone.caps, alone.clock).decide(i) for i in items]
+    batched = AgeStage(policy, together.accounts, together.cameos, together.caps, together.clock).decide_many(items)
+    assert _summary(batched) == _summary(one_by_one)
+    assert _summary(batched)[1:6] == [("approved", [], 1), ("approved", [], 1), ("rejected", ["age_blocked"], None),
+                                      ("approved", [], 2), ("rejected", ["daily_cap_reached"], 2)]
+    assert _summary(batched)[7] == ("approved", [], 2)  # t1 again: already charged, the count unchanged
+    assert together.caps.charge("t9", "teen", NOON.date(), 2, NOON).outcome.value == "cap_reached"
+
+
+def test_charges_of_a_batch_that_another_worker_moved_are_a_conflict_and_write_nothing(db_url: str) -> None:  # noqa: F811
+    upgrade(db_url)
+    sessions = make_sessionmaker(make_engine(db_url))
+    ledger, other_worker = SqlCapLedger(sessions), SqlCapLedger(sessions)
+    day = NOON.date()
+    ledger.charge("r0", "acct", day, 5, NOON)
+    reading = ledger._counts_of
+
+    def read_then_another_worker_charges(session, pairs):
+        counts = reading(session, pairs)
+        other_worker.charge("r-other", "acct", day, 5, NOON)  # commits between this batch's read and write
+        return counts
+
+    ledger._counts_of = read_then_another_worker_charges  # type: ignore[method-assign]
+    # PostgreSQL: the guarded UPDATE finds the count moved; SQLite: the write lock is refused to a batch that
+    # read before another writer's commit. Either way the batch is not charged and says so.
+    expected = CapConflict if db_url.startswith("postgresql") else (CapConflict, OperationalError)
+    with pytest.raises(expected):
+        ledger.charge_many([("r1", "acct", day, 5), ("r2", "fresh", day, 5)], NOON)
+    ledger._counts_of = reading  # type: ignore[method-assign]
+    assert ledger.charge("r1", "acct", day, 5, NOON).used == 3  # r0, r-other, then r1: nothing of the batch stuck
+    assert ledger.charge("r2", "fresh", day, 5, NOON).used == 1
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -251,6 +251,33 @@ def test_prepare_batch_runs_once_before_the_batch_and_an_outage_there_is_waited_
     assert stage.prepared == 2 and stage.prepared_before_decide == [True] * 3
 
 
+class TogetherStage(ScriptedStage):
+    """Decides a batch in one go (as age charges caps), or fails doing so, having changed nothing."""
+
+    def __init__(self, fails: bool) -> None:
+        super().__init__(Verdict.approve(how="alone"))
+        self.fails = fails
+        self.batches: list[int] = []
+
+    def decide_many(self, items: list[PipelineItem]) -> list[Verdict | Exception]:
+        self.batches.append(len(items))
+        if self.fails:
+            raise RuntimeError("another worker charged meanwhile")
+        return [ValueError("bad item") if item.request.request_id == "p1" else Verdict.approve(how="together")
+                for item in items]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_stage_deciding_a_batch_together_or_one_by_one_when_that_fails(fails: bool) -> None:
+    stage, emitter = TogetherStage(fails), RecordingSender()
+    run = runner(stage, emitter)
+    outcomes = asyncio.run(run.handle_batch([(request_bytes(f"p{n}"), source(n)) for n in range(3)]))
+    assert outcomes == ["approved"] * 3 and stage.batches == [3]
+    hows = [json.loads(value)["decisions"][-1]["details"]["how"] for _, _, value in emitter.sent]
+    # p1's own error is retried alone; a failed batch decision leaves every item to decide() alone
+    assert hows == (["alone"] * 3 if fails else ["together", "alone", "together"])
+
+
 def test_registry_reads_are_remembered_within_a_batch_only() -> None:
     from pipeline.runtime.batch_snapshot import batch_snapshot, remembered
 

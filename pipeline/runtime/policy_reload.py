@@ -58,7 +58,23 @@ class ReloadingStage:
     def decide(self, item: PipelineItem) -> Verdict:
         self.reload_if_changed()
         stage, shadow = self._stage, self._shadow
-        verdict = stage.decide(item)
+        return self._with_shadow(shadow, item, stage.decide(item))
+
+    @property
+    def decide_many(self) -> Callable[[list[PipelineItem]], list[Verdict | Exception]] | None:
+        """The stage's own batch decision when it has one (age: the batch's cap charges in one transaction);
+        None: the runtime decides one item at a time."""
+        return self._decide_many if hasattr(self._stage, "decide_many") else None
+
+    def _decide_many(self, items: list[PipelineItem]) -> list[Verdict | Exception]:
+        self.reload_if_changed()
+        stage, shadow = self._stage, self._shadow
+        decided = stage.decide_many(items) if hasattr(stage, "decide_many") else [stage.decide(i) for i in items]
+        return [outcome if isinstance(outcome, Exception) else self._with_shadow(shadow, item, outcome)
+                for item, outcome in zip(items, decided, strict=True)]
+
+    def _with_shadow(self, shadow: Stage | None, item: PipelineItem, verdict: Verdict) -> Verdict:
+        """The enforced verdict, with what the shadow policy would have said in its details."""
         if shadow is None:
             return verdict
         try:

@@ -8,6 +8,7 @@ For each input message (the faust agent in pipeline.worker.app feeds them in ord
         |                                  --from another copy-------> [commit offset only] (duplicate)
     stage.decide(item)                      (stage bug: retried, then dead letter)
       or, for a BatchStage, decide_batch() over the batch's undecided items together
+      or a stage's decide_many(items): one go for the batch (age's cap charges), one by one if it fails
         |
     record decision + output in the audit store (unique per request+stage)
     [send output (next stage / gen.rejected / feed.published) + commit offset]
@@ -334,6 +335,9 @@ class StageRunner:
         with batch_snapshot(frozenset(item.request.requester_account for item in items),
                             frozenset(cameo for item in items for cameo in item.request.cameo_ids)):
             self._prepare_batch()
+            together = self._decide_together(items)
+            if together is not None:
+                return together
             for item in items:
                 started = time.perf_counter()
                 try:
@@ -343,6 +347,23 @@ class StageRunner:
                     outcome = exc
                 results.append((outcome, (time.perf_counter() - started) * 1000))
         return results
+
+    def _decide_together(self, items: list[PipelineItem]) -> list[tuple["Verdict | Exception", float]] | None:
+        """A stage's own `decide_many` (age: the batch's cap charges in one transaction), or None to decide one
+        by one: also when it fails, which a stage must only do having changed nothing (a conflict with
+        another worker, the database away): each item is then decided alone, as without it."""
+        decide_many = getattr(self.stage, "decide_many", None)
+        if decide_many is None or len(items) < 2:
+            return None
+        started = time.perf_counter()
+        try:
+            outcomes = decide_many(items)
+        except Exception as exc:
+            log.info("stage %s could not decide a batch of %d together (%s: %s); deciding one by one",
+                     self.stage.name, len(items), type(exc).__name__, exc)
+            return None
+        each_ms = (time.perf_counter() - started) * 1000 / len(items)
+        return [(outcome, each_ms) for outcome in outcomes]
 
     def _prepare_batch(self) -> None:
         prepare = getattr(self.stage, "prepare_batch", None)

@@ -73,6 +73,9 @@ class Stage(Protocol):
     # Optional: `prepare_batch(self) -> None`, run once before each batch's decisions (in the same
     # thread and registry snapshot); publish uses it to wait for the state feeds. Raising an
     # infrastructure error (ConnectionError) makes the runtime try the batch again later.
+    # Optional: `decide_many(self, items) -> list[Verdict | Exception]`, a batch's decisions in one go
+    # (age charges the batch's caps in one transaction); it may raise only having changed nothing, and
+    # the runtime then calls decide() on each item.
 
 
 @runtime_checkable

@@ -8,6 +8,12 @@
 
 The charge row and the counter change commit in one database transaction, so two
 workers racing for the last slot cannot both win.
+
+    charge_many([(request, account, day, cap), ...]):   a batch's charges in ONE transaction
+      read the batch's charges and counters, decide each in order as charge() would,
+      then write: UPDATE count = <new> WHERE count = <read> (a counter another worker moved
+      meanwhile, or a row or charge it inserted, is a CapConflict: nothing is written and the
+      caller charges one at a time instead)
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pipeline.audit.db import GenerationChargeRow, GenerationCountRow
+from pipeline.audit.db import GenerationChargeRow, GenerationCountRow, in_chunks
 
 
 class ChargeOutcome(str, enum.Enum):
@@ -36,8 +42,21 @@ class ChargeResult:
     used: int
 
 
+Charge = tuple[str, str, date, int]
+"""One charge to make: request id, account, day (in the policy's time zone), that day's cap."""
+
+
+class CapConflict(Exception):
+    """Another worker charged one of the batch's accounts or requests meanwhile: nothing of the batch was
+    written; charge one at a time (each is then atomic against the others)."""
+
+
 class CapLedger(Protocol):
     def charge(self, request_id: str, account_id: str, day: date, cap: int, now: datetime) -> ChargeResult: ...
+
+    def charge_many(self, charges: list[Charge], now: datetime) -> list[ChargeResult]:
+        """The same results as charge() on each in order; all of them are made, or none (and it raises)."""
+        ...
 
 
 class ReadOnlyCapLedger:
@@ -56,6 +75,9 @@ class ReadOnlyCapLedger:
             return ChargeResult(ChargeOutcome.CAP_REACHED, cap)
         return ChargeResult(ChargeOutcome.CHARGED, used + 1)
 
+    def charge_many(self, charges: list[Charge], now: datetime) -> list[ChargeResult]:
+        return [self.charge(*charge, now) for charge in charges]  # each alone: nothing is written to share
+
 
 class InMemoryCapLedger:
     def __init__(self) -> None:
@@ -71,6 +93,9 @@ class InMemoryCapLedger:
         self.counts[(account_id, day)] = used + 1
         self.charges[request_id] = (account_id, day)
         return ChargeResult(ChargeOutcome.CHARGED, used + 1)
+
+    def charge_many(self, charges: list[Charge], now: datetime) -> list[ChargeResult]:
+        return [self.charge(*charge, now) for charge in charges]
 
 
 class SqlCapLedger:
@@ -110,3 +135,61 @@ class SqlCapLedger:
             session.execute(insert(charges).values(request_id=request_id, account_id=account_id, day=day,
                                                    charged_at=now))
             return ChargeResult(ChargeOutcome.CHARGED, bumped)
+
+    def charge_many(self, charges: list[Charge], now: datetime) -> list[ChargeResult]:
+        """A batch's charges in one transaction: one commit for the batch instead of one per request."""
+        counts, charged = GenerationCountRow.__table__, GenerationChargeRow.__table__
+        try:
+            with self._sessions.begin() as session:
+                earlier = self._charges_of(session, [request_id for request_id, _, _, _ in charges])
+                read = self._counts_of(session, {(account, day) for _, account, day, _ in charges}
+                                       | set(earlier.values()))
+                used = dict(read)
+                results, new_charges = [], []
+                for request_id, account, day, cap in charges:
+                    if request_id in earlier:
+                        results.append(ChargeResult(ChargeOutcome.ALREADY_CHARGED, used.get(earlier[request_id], 0)))
+                        continue
+                    current = used.get((account, day))
+                    if current is not None and current >= cap or cap < 1:
+                        results.append(ChargeResult(ChargeOutcome.CAP_REACHED, cap))
+                        continue
+                    used[(account, day)] = (current or 0) + 1
+                    earlier[request_id] = (account, day)  # a second copy in the batch is a redelivery
+                    new_charges.append({"request_id": request_id, "account_id": account, "day": day,
+                                        "charged_at": now})
+                    results.append(ChargeResult(ChargeOutcome.CHARGED, used[(account, day)]))
+                for (account, day), count in sorted(used.items()):  # one order for every worker: no deadlock
+                    before = read.get((account, day))
+                    if before is None:
+                        session.execute(insert(counts).values(account_id=account, day=day, count=count))
+                    elif count != before:
+                        moved = session.execute(update(counts).where(
+                            counts.c.account_id == account, counts.c.day == day, counts.c.count == before)
+                            .values(count=count)).rowcount
+                        if moved != 1:
+                            raise CapConflict(f"{account}'s count for {day} moved while the batch was charged")
+                if new_charges:
+                    session.execute(insert(charged), new_charges)
+                return results
+        except IntegrityError as exc:  # a counter row or a charge another worker inserted meanwhile
+            raise CapConflict(str(exc.orig)) from exc
+
+    @staticmethod
+    def _charges_of(session, request_ids: list[str]) -> dict[str, tuple[str, date]]:
+        charged = GenerationChargeRow.__table__
+        return {row.request_id: (row.account_id, row.day) for chunk in in_chunks(request_ids)
+                for row in session.execute(select(charged.c.request_id, charged.c.account_id, charged.c.day)
+                                           .where(charged.c.request_id.in_(chunk)))}
+
+    @staticmethod
+    def _counts_of(session, pairs: set[tuple[str, date]]) -> dict[tuple[str, date], int]:
+        counts = GenerationCountRow.__table__
+        found: dict[tuple[str, date], int] = {}
+        for day in {day for _, day in pairs}:
+            accounts = sorted(account for account, other in pairs if other == day)
+            for chunk in in_chunks(accounts):
+                for row in session.execute(select(counts.c.account_id, counts.c.count)
+                                           .where(counts.c.day == day, counts.c.account_id.in_(chunk))):
+                    found[(row.account_id, day)] = row.count
+        return found
