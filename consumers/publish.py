@@ -58,7 +58,21 @@ class PublishStage:
             self._feeds.wait_until_current()
 
     def decide(self, item: PipelineItem) -> Verdict:
-        approved = self._audit.approved_stages(item.request.request_id)
+        return self._decide(item, self._audit.approved_stages(item.request.request_id))
+
+    def decide_many(self, items: list[PipelineItem]) -> list[Verdict | Exception]:
+        """`decide` for a batch, the earlier stages' approvals of every item read in one query (one query
+        per request was a sixth of a worker's time). An item whose checks fail leaves the others decided."""
+        approvals = self._audit.approved_stages_of([item.request.request_id for item in items])
+        outcomes: list[Verdict | Exception] = []
+        for item in items:
+            try:
+                outcomes.append(self._decide(item, approvals[item.request.request_id]))
+            except Exception as exc:  # the runtime retries this item alone
+                outcomes.append(exc)
+        return outcomes
+
+    def _decide(self, item: PipelineItem, approved: set[str]) -> Verdict:
         missing = [stage for stage in self._earlier_stages if stage not in approved]
         if missing:
             return Verdict.reject([Reason(code="stage_not_approved",

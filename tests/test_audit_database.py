@@ -93,3 +93,21 @@ def test_consent_registry_applies_slots_in_offset_order(db_url: str) -> None:
     assert (state.owner_account, state.audience.value, state.access["bob"].value) == ("alice", "approved", "allow")
     assert state.revoked_at == T0 and state.revoked_reason == "done"
     assert registry.get("missing") is None
+
+
+def test_approved_stages_of_a_batch_equal_each_request_read_alone(db_url: str) -> None:
+    """Publish reads a batch's approvals in one query; a review approving a stage counts as that stage."""
+    upgrade(db_url)
+    store = SqlAuditStore(make_sessionmaker(make_engine(db_url)))
+    verdicts = {"r1": [("consent", Outcome.APPROVED), ("age", Outcome.APPROVED)],
+                "r2": [("consent", Outcome.APPROVED), ("age", Outcome.REJECTED)],
+                "r3": [("consent", Outcome.APPROVED), ("age", Outcome.REVIEW), ("review-age", Outcome.APPROVED)]}
+    for request_id, stages in verdicts.items():
+        request = GenerationRequest(request_id=request_id, requester_account="bob", prompt="p", submitted_at=T0)
+        for stage, outcome in stages:
+            store.record_decision(request, decision(request_id, stage, outcome),
+                                  OutgoingMessage("out", request_id.encode(), b""))
+    together = store.approved_stages_of(["r1", "r2", "r3", "never-seen"])
+    assert together == {request_id: store.approved_stages(request_id) for request_id in ["r1", "r2", "r3", "never-seen"]}
+    assert together == {"r1": {"consent", "age"}, "r2": {"consent"}, "r3": {"consent", "age", "review-age"},
+                        "never-seen": set()}
