@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import CameoAccessRow, CameoEnrollmentRow, CameoRow, in_chunks
@@ -106,17 +106,18 @@ class SqlConsentRegistry:
         """The registered cameos among `cameo_ids`."""
         states: dict[str, CameoState] = {}
         with self._sessions() as session:
-            for ids in in_chunks(cameo_ids):
-                rows = [row for row in session.scalars(select(CameoRow).where(CameoRow.cameo_id.in_(ids)))
+            for ids in in_chunks(cameo_ids):  # plain rows, not ORM objects: a third less, read by three stages
+                rows = [row for row in session.execute(select(CameoRow.__table__).where(CameoRow.cameo_id.in_(ids)))
                         if row.owner_account is not None]
                 found = [row.cameo_id for row in rows]
                 if not found:
                     continue
                 access: dict[str, dict[str, AccessLevel]] = {}
-                for entry in session.scalars(select(CameoAccessRow).where(CameoAccessRow.cameo_id.in_(found))):
+                for entry in session.execute(select(CameoAccessRow.cameo_id, CameoAccessRow.account, CameoAccessRow.access)
+                                             .where(CameoAccessRow.cameo_id.in_(found))):
                     access.setdefault(entry.cameo_id, {})[entry.account] = AccessLevel(entry.access)
-                enrollments = {entry.cameo_id: entry for entry in session.scalars(
-                    select(CameoEnrollmentRow).where(CameoEnrollmentRow.cameo_id.in_(found)))}
+                enrollments = {entry.cameo_id: entry for entry in session.execute(
+                    select(CameoEnrollmentRow.__table__).where(CameoEnrollmentRow.cameo_id.in_(found)))}
                 for row in rows:
                     states[row.cameo_id] = _state_of(row, access.get(row.cameo_id, {}), enrollments.get(row.cameo_id))
         return states
@@ -157,7 +158,8 @@ class SqlConsentRegistry:
             return True
 
 
-def _state_of(row: CameoRow, access: dict[str, AccessLevel], enrollment: CameoEnrollmentRow | None) -> CameoState:
+def _state_of(row: CameoRow | Row[Any], access: dict[str, AccessLevel],
+              enrollment: CameoEnrollmentRow | Row[Any] | None) -> CameoState:
     if enrollment is not None and enrollment.verification_offset != row.verification_offset:
         enrollment = None  # it enrolled another verification than the one the registry shows
     return CameoState(
