@@ -41,6 +41,14 @@ def altered_copies(rgb: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def small_astronaut(scale: float = 0.5, size: tuple[int, int] = (704, 480)) -> np.ndarray:
+    """The astronaut photo shrunk (at 0.5 her face is ~43 px across) on a grey video-sized frame."""
+    side = int(512 * scale)
+    frame = np.full((size[1], size[0], 3), 128, dtype=np.uint8)
+    frame[100:100 + side, 200:200 + side] = np.asarray(Image.fromarray(astronaut()).resize((side, side), Image.BILINEAR))
+    return frame
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "PNG")

