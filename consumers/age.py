@@ -152,7 +152,7 @@ class AgeStage:
             return verdict
         cap = band_rules.daily_generation_cap
         if cap is None:
-            return Verdict.approve(band=band.value, rule="allowed", daily_cap=None)
+            return _uncapped(band)
         charge = self._caps.charge(item.request.request_id, item.request.requester_account, today, cap, now)
         return self._charged(charge, band, cap, today)
 
@@ -174,8 +174,7 @@ class AgeStage:
                 to_charge.append((index, band, cap))
                 outcomes.append(None)
             else:
-                outcomes.append(verdict if verdict is not None else
-                                Verdict.approve(band=band.value, rule="allowed", daily_cap=None))
+                outcomes.append(verdict if verdict is not None else _uncapped(band))
         charges = self._caps.charge_many([(items[index].request.request_id, items[index].request.requester_account,
                                            today, cap) for index, _, cap in to_charge], now) if to_charge else []
         for (index, band, cap), charge in zip(to_charge, charges, strict=True):
@@ -262,3 +261,8 @@ class AgeStage:
             return ("minor_cameo_not_approved",
                     f"Cameo {cameo_id} belongs to a minor; only accounts its owner approved may use it.")
         return None
+
+
+def _uncapped(band: Band) -> Verdict:
+    """Every live check passed and the band has no daily cap: nothing to charge."""
+    return Verdict.approve(band=band.value, rule="allowed", daily_cap=None)
