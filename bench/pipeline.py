@@ -234,15 +234,17 @@ def main() -> None:
             raise SystemExit("--postgres needs the PostgreSQL server package (initdb, pg_ctl): apt-get install postgresql")
         server = LocalPostgres(bindir)
 
-    def settings_for(label: str) -> Settings:
-        db_url = server.create_database(f"bench_{label}") if server else f"sqlite:///{workdir / label / 'audit.db'}"
+    def settings_for(label: str, with_database: bool = True) -> Settings:
+        """The raw baseline needs topics only: no PostgreSQL database for it (a SQLite URL is just a path)."""
+        db_url = (server.create_database(f"bench_{label}") if server and with_database
+                  else f"sqlite:///{workdir / label / 'audit.db'}")
         (workdir / label).mkdir(parents=True, exist_ok=True)
         return Settings(bootstrap=bootstrap, db_url=db_url, stages=STAGES, asset_dir=workdir / label / "assets",
                         topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", stage_batch_size=args.batch_size,
                         partitions=max(3, *counts))  # every worker can hold a partition of each topic
 
     try:
-        raw_settings = settings_for("raw")
+        raw_settings = settings_for("raw", with_database=False)
         ensure_topics(raw_settings)
         raw_seconds = asyncio.run(run_raw(raw_settings, args.requests, hops=len(STAGES)))
         raw_rate = args.requests / raw_seconds
