@@ -62,7 +62,7 @@ class PublishStage:
 
     def decide_many(self, items: list[PipelineItem]) -> list[Verdict | Exception]:
         """`decide` for a batch, the earlier stages' approvals of every item read in one query (one query
-        per request was a sixth of a worker's time). An item whose checks fail leaves the others decided."""
+        per request was 6% of a worker's time). An item whose checks fail leaves the others decided."""
         approvals = self._audit.approved_stages_of([item.request.request_id for item in items])
         outcomes: list[Verdict | Exception] = []
         for item in items:

@@ -106,7 +106,7 @@ class SqlConsentRegistry:
         """The registered cameos among `cameo_ids`."""
         states: dict[str, CameoState] = {}
         with self._sessions() as session:
-            for ids in in_chunks(cameo_ids):  # plain rows, not ORM objects: a third less, read by three stages
+            for ids in in_chunks(cameo_ids):  # plain rows, not ORM objects, as in the account registry
                 rows = [row for row in session.execute(select(CameoRow.__table__).where(CameoRow.cameo_id.in_(ids)))
                         if row.owner_account is not None]
                 found = [row.cameo_id for row in rows]
