@@ -108,33 +108,36 @@ def payload_bits_of(payload: bytes, bits: int) -> list[int]:
 def embed_payload(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle) -> np.ndarray:
     _check_size(frames)
     bits = np.array(payload_bits_of(payload, style.payload_bits), dtype=np.float32)
-    marked = np.empty_like(frames)
+    marked = frames.copy()
     for start in range(0, len(frames), FRAMES_AT_ONCE):  # bounded memory for long videos
-        marked[start:start + FRAMES_AT_ONCE] = _embed(frames[start:start + FRAMES_AT_ONCE], bits, style)
+        _embed_in_place(marked[start:start + FRAMES_AT_ONCE], bits, style)
     return marked
 
 
 FRAMES_AT_ONCE = 32
 
 
-def _embed(frames: np.ndarray, bits: np.ndarray, style: InvisibleMarkStyle) -> np.ndarray:
+def _embed_in_place(frames: np.ndarray, bits: np.ndarray, style: InvisibleMarkStyle) -> None:
+    """Mark `frames` (a contiguous run of whole frames: the B and G of each 2x2 cell move together)."""
     block, scale = style.block, float(style.strength)
     count, rows, cols = len(frames), frames.shape[1] // 4 * 4, frames.shape[2] // 4 * 4
-    blocks, grid = _ll_blocks(_chroma_ll(frames[:, :rows, :cols]), block)
-    value, left, right = _top_singular(blocks)
+    ll = _chroma_ll(frames[:, :rows, :cols])
+    entries, grid = _block_entries(ll, block)
+    value, left, right = _top_singular(entries)
     wanted = bits[np.arange(grid[0] * grid[1]) % len(bits)].reshape(1, *grid)
-    target = (np.floor(value / scale) + 0.25 + 0.5 * wanted) * scale
-    change = (target - value)[..., None, None] * left[..., :, None] * right[..., None, :]  # rank one
-    ll_change = np.zeros((count, rows // 2, cols // 2), np.float32)
-    ll_change[:, :grid[0] * block, :grid[1] * block] = change.transpose(0, 1, 3, 2, 4).reshape(
-        count, grid[0] * block, grid[1] * block)
-    marked = frames.copy()
-    cells = marked[:, :rows, :cols].reshape(count, rows // 2, 2, cols // 2, 2, 3)  # a view: written in place
+    change = (np.floor(value / scale) + 0.25 + 0.5 * wanted) * scale - value
+    ll_change = np.zeros_like(ll)
+    for row in range(block):  # the rank-one change of every block, one block entry at a time
+        scaled = change * left[row]
+        for col in range(block):
+            ll_change[:, row:grid[0] * block:block, col:grid[1] * block:block] = scaled * right[col]
+    cells = frames[:, :rows, :cols].reshape(count, rows // 2, 2, cols // 2, 2, 3)  # a view: written in place
     for channel, gain in ((2, 2.032), (1, -0.395)):  # B and G; R and Y stay as they are
-        step = np.rint(gain / 2 * ll_change).astype(np.int16)[:, :, None, :, None]  # rounded per 2x2 cell
+        step = np.rint(np.float32(gain / 2) * ll_change).astype(np.int16)[:, :, None, :, None]  # per 2x2 cell
         plane = cells[..., channel]
-        plane[...] = np.clip(plane + step, 0, 255)
-    return marked
+        shifted = plane.astype(np.int16)
+        shifted += step
+        plane[...] = np.clip(shifted, 0, 255, out=shifted)
 
 
 U_FROM_RGB = (-0.147108, -0.288804, 0.435912)
@@ -143,38 +146,56 @@ U_FROM_RGB = (-0.147108, -0.288804, 0.435912)
 
 def _chroma_ll(rgb: np.ndarray) -> np.ndarray:
     """The Haar LL band of U chroma ([T, H/2, W/2]: each 2x2 cell's U sum / 2), from the cells' RGB sums
-    (U is linear in RGB), so the float work is on a quarter of the pixels."""
-    sums = rgb[:, 0::2, 0::2].astype(np.uint16) + rgb[:, 0::2, 1::2] + rgb[:, 1::2, 0::2] + rgb[:, 1::2, 1::2]
-    red, green, blue = U_FROM_RGB
-    return (sums[..., 0] * np.float32(red / 2) + sums[..., 1] * np.float32(green / 2)
-            + sums[..., 2] * np.float32(blue / 2) + np.float32(256.0))
+    (U is linear in RGB), so the float work is on a quarter of the pixels. Rows are summed in pairs first,
+    over whole contiguous rows, then neighbouring pixels: fewer strided passes than four corner views."""
+    count, height, width = rgb.shape[:3]
+    row_pairs = rgb.reshape(count, height // 2, 2, width * 3)
+    rows = row_pairs[:, :, 0].astype(np.uint16)
+    rows += row_pairs[:, :, 1]
+    cells = rows.reshape(count, height // 2, width // 2, 2, 3)
+    return (cells[:, :, :, 0] + cells[:, :, :, 1]).astype(np.float32) @ U_HALF_WEIGHTS + np.float32(256.0)
 
 
-def _ll_blocks(ll: np.ndarray, block: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """[T, H, W] cut into [T, rows, cols, block, block] (the remainder at the edges is left alone)."""
+U_HALF_WEIGHTS = np.array(U_FROM_RGB, dtype=np.float32) / 2
+
+
+def _block_entries(ll: np.ndarray, block: int) -> tuple[list[list[np.ndarray]], tuple[int, int]]:
+    """[T, H, W] cut into block x block blocks, held entry by entry: entries[row][col] is that entry of
+    every block ([T, rows, cols], contiguous; the remainder at the edges is left alone). Tiny 4x4
+    matrices cost numpy's batched matmul a loop per block; one array per entry turns the same algebra into
+    a few dozen whole-array operations (~5x less time, bench/RESULTS.md)."""
     grid = (ll.shape[1] // block, ll.shape[2] // block)
-    cut = ll[:, :grid[0] * block, :grid[1] * block].reshape(len(ll), grid[0], block, grid[1], block)
-    return np.ascontiguousarray(cut.transpose(0, 1, 3, 2, 4)), grid
+    cut = ll[:, :grid[0] * block, :grid[1] * block]
+    return [[np.ascontiguousarray(cut[:, row::block, col::block]) for col in range(block)]
+            for row in range(block)], grid
 
 
-def _top_singular(blocks: np.ndarray, iterations: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Largest singular value with its left and right vectors of every block, by power iteration on B^T B
-    from the constant vector: chroma blocks are nearly constant, so a few steps reach float precision."""
-    gram = np.swapaxes(blocks, -1, -2) @ blocks
-    right = np.full(blocks.shape[:-1] + (1,), 1 / np.sqrt(blocks.shape[-1]), dtype=np.float32)
+def _top_singular(entries: list[list[np.ndarray]], iterations: int = 6
+                  ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Largest singular value with its left and right vectors (as lists of per-entry arrays) of every
+    block, by power iteration on B^T B from the constant vector: chroma blocks are nearly constant, so a few
+    steps reach float precision."""
+    size = len(entries)
+    gram: dict[tuple[int, int], np.ndarray] = {}
+    for i in range(size):
+        for j in range(i, size):
+            gram[i, j] = gram[j, i] = sum(entries[k][i] * entries[k][j] for k in range(size))
+    right = [np.full(entries[0][0].shape, 1 / np.sqrt(size), dtype=np.float32)] * size
     for _ in range(iterations):
-        right = gram @ right
-        right /= np.sqrt((right * right).sum(-2, keepdims=True)) + 1e-20
-    image = blocks @ right
-    value = np.sqrt((image * image).sum(-2))[..., 0]
-    return value, image[..., 0] / (value[..., None] + 1e-20), right[..., 0]
+        right = [sum(gram[i, j] * right[j] for j in range(size)) for i in range(size)]
+        norm = np.sqrt(sum(part * part for part in right)) + np.float32(1e-20)
+        right = [part / norm for part in right]
+    image = [sum(entries[k][i] * right[i] for i in range(size)) for k in range(size)]
+    value = np.sqrt(sum(part * part for part in image))
+    inverse = 1 / (value + np.float32(1e-20))
+    return value, [part * inverse for part in image], right
 
 
 def _frame_bits(frames: np.ndarray, style: InvisibleMarkStyle) -> np.ndarray:
     """The bits each frame carries ([T, payload_bits] of 0/1), as invisible-watermark's decoder reads them."""
     rows, cols = frames.shape[1] // 4 * 4, frames.shape[2] // 4 * 4
-    blocks, grid = _ll_blocks(_chroma_ll(frames[:, :rows, :cols]), style.block)
-    value = _top_singular(blocks)[0].reshape(len(frames), -1)
+    entries, _ = _block_entries(_chroma_ll(frames[:, :rows, :cols]), style.block)
+    value = _top_singular(entries)[0].reshape(len(frames), -1)
     scores = (np.mod(value, float(style.strength)) > style.strength * 0.5).astype(np.float32)
     which = np.arange(value.shape[1]) % style.payload_bits
     sums = np.stack([scores[:, which == bit].mean(axis=1) for bit in range(style.payload_bits)], axis=1)
