@@ -117,8 +117,44 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     assert all(allowed_label(label, teen.allowed_content_classes) for label in verdict.details["labels"])
 
 
+@pytest.mark.parametrize("prompt, category", [
+    ("a man slitting his own throat in close up", "self_harm"),         # an act + on oneself
+    ("she keeps stabbing herself with scissors", "self_harm"),
+    ("a crowd glorifying the 9/11 attacks", "extremism"),               # an attack + its glorification
+    ("video que celebra o atentado como heróis", "extremism"),
+    ("two people naked on a bed, uncensored", "sexual"),                # sexual content + explicitness
+    ("una coppia che fa sesso sul divano", "sexual"),                    # the verb in another person
+    ("deux amants qui font l'amour", "sexual"),
+])
+def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
+    assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
+
+
 @pytest.mark.parametrize("prompt", [
-    "he keeps hanging himself in the barn",                 # en: "hang himself"
+    "she cut herself a slice of birthday cake", "he cut himself shaving this morning",
+    "firefighters honoured as heroes on the anniversary of 9/11", "a sex education class, explicit diagrams",
+    "grandma's secret recipe for killer lasagna", "a road trip to the village called Fucking in Austria",
+])
+def test_benign_senses_of_the_structural_rules_pass(lexicon_backends, prompt) -> None:
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED, verdict.details
+    teen = AGE.rules.bands[next(b for b in AGE.rules.bands if b.value == "13_15")]
+    assert all(allowed_label(label, teen.allowed_content_classes) for label in verdict.details["labels"])
+
+
+@pytest.mark.parametrize("prompt, matched", [
+    ("he yells f*** you at the ref", "fuck*"), ("what a piece of s**t", "shit"),
+    ("f***ing idiot", "fuck*"), ("a**hole driver", "asshole*"),
+])
+def test_self_censored_words_read_as_the_word_they_hide(lexicon_backends, prompt, matched) -> None:
+    verdict = decide(lexicon_backends, prompt)
+    signals = [signal for signal in verdict.details["signals"] if signal["category"] == "profanity"]
+    assert signals and matched in signals[0]["matched"], verdict.details
+    assert decide(lexicon_backends, "rated 5 * 3 stars, a*b test").details["signals"] == []
+
+
+@pytest.mark.parametrize("prompt", [
+    "he jumped off a bridge last night",                    # en: "jump off a bridge"
     "la ragazza si sta tagliando le vene",                  # it: "tagliarsi le vene"
     "el hombre se ahorcó en el granero",                    # es: "ahorcarse"
     "eine frau, die sich die pulsadern aufschneidet",       # de: "pulsadern aufschneiden"

@@ -2,6 +2,8 @@
 
     text -> fold (accents, case, leetspeak: 0->o 3->e 4/@->a 5/$->s 1/!->i) -> tokens
          -> runs of 3+ single letters joined ("p o r n", "s.e.x" -> "porn", "sex")
+         -> self-censored words restored where one lexicon word of a category people mask (profanity,
+            hate, sexual) fits the letters shown: "f***" -> "fuck", "s**t" -> "shit", "n****r"
          -> letters repeated 3+ times cut to 2 ("killlll" -> "kill"); one Aho-Corasick pass over
             " token token ... " for every phrase of every line
          -> with an elongated word in the text, a second pass with runs cut to 1 ("seeeex" -> "sex"), whose
@@ -52,6 +54,8 @@ STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "fre
                    "pt": "portuguese", "nl": "dutch", "ca": "catalan", "ro": "romanian", "pl": "polish",
                    "sv": "swedish", "da": "danish", "no": "norwegian", "fi": "finnish", "tr": "turkish",
                    "ru": "russian", "el": "greek", "hu": "hungarian", "cs": "czech", "id": "indonesian"}
+_MASKED = re.compile(r"(?<![\w*])[a-z]*\*+[a-z*]*(?![\w*])")
+MASKED_CATEGORIES = (Category.PROFANITY, Category.HATE, Category.SEXUAL)  # the words people write as "f***"
 MIN_STEM = 4  # shorter stems collide across words and languages ("mata" and "mat" both cut to "mat")
 
 
@@ -181,6 +185,7 @@ class LexiconTextClassifier:
             if len(automaton):
                 automaton.make_automaton()
         self.size = len(rules.lines)
+        self._maskable = _maskable_words(rules)
 
     def _add(self, key: str, phrase: str) -> None:
         prefix = phrase.endswith("*")
@@ -213,7 +218,7 @@ class LexiconTextClassifier:
         return [entry for entry in entries if (line := line_of(entry)) is None or line[1] == mildest[line[0]]]
 
     def classify(self, text: str) -> list[Signal]:
-        tokens = words(text)
+        tokens = words(self._unmasked(text))
         elongated = {position for position, token in enumerate(tokens) if _squeezed(token, 2) != token}
         hits: dict[str, list[tuple[int, int, str]]] = {}  # key -> [(first word, last word, phrase)]
         for keep, automaton in self._automata.items():
@@ -235,6 +240,29 @@ class LexiconTextClassifier:
         if tokens and self._stemmed:
             self._add_stem_hits(tokens, hits)
         return self._signals(text, hits)
+
+    def _unmasked(self, text: str) -> str:
+        """The text with each self-censored word ("f***", "s**t", "a**hole") replaced by the first word of
+        the masked categories whose letters fit it, one letter per star; a word `fuck*` lists also reads
+        "f***ing". Masks that fit no listed word ("***", "a*b") stay as they were."""
+        folded = fold(text)
+        if "*" not in folded:
+            return text
+
+        def restore(match: re.Match[str]) -> str:
+            masked = match.group()
+            letters = sum(ch != "*" for ch in masked)
+            if letters == 0 or len(masked) < 3:
+                return masked
+            for word, is_prefix in self._maskable:
+                if len(masked) == len(word) or (is_prefix and len(masked) > len(word)):
+                    head = masked[:len(word)]
+                    if all(shown in ("*", wanted) for shown, wanted in zip(head, word)):
+                        rest = masked[len(word):]
+                        return word + ("" if "*" in rest else rest)
+            return masked
+
+        return _MASKED.sub(restore, folded)
 
     def _add_stem_hits(self, tokens: list[str], hits: dict[str, list[tuple[int, int, str]]]) -> None:
         """Phrases found through stems, where the words were not already read as written: a word some line
@@ -305,6 +333,21 @@ class LexiconTextClassifier:
                 found[category] = Signal(category, signal.severity.raised(), 1.0, self.name,
                                          {**signal.evidence, "intensified": True})
         return list(found.values())
+
+
+def _maskable_words(rules: LexiconRules) -> list[tuple[str, bool]]:
+    """(word, whether it is a `word*` prefix) of every one-word phrase of the masked categories, in lexicon order,
+    profanity first: "s**t" is "shit" before it is "slut"."""
+    found: list[tuple[str, bool]] = []
+    for category in MASKED_CATEGORIES:
+        for line_category, _, phrases, _ in rules.lines:
+            if line_category is not category:
+                continue
+            for phrase in phrases:
+                parts = words(phrase.rstrip("*"))
+                if len(parts) == 1 and len(parts[0]) >= 3 and (parts[0], phrase.endswith("*")) not in found:
+                    found.append((parts[0], phrase.endswith("*")))
+    return found
 
 
 def _add_form(automaton: ahocorasick.Automaton, form: str, entry: _Phrase) -> None:
