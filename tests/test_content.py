@@ -125,6 +125,8 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("two people naked on a bed, uncensored", "sexual"),                # sexual content + explicitness
     ("una coppia che fa sesso sul divano", "sexual"),                    # the verb in another person
     ("deux amants qui font l'amour", "sexual"),
+    ("he puts a gun in his mouth and pulls the trigger", "self_harm"),  # a means + an intent
+    ("how to convert a rifle to fully automatic", "illicit_instructions"),
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -134,6 +136,7 @@ def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt
     "she cut herself a slice of birthday cake", "he cut himself shaving this morning",
     "firefighters honoured as heroes on the anniversary of 9/11", "a sex education class, explicit diagrams",
     "grandma's secret recipe for killer lasagna", "a road trip to the village called Fucking in Austria",
+    "a documentary on the history of the atomic bomb", "an art class drawing a nude statue of venus",
 ])
 def test_benign_senses_of_the_structural_rules_pass(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
