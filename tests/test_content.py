@@ -109,6 +109,10 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a killer whale jumping", "kids having a pillow fight", "a tutorial on how to draw a horse",
     "a nurse drawing blood at a clinic", "a hockey player taking a slap shot",
     "a penalty shootout in the world cup final", "a historian explaining the fall of the third reich",
+    "she cut herself a slice of birthday cake", "he cut himself shaving this morning",  # not self harm
+    "firefighters honoured as heroes on the anniversary of 9/11", "a sex education class, explicit diagrams",
+    "grandma's secret recipe for killer lasagna", "a road trip to the village called Fucking in Austria",
+    "a documentary on the history of the atomic bomb", "an art class drawing a nude statue of venus",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -130,19 +134,6 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
-
-
-@pytest.mark.parametrize("prompt", [
-    "she cut herself a slice of birthday cake", "he cut himself shaving this morning",
-    "firefighters honoured as heroes on the anniversary of 9/11", "a sex education class, explicit diagrams",
-    "grandma's secret recipe for killer lasagna", "a road trip to the village called Fucking in Austria",
-    "a documentary on the history of the atomic bomb", "an art class drawing a nude statue of venus",
-])
-def test_benign_senses_of_the_structural_rules_pass(lexicon_backends, prompt) -> None:
-    verdict = decide(lexicon_backends, prompt)
-    assert verdict.outcome is Outcome.APPROVED, verdict.details
-    teen = AGE.rules.bands[next(b for b in AGE.rules.bands if b.value == "13_15")]
-    assert all(allowed_label(label, teen.allowed_content_classes) for label in verdict.details["labels"])
 
 
 @pytest.mark.parametrize("prompt, matched", [
