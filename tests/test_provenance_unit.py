@@ -163,7 +163,8 @@ def frames_of_photo(count: int = 6, width: int = 320, height: int = 256) -> np.n
     return np.stack([photo[2 * i:2 * i + height, 4 * i:4 * i + width] for i in range(count)])
 
 
-def test_the_array_watermark_is_invisible_watermarks_own_both_ways() -> None:
+@pytest.mark.parametrize("width, height", [(320, 256), (263, 259)])  # the second: edges outside the 4x4 grid
+def test_the_array_watermark_is_invisible_watermarks_own_both_ways(width: int, height: int) -> None:
     """embed_payload computes invisible-watermark's dwtDctSvd over all frames at once: the library's decoder
     reads what it embeds, and its reader reads what the library embedded (videos marked before)."""
     from imwatermark import WatermarkDecoder, WatermarkEncoder
@@ -172,7 +173,7 @@ def test_the_array_watermark_is_invisible_watermarks_own_both_ways() -> None:
 
     style, payload = InvisibleMarkStyle(), bytes.fromhex("5ee1c0de")
     bits = np.unpackbits(np.frombuffer(payload, np.uint8)).tolist()
-    frames = frames_of_photo()
+    frames = frames_of_photo(width=width, height=height)
     marked = embed_payload(frames, payload, style)
     assert marked.dtype == np.uint8 and marked.shape == frames.shape
     assert 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - frames) ** 2)) > 34  # PSNR in dB: invisible
