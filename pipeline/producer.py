@@ -98,6 +98,17 @@ class PipelineProducer:
         self._send_slot(self._topics.accounts, event.account_id, event.aspect(), event.model_dump_json().encode(),
                         timeout)
 
+    def send_account_events(self, events: list[AccountEvent], timeout: float = 60.0) -> None:
+        """Send a burst (an import) without waiting for each acknowledgement in turn; raises if any failed."""
+        partitions = len(self._producer.partitions_for(self._topics.accounts))
+        futures = [self._producer.send(self._topics.accounts, key=slot_key(event.account_id, event.aspect()),
+                                       value=event.model_dump_json().encode(),
+                                       partition=entity_partition(event.account_id, partitions))
+                   for event in events]
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            future.get(timeout=timeout)
+
     def send_rights(self, event: RightsEvent, timeout: float = 30.0) -> None:
         """One work per key: compaction keeps each work's latest state."""
         future = self._producer.send(self._topics.rights, key=event.work_id.encode(),

@@ -56,9 +56,10 @@ class Settings(BaseSettings):
                                            description="How soon a dead worker's partitions move to the others")
     stage_batch_size: int = Field(default=200, ge=1, le=5000,
                                   description="Most messages a stage handles in one database write and one "
-                                              "Kafka transaction per partition (generate uses its policy's)")
+                                              "Kafka transaction per partition (generate uses its policy's); "
+                                              "also the most state-feed records applied per transaction")
     stage_batch_wait_seconds: float = Field(default=0.02, gt=0, le=10,
-                                            description="How long a stage waits to fill a batch")
+                                            description="How long a stage (or a state feed) waits to fill a batch")
     stage_error_retries: int = Field(default=3, ge=0, description="Retries of a failing stage before dead letter")
     asset_dir: Path = Field(default=Path("trustreel-assets"), description="Local content-addressed asset store")
     asset_url: str | None = Field(default=None,

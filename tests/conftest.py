@@ -128,7 +128,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
            for name in ("c2pa_cert_chain", "c2pa_private_key", "c2pa_trust_anchors", "voice_backend",
                         "voice_model_dir", "metrics_port", "trace_file", "generator_model_name",
                         "generator_model_version", "consent_feed_wait_seconds", "send_claim_lease_seconds",
-                        "worker_stall_seconds")
+                        "worker_stall_seconds", "stage_batch_size")
            if getattr(settings, name)},
         **({"TRUSTREEL_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
     }

@@ -59,10 +59,10 @@ def age_reason(rejection: dict) -> tuple[str, str, str]:
 
 
 def test_bands_come_from_the_registry_not_the_payload(settings, producer, start_worker, read_topic) -> None:
-    producer.send_account_event(profile("teen", born_years_ago(14)))
-    producer.send_account_event(profile("adult", born_years_ago(30), "self_declared"))
-    producer.send_account_event(profile("just-13", born_years_ago(13)))
-    producer.send_account_event(profile("still-12", born_years_ago(13, days_later=1)))  # 13 tomorrow
+    producer.send_account_events([profile("teen", born_years_ago(14)),  # one burst, as an import sends them
+                                  profile("adult", born_years_ago(30), "self_declared"),
+                                  profile("just-13", born_years_ago(13)),
+                                  profile("still-12", born_years_ago(13, days_later=1))])  # 13 tomorrow
     start_worker()
     producer.submit(request("claims-adult", "teen", labels=["mature"], metadata={"age": "35", "band": "adult"}))
     producer.submit(request("adult-mature", "adult", labels=["mature"]))

@@ -3,7 +3,8 @@
     topic record --parse (model)--> registry.apply(event, offset)      # idempotent, slot by slot
     cameo.consents: enrollment (faces of verified references -> gallery) first, then the registry
     replay(): from the beginning to the current end, before a worker starts deciding
-    live: a faust agent applies new records and commits its progress
+    live: a faust agent applies new records in batches and commits each batch's progress (one Kafka
+          transaction per partition, as the stages do)
 
 An unreadable record changes nothing (the producer validates what it sends, so this is a
 foreign writer; the topic stays the source of truth and nothing is invented); the live agent

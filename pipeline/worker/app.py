@@ -145,12 +145,12 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
     for feed in feeds if apply_state_feeds else []:
         reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
         app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
-            _feed_agent(feed, sender, audit, topics.deadletter, reactions))
+            _feed_agent(feed, sender, audit, topics.deadletter, settings, reactions))
     if apply_state_feeds:
         reports = StateFeed("reports", topics.reports, UserReport,
                             ReportDesk(sessions, enforcement, publish_stage=settings.stages[-1]))
         app.agent(app.topic(reports.topic), name="reports-intake")(
-            _feed_agent(reports, sender, audit, topics.deadletter))
+            _feed_agent(reports, sender, audit, topics.deadletter, settings))
     duties = stage_names + (["state feeds", "reports"] if apply_state_feeds else [])
     log.info("worker for %s joining group %s as %s", ", ".join(duties), group, connection.principal)
     return app
@@ -260,35 +260,53 @@ def _takedowns_for(service: TakedownService):
 
 
 def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditStore, deadletter_topic: str,
-                reactions: Callable[[bytes | None], list[OutgoingMessage]] | None = None):
-    """Apply each state record, then commit its offset with what it causes: takedowns for a
-    revocation, a dead letter for a record that cannot be read."""
+                settings: Settings, reactions: Callable[[bytes | None], list[OutgoingMessage]] | None = None):
+    """Apply each state record, then commit the offsets with what they cause (takedowns for a revocation, a
+    dead letter for a record that cannot be read): a batch of records, like a stage's, shares one Kafka
+    transaction per partition. Applying is idempotent by offset, so a batch redelivered after a crash
+    applies as "stale" and re-sends only what the database says it causes."""
 
     async def process(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
-            result = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value,
-                                                        message.offset)
-            outcome = result.label
-            caused: list[OutgoingMessage] = []
-            if result.problem is not None:
-                letter, record = dead_letter(f"{feed.name}-registry", deadletter_topic, position, message.value or b"",
-                                             result.error_code, result.problem, None, system_clock())
-                await until_infrastructure_answers(asyncio.to_thread, audit.record_dead_letter, record)
-                metrics.DEAD_LETTERS.labels(f"{feed.name}-registry", result.error_code).inc()
-                caused.append(letter)
-            elif reactions is not None:  # computed from the database every time, so a redelivery re-sends them
-                caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)
-                if caused:
-                    outcome += f", {len(caused)} takedown(s)"
-            try:
-                await until_infrastructure_answers(sender.send_atomically, position, caused)
-            except FencedOut:
-                outcome += " (partition moved to another worker)"
-            log.info("%s registry %s@%d/%d -> %s", feed.name, message.topic, message.partition, message.offset, outcome)
+        async for events in stream.take_events(settings.stage_batch_size,
+                                               within=max(settings.stage_batch_wait_seconds, 0.01)):
+            applied = [await _apply_feed_record(feed, audit, deadletter_topic, reactions, event.message)
+                       for event in events]
+            by_partition: dict[tuple[str, int], list[tuple[DeadLetterSource, list[OutgoingMessage], str]]] = {}
+            for entry in applied:
+                by_partition.setdefault((entry[0].topic, entry[0].partition), []).append(entry)
+            for entries in by_partition.values():
+                try:
+                    await until_infrastructure_answers(sender.send_batch,
+                                                       [(position, caused) for position, caused, _ in entries])
+                    moved = ""
+                except FencedOut:
+                    moved = " (partition moved to another worker)"
+                for position, _, outcome in entries:
+                    log.info("%s registry %s@%d/%d -> %s%s (batch of %d)", feed.name, position.topic,
+                             position.partition, position.offset, outcome, moved, len(events))
 
     return process
+
+
+async def _apply_feed_record(feed: StateFeed, audit: SqlAuditStore, deadletter_topic: str,
+                             reactions: Callable[[bytes | None], list[OutgoingMessage]] | None,
+                             message) -> tuple[DeadLetterSource, list[OutgoingMessage], str]:
+    """(position, what the record causes, what happened) for one record, its state change made durable."""
+    position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
+    result = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value, message.offset)
+    outcome = result.label
+    caused: list[OutgoingMessage] = []
+    if result.problem is not None:
+        letter, record = dead_letter(f"{feed.name}-registry", deadletter_topic, position, message.value or b"",
+                                     result.error_code, result.problem, None, system_clock())
+        await until_infrastructure_answers(asyncio.to_thread, audit.record_dead_letter, record)
+        metrics.DEAD_LETTERS.labels(f"{feed.name}-registry", result.error_code).inc()
+        caused.append(letter)
+    elif reactions is not None:  # computed from the database every time, so a redelivery re-sends them
+        caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)
+        if caused:
+            outcome += f", {len(caused)} takedown(s)"
+    return position, caused, outcome
 
 
 def run_worker(settings: Settings, stage_names: list[str], loglevel: str = "info",
