@@ -100,11 +100,8 @@ class PipelineProducer:
 
     def send_account_events(self, events: list[AccountEvent], timeout: float = 60.0) -> None:
         """Send a burst (an import) without waiting for each acknowledgement in turn; raises if any failed."""
-        partitions = len(self._producer.partitions_for(self._topics.accounts))
-        futures = [self._producer.send(self._topics.accounts, key=slot_key(event.account_id, event.aspect()),
-                                       value=event.model_dump_json().encode(),
-                                       partition=entity_partition(event.account_id, partitions))
-                   for event in events]
+        futures = [self._slot_record(self._topics.accounts, event.account_id, event.aspect(),
+                                     event.model_dump_json().encode()) for event in events]
         self._producer.flush(timeout=timeout)
         for future in futures:
             future.get(timeout=timeout)
@@ -122,10 +119,13 @@ class PipelineProducer:
         future.get(timeout=timeout)
 
     def _send_slot(self, topic: str, entity_id: str, slot: str, value: bytes, timeout: float) -> None:
+        self._slot_record(topic, entity_id, slot, value).get(timeout=timeout)
+
+    def _slot_record(self, topic: str, entity_id: str, slot: str, value: bytes):
+        """Queue one state record: keyed by its slot, on its entity's partition (all of an entity's slots together)."""
         partitions = self._producer.partitions_for(topic)
-        future = self._producer.send(topic, key=slot_key(entity_id, slot), value=value,
-                                     partition=entity_partition(entity_id, len(partitions)))
-        future.get(timeout=timeout)
+        return self._producer.send(topic, key=slot_key(entity_id, slot), value=value,
+                                   partition=entity_partition(entity_id, len(partitions)))
 
     def send_raw(self, logical_topic: str, value: bytes | None, key: bytes | None = None,
                  timeout: float = 30.0) -> None:
