@@ -13,6 +13,8 @@ seconds per stage and in total, median over --videos, for:
 - baseline: provenance as it was before #21 (invisible-watermark's per-frame encoder and decoder on every
   frame, the visible mark composited frame by frame with PIL, x264 `medium` on one thread);
 - current: the code as it is;
+- current without likeness-post's same-face memory (`same_face_max_block_change: 0`: every face found on
+  a sampled frame goes through the recognition network);
 - with --min-face-size N: also the code as it is with likeness-post's `min_face_size` at N instead of the
   shipped policy's (80: dlib does not upsample the frames), for the trust & safety choice it prices.
 """
@@ -90,18 +92,18 @@ def services_in(work: Path) -> catalog.StageServices:
             settings.policy_dir)))
 
 
-def with_min_face_size(services: catalog.StageServices, work: Path, size: int) -> catalog.StageServices:
-    """The same services reading a copy of the shipped policies whose likeness policy asks for `size`."""
+def with_likeness_rule(services: catalog.StageServices, work: Path, rule: str, shipped: object,
+                       value: object) -> catalog.StageServices:
+    """The same services reading a copy of the shipped policies whose likeness policy sets `rule` to `value`."""
     from policies.loader import policy_path
 
-    shipped = policy_path("likeness").parent
-    policies = work / f"policies-min-face-{size}"
-    shutil.copytree(shipped, policies)
+    policies = work / f"policies-{rule}-{value}"
+    shutil.copytree(policy_path("likeness").parent, policies)
     likeness = policies / "likeness.yaml"
     text = likeness.read_text()
-    if "  min_face_size: 40\n" not in text:
-        raise SystemExit("policies/likeness.yaml no longer ships min_face_size: 40; update this bench")
-    likeness.write_text(text.replace("  min_face_size: 40\n", f"  min_face_size: {size}\n"))
+    if f"  {rule}: {shipped}\n" not in text:
+        raise SystemExit(f"policies/likeness.yaml no longer ships {rule}: {shipped}; update this bench")
+    likeness.write_text(text.replace(f"  {rule}: {shipped}\n", f"  {rule}: {value}\n"))
     return dataclasses.replace(services, settings=services.settings.model_copy(update={"policy_dir": policies}))
 
 
@@ -237,12 +239,14 @@ def main() -> None:
           f"stages {', '.join(STAGES)} + publish's hash checks; median of {args.videos}")
     one_video(stages, services, generated_item(services, "warm-up", video))  # model loads, caches
     variants = {"baseline (before #21)": stages, "current": stages}
+    changed_rules = {"likeness-post without the same-face memory": ("same_face_max_block_change", 12, 0)}
     if args.min_face_size is not None:
-        coarse = with_min_face_size(services, work, args.min_face_size)
-        variants[f"current, likeness-post min_face_size {args.min_face_size}"] = {
-            **stages, "likeness-post": catalog.build_stage("likeness-post", coarse)}
-        one_video(variants[f"current, likeness-post min_face_size {args.min_face_size}"], services,
-                  generated_item(services, "warm-up-2", video))
+        changed_rules[f"likeness-post min_face_size {args.min_face_size}"] = ("min_face_size", 40, args.min_face_size)
+    for label, (rule, shipped, value) in changed_rules.items():
+        changed = {**stages, "likeness-post": catalog.build_stage(
+            "likeness-post", with_likeness_rule(services, work, rule, shipped, value))}
+        variants[f"current, {label}"] = changed
+        one_video(changed, services, generated_item(services, f"warm-up-{rule}", video))
     results = {}
     for label, chosen in variants.items():
         runs = []

@@ -28,7 +28,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.likeness.faces import FaceEmbedder
+from pipeline.likeness.faces import FaceEmbedder, SameFaceMemory
 from pipeline.likeness.galleries import CAMEOS, PUBLIC_FIGURES, RETIRED_CAMEOS, GalleryMatch, GallerySearch
 from pipeline.likeness.names import NameMatcher, read_lexicon
 from pipeline.likeness.voices import VoiceEmbedder, voice_backend_name
@@ -74,6 +74,11 @@ class LikenessRules(BaseModel):
         default=40, ge=10, le=1000,
         description="The smallest face, in pixels across in the image or frame, the check must find. With dlib, "
                     "80 and up needs no upsampling; each halving below it costs about 4x the detection time")
+    same_face_max_block_change: float = Field(
+        default=12.0, ge=0, le=255,
+        description="Within one video: a face whose aligned crop differs from an already described face's crop "
+                    "by at most this many grey levels in every block (10 x 10 grid, mean absolute difference) "
+                    "takes that face's descriptor instead of running the recognition network again; 0 = never")
     voice: VoiceRules = Field(default_factory=lambda: VoiceRules())
 
 
@@ -199,12 +204,17 @@ class LikenessStage:
         required = rules.cameo_match_references.get(embedder.name, 1)
         search = self._galleries(embedder.name)
         search.refresh()
+        memory = SameFaceMemory(rules.same_face_max_block_change) if rules.same_face_max_block_change else None
         for frame_index, rgb in frames:
-            for face in embedder.faces(rgb, rules.min_face_size):
+            if memory is not None:
+                memory.where = frame_index
+            for face in embedder.faces(rgb, rules.min_face_size, memory):
                 if face.score < min_score:
                     continue
                 finding = {"media": reference.sha256[:16], "frame": frame_index, "box": list(face.box),
                            "detection_score": round(face.score, 3)}
+                if face.described_at not in (None, frame_index):  # the same face as there: its descriptor
+                    finding["descriptor_from_frame"] = face.described_at
                 self._judge_one("face", face.embedding, search, cameo_ids, threshold, required, review, finding,
                                 records)
                 records.findings.append(finding)

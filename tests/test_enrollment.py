@@ -44,9 +44,9 @@ class CountingEmbedder:
     def __init__(self, inner: DlibEmbedder) -> None:
         self.inner, self.name, self.dimension, self.calls = inner, inner.name, inner.dimension, 0
 
-    def faces(self, rgb, min_face_size=None):
+    def faces(self, rgb, min_face_size=None, memory=None):
         self.calls += 1
-        return self.inner.faces(rgb, min_face_size)
+        return self.inner.faces(rgb, min_face_size, memory)
 
 
 @pytest.fixture(scope="module")

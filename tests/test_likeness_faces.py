@@ -10,7 +10,7 @@ import pytest
 
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
-from pipeline.likeness.faces import DlibEmbedder, InsightFaceEmbedder, upsamples_for
+from pipeline.likeness.faces import DlibEmbedder, InsightFaceEmbedder, SameFaceMemory, upsamples_for
 from pipeline.likeness.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch, GalleryStore
 from pipeline.media.assets import LocalAssetStore
 from policies.loader import load_policy, policy_path
@@ -173,6 +173,56 @@ def test_a_generated_video_showing_the_public_figure_is_blocked_after_generation
     assert codes(missing) == ["no_generated_video"]
 
 
+def panned(rgb: np.ndarray, shift: int, zoom: float) -> np.ndarray:
+    """The photo a few pixels over and a little larger: the next sampled frame of a slow pan and zoom."""
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    image = Image.fromarray(rgb).resize((round(width * zoom), round(height * zoom)), Image.BILINEAR)
+    return np.asarray(image)[shift:shift + height, shift:shift + width].copy()
+
+
+def test_a_face_seen_again_in_a_video_takes_its_descriptor_and_a_changed_one_is_described(dlib_embedder) -> None:
+    frames = [panned(photos.astronaut(), 2 * n, 1 + 0.01 * n) for n in range(4)]
+    memory = SameFaceMemory(max_block_change=12)
+    remembered = []
+    for index, frame in enumerate(frames):
+        memory.where = index
+        remembered.append(max(dlib_embedder.faces(frame, None, memory), key=lambda face: face.score))
+    # Landmarks jitter by a pixel from frame to frame, so not every frame matches a described crop (here 1 and
+    # 3 take frame 0's descriptor, 2 is described); those that do are as close as re-describing would be.
+    assert memory.reused >= 2 and {face.described_at for face in remembered} <= {0, 1, 2, 3}
+    for index, (frame, face) in enumerate(zip(frames, remembered)):
+        own = max(dlib_embedder.faces(frame), key=lambda found: found.score)
+        assert own.described_at is None and own.box == face.box and face.described_at <= index
+        assert float(np.linalg.norm(own.embedding - face.embedding)) < 0.1, "well inside the 0.5 match distance"
+
+    # The same place, the same size: the mouth covered (a small part of the crop), then another person.
+    left, top, right, bottom = remembered[0].box
+    width, height = right - left, bottom - top
+    covered = frames[0].copy()
+    covered[top + height * 2 // 3:top + height * 5 // 6, left + width // 3:right - width // 3] = 0
+    stranger = photos.group_portrait(3)
+    described_before = memory.described
+    for where, frame in (("covered", covered), ("stranger", stranger)):
+        memory.where = where
+        face = max(dlib_embedder.faces(frame, None, memory), key=lambda found: found.score)
+        assert face.described_at == where, f"{where}: a face that changed is described anew"
+        own = max(dlib_embedder.faces(frame), key=lambda found: found.score)
+        assert np.array_equal(own.embedding, face.embedding)
+    assert memory.described >= described_before + 2
+
+
+def test_likeness_post_records_which_frame_a_face_was_described_on(pipeline: Pipeline) -> None:
+    astronaut = photos.even(photos.astronaut())
+    verdict = pipeline.check_output(photos.mp4_bytes([astronaut] * 17))
+    assert codes(verdict) == ["public_figure_face"]
+    faces = [face for face in verdict.details["faces"] if face["verdict"] == "public_figure"]
+    assert [face["frame"] for face in faces] == [0, 8, 16]
+    assert [face.get("descriptor_from_frame") for face in faces] == [None, 0, 0]
+    assert all(face["public_figure"]["name"] == "Eileen Collins" for face in faces)
+
+
 def test_insightface_backend_runs_scrfd_and_arcface_shaped_models(tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
@@ -186,6 +236,14 @@ def test_insightface_backend_runs_scrfd_and_arcface_shaped_models(tmp_path: Path
     assert left < 336 < right and top < 336 < bottom, "the box is centred on the bright cell"
     assert abs(float(np.linalg.norm(first[0].embedding)) - 1.0) < 1e-4
     assert embedder.faces(np.zeros((640, 640, 3), dtype=np.uint8)) == []
+    memory = SameFaceMemory(max_block_change=12)
+    for where, image in enumerate([photos.bright_square_image((320, 320))] * 2
+                                  + [photos.bright_square_image((320, 320), checkered=True)]):
+        memory.where = where
+        (face,) = embedder.faces(image, None, memory)
+        assert face.described_at == [0, 0, 2][where]
+        assert np.allclose(face.embedding, embedder.faces(image)[0].embedding)
+    assert (memory.described, memory.reused) == (2, 1)
 
     # The toy recogniser is far less discriminative than ArcFace, so its policy sets a tight threshold.
     rules = POLICY.rules.model_copy(update={"face_match_distance": {"insightface": 0.1}})
