@@ -139,8 +139,8 @@ def one_video(stages: dict, services: catalog.StageServices, item: PipelineItem)
     return spent
 
 
-def library_embed(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle) -> np.ndarray:
-    """Before #21: invisible-watermark's own encoder, one frame at a time."""
+def library_embed(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle, in_place: bool = False) -> np.ndarray:
+    """Before #21: invisible-watermark's own encoder, one frame at a time (into new frames, as it was)."""
     from imwatermark import WatermarkEncoder
 
     encoder = WatermarkEncoder()
@@ -166,8 +166,8 @@ def library_read(frames, style: InvisibleMarkStyle, min_agreement: float = 0.85)
     return PayloadReading(np.packbits((share > 0.5).astype(np.uint8)).tobytes(), agreement, len(frames))
 
 
-def pil_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int) -> np.ndarray:
-    """Before #21: the text drawn and composited on each frame with PIL."""
+def pil_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int, in_place: bool = False) -> np.ndarray:
+    """Before #21: the text drawn and composited on each frame with PIL (into new frames, as it was)."""
     from PIL import Image, ImageDraw, ImageFont
 
     height, width = frames.shape[1:3]

@@ -110,8 +110,9 @@ class ProvenanceStage:
                                                   f"unsigned.")
         rules = self.policy.rules
         payload = watermark_id_for(request.request_id, rules.invisible.payload_bits)
-        marked = burn_visible_mark(frames, VisibleMarkStyle(**rules.visible.model_dump()), fps)
-        marked = embed_payload(marked, payload, self.invisible)
+        # The decoded frames are this call's own: both marks are drawn on them, not on copies.
+        marked = burn_visible_mark(frames, VisibleMarkStyle(**rules.visible.model_dump()), fps, in_place=True)
+        marked = embed_payload(marked, payload, self.invisible, in_place=True)
         manifest = build_manifest(f"{request.request_id}.mp4", _generator_details(item), self._moderation(item),
                                   payload.hex(), (rules.claim_generator, _version()), attributions_of(item))
         signed = sign_mp4(encode_mp4(marked, fps, audio), manifest, signer)

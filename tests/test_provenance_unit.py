@@ -188,6 +188,8 @@ def test_the_array_watermark_is_invisible_watermarks_own_both_ways(width: int, h
     assert read_payload(by_library, style).payload == payload
     assert read_payload(marked, style) == read_payload(list(marked), style)
     assert read_payload(marked, style).agreement == 1.0
+    own = frames.copy()  # the stage marks its own decoded frames in place: the same pixels, no copy
+    assert embed_payload(own, payload, style, in_place=True) is own and np.array_equal(own, marked)
 
 
 def test_the_visible_mark_moves_between_corners_and_only_touches_its_box() -> None:
@@ -200,3 +202,6 @@ def test_the_visible_mark_moves_between_corners_and_only_touches_its_box() -> No
         changed = (marked[index] != frames[index]).any(axis=-1)
         assert changed[rows, cols].sum() > 50 and changed.sum() == changed[rows, cols].sum()
         assert marked[index].max() > 150  # white text at 60% opacity over dark grey
+    own = frames.copy()
+    assert burn_visible_mark(own, VisibleMarkStyle(seconds_per_corner=1.0), fps=1, in_place=True) is own
+    assert np.array_equal(own, marked)
