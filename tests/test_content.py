@@ -113,6 +113,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "firefighters honoured as heroes on the anniversary of 9/11", "a sex education class, explicit diagrams",
     "grandma's secret recipe for killer lasagna", "a road trip to the village called Fucking in Austria",
     "a documentary on the history of the atomic bomb", "an art class drawing a nude statue of venus",
+    "a bomb-sniffing dog at the airport", "a kitten fighting its own tail", "a zombie-themed escape room",
+    "riding shotgun on a road trip", "educación sexual para adolescentes", "ein krimi für jugendliche, ohne blut",
+    "a surgeon carving a scar on his thigh during surgery", "a documentary about prisoners tortured in the war",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -131,6 +134,10 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("deux amants qui font l'amour", "sexual"),
     ("he puts a gun in his mouth and pulls the trigger", "self_harm"),  # a means + an intent
     ("how to convert a rifle to fully automatic", "illicit_instructions"),
+    ("guards torturing the detainees in a cell", "violence_graphic"),  # torture + a captive
+    ("a torture scene, pulling out his fingernails one by one", "violence_graphic"),  # graphic + gore
+    ("a crowd calling jews rats and cheering", "hate"),                 # calling a group animals
+    ("a boy carving words into his forearm with a knife", "self_harm"),
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -177,6 +184,17 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     verdict = decide(lexicon_backends, "friends getting drunk and smoking weed at a casino")
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.details["labels"] == ["alcohol:medium", "drugs:medium", "gambling:medium"]
+
+
+@pytest.mark.parametrize("prompt, label", [
+    ("a teenager climbing a skyscraper for a selfie", "dangerous_acts:medium"),  # a climb + a tall structure
+    ("window cleaners working with no harness", "dangerous_acts:medium"),
+    ("a teen climbing the indoor climbing wall", None),
+])
+def test_heights_without_protection_are_restricted_for_teens(lexicon_backends, prompt, label) -> None:
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED
+    assert verdict.details["labels"] == ([label] if label else [])
 
 
 def test_sexual_minors_cannot_be_configured_away() -> None:
