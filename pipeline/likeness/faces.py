@@ -107,18 +107,17 @@ class DlibEmbedder:
         self._shapes = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
         self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
         self._upsample = upsample
+        self._face_chip = dlib.get_face_chip
 
     def faces(self, rgb: np.ndarray, min_face_size: int | None = None,
               memory: SameFaceMemory | None = None) -> list[DetectedFace]:
-        import dlib
-
         image = np.ascontiguousarray(rgb)
         found = []
         upsample = self._upsample if min_face_size is None else upsamples_for(min_face_size)
         detections, scores, _ = self._detector.run(image, upsample, 0.0)
         for rect, score in zip(detections, scores):
             # The crop compute_face_descriptor(image, shape) would make: the same descriptor, bit for bit.
-            crop = dlib.get_face_chip(image, self._shapes(image, rect), size=150, padding=0.25)
+            crop = self._face_chip(image, self._shapes(image, rect), size=150, padding=0.25)
             descriptor, where = _embedding(crop, self._describe, memory)
             found.append(DetectedFace((rect.left(), rect.top(), rect.right(), rect.bottom()), float(score),
                                       descriptor, where))
