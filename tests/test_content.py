@@ -117,7 +117,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "riding shotgun on a road trip", "educación sexual para adolescentes", "ein krimi für jugendliche, ohne blut",
     "a surgeon carving a scar on his thigh during surgery", "a documentary about prisoners tortured in the war",
     "a chef chopping off the fish's head", "a kid shooting a water pistol at his dad",
-    "a bartender lighting a flaming dessert",
+    "a bartender lighting a flaming dessert", "immigrants driven out of the city by rising rents, a documentary",
+    "a magician cutting off his assistant's head, an illusion", "an intimate candlelit dinner by the sea",
+    "women in science who control the media narrative about climate", "hardcore fans moaning about the referee",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -140,10 +142,10 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a torture scene, pulling out his fingernails one by one", "violence_graphic"),  # graphic + gore
     ("a crowd calling jews rats and cheering", "hate"),                 # calling a group animals
     ("a boy carving words into his forearm with a knife", "self_harm"),
-    ("two nude lovers caressing each other", "sexual"),                 # nudity + intimacy
+    ("two nude lovers caressing each other, nothing blurred", "sexual"),  # nudity + explicitness
     ("the cartel sawing off a hostage's fingers", "violence_graphic"),  # severing + a body part
-    ("riding a scooter off a roof for views", "dangerous_acts"),        # off a height + for views
     ("immigrants are to blame for everything", "hate"),                 # a blame trope
+    ("the rothschilds secretly rule the world", "hate"),                # a conspiracy trope about its target
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -190,12 +192,15 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     verdict = decide(lexicon_backends, "friends getting drunk and smoking weed at a casino")
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.details["labels"] == ["alcohol:medium", "drugs:medium", "gambling:medium"]
+    romance = decide(lexicon_backends, "an intimate candlelit dinner, she wears a sexy red dress")
+    assert romance.outcome is Outcome.APPROVED and romance.details["labels"] == ["sexual:medium"]  # not blocked
 
 
 @pytest.mark.parametrize("prompt, label", [
     ("a teenager climbing a skyscraper for a selfie", "dangerous_acts:medium"),  # a climb + a tall structure
     ("window cleaners working with no harness", "dangerous_acts:medium"),
     ("kids throwing firecrackers at each other", "dangerous_acts:medium"),   # fireworks held or aimed
+    ("riding a scooter off a roof for views", "dangerous_acts:medium"),      # off a height + for views
     ("a teen climbing the indoor climbing wall", None),
 ])
 def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_teens(lexicon_backends, prompt, label) -> None:
