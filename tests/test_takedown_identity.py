@@ -53,7 +53,8 @@ def world(tmp_path: Path):
     face = max(embedder.faces(photos.astronaut()), key=lambda f: f.score)
     GalleryStore(sessions).add(PUBLIC_FIGURES, "Eileen Collins", embedder.name, [(face.embedding, "astronaut.png")])
     search = GallerySearch(GalleryStore(sessions), embedder.name, 50_000)
-    matcher = face_matcher(embedder, search, "Eileen Collins", 0.5, every=1, max_frames=3)
+    matcher = face_matcher(embedder, search, "Eileen Collins", 0.5, every=1, max_frames=3,
+                           same_face_max_block_change=12)  # as the shipped likeness policy sets it
     banker = MediaBanker(BankStore(sessions), assets)
     return sessions, assets, TakedownService(sessions, "feed.takedowns", banker=banker), matcher
 
@@ -107,3 +108,23 @@ class OnePartition:
 
     def contains(self, topic: str, partition: int, after: int, key: bytes, value: bytes) -> bool:
         return False
+
+
+def test_a_sweep_describes_a_face_seen_again_in_one_video_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+    sessions = make_sessionmaker(make_engine(url))
+    embedder = DlibEmbedder()
+    face = max(embedder.faces(photos.astronaut()), key=lambda f: f.score)
+    GalleryStore(sessions).add(PUBLIC_FIGURES, "Eileen Collins", embedder.name, [(face.embedding, "astronaut.png")])
+    search = GallerySearch(GalleryStore(sessions), embedder.name, 50_000)
+    video = photos.mp4_bytes([photos.even(photos.astronaut())] * 4)
+    described = []
+    network = embedder._describe
+    embedder._describe = lambda crop: described.append(crop.shape) or network(crop)
+    every_face = face_matcher(embedder, search, "Eileen Collins", 0.5, every=1, max_frames=4)(video)
+    without_memory, described[:] = len(described), []
+    remembered = face_matcher(embedder, search, "Eileen Collins", 0.5, every=1, max_frames=4,
+                              same_face_max_block_change=12)(video)
+    assert every_face is not None and remembered is not None and abs(remembered - every_face) < 0.05
+    assert without_memory >= 4 and len(described) < without_memory / 2  # the same frames: described once

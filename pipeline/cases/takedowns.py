@@ -176,8 +176,12 @@ def _published_videos(output_payload: bytes) -> list[MediaReference]:
     return [assets[name] for name in ("video", "unsigned_video") if name in assets]
 
 
-def face_matcher(embedder, search, identity: str, threshold: float, every: int, max_frames: int):
-    """video bytes -> best distance of any sampled face to `identity` when within threshold, else None."""
+def face_matcher(embedder, search, identity: str, threshold: float, every: int, max_frames: int,
+                 same_face_max_block_change: float = 0.0):
+    """video bytes -> best distance of any sampled face to `identity` when within threshold, else None.
+    A sweep re-reads every published video, so faces seen again in one video reuse their descriptor as
+    likeness-post does (`same_face_max_block_change` from the likeness policy; 0: describe every face)."""
+    from pipeline.likeness.faces import SameFaceMemory
     from pipeline.likeness.galleries import PUBLIC_FIGURES
     from pipeline.media.frames import UnreadableMedia, frames_of
 
@@ -188,8 +192,9 @@ def face_matcher(embedder, search, identity: str, threshold: float, every: int, 
             frames = frames_of(video, "video/mp4", every, max_frames)
         except UnreadableMedia:
             return None
+        memory = SameFaceMemory(same_face_max_block_change) if same_face_max_block_change else None
         for _, rgb in frames:
-            for face in embedder.faces(rgb):
+            for face in embedder.faces(rgb, None, memory):
                 match = search.nearest_among(PUBLIC_FIGURES, [identity], face.embedding)
                 if match is not None and match.distance <= threshold and (best is None or match.distance < best):
                     best = match.distance

@@ -82,7 +82,7 @@ def _identity_sweep(settings: Settings, name: str, embedder) -> None:
     sessions = make_sessionmaker(make_engine(settings.db_url))
     search = GallerySearch(GalleryStore(sessions), embedder.name, settings.gallery_approximate_above)
     matches = face_matcher(embedder, search, name, rules.face_match_distance[embedder.name], rules.frame_every,
-                           rules.max_frames)
+                           rules.max_frames, rules.same_face_max_block_change)
     service = takedown_service(settings, sessions)
     messages = service.identity_sweep(name, matches, asset_store(settings.asset_dir, settings.asset_url))
     with PipelineProducer(settings) as producer:
