@@ -1,4 +1,5 @@
-"""Registries read from a real SQLite audit database: one cameo or account at a time, or a whole batch's at once."""
+"""Registries on a real SQLite audit database: read one cameo or account at a time or a whole batch's at once;
+apply a feed's batch of account records in one transaction or one by one."""
 
 from __future__ import annotations
 
@@ -50,3 +51,57 @@ def test_a_batch_reads_its_cameos_and_accounts_at_once_and_the_same_as_one_by_on
     assert again == (alone[0]["cam-0"], alone[1]["req-0"])
     # cameos, their access lists, their enrollments; then the accounts: four reads for the whole batch
     assert len(statements) == 4, statements
+
+
+def account_records() -> list[tuple[AccountEvent, int]]:
+    """Profiles, a parental link, a repeated slot and a record older than the one already applied."""
+    return [(AccountEvent(event_id="p1", account_id="kid", kind="profile", birth_date=date(2013, 2, 1),
+                          assurance="verified_document"), 1),
+            (AccountEvent(event_id="p2", account_id="parent", kind="profile", birth_date=date(1985, 5, 5),
+                          assurance="estimated"), 2),
+            (AccountEvent(event_id="l1", account_id="kid", kind="parental_link", parent_account="parent"), 3),
+            (AccountEvent(event_id="p3", account_id="kid", kind="profile", birth_date=date(2013, 2, 2),
+                          assurance="verified_document"), 4),
+            (AccountEvent(event_id="old", account_id="kid", kind="profile", birth_date=date(2000, 1, 1),
+                          assurance="self_declared"), 0)]
+
+
+def test_accounts_applied_as_a_batch_in_one_transaction_equal_one_by_one(tmp_path: Path) -> None:
+    registries = []
+    for name in ("alone", "batch"):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        upgrade(url)
+        registries.append(SqlAccountRegistry(make_sessionmaker(make_engine(url))))
+    alone, batch = registries
+    assert [alone.apply(event, offset) for event, offset in account_records()] == [True, True, True, True, False]
+    assert batch.apply_many(account_records()) == [True, True, True, True, False]
+    assert batch.apply_many(account_records()) == [False] * 5  # redelivered: idempotent by offset
+    for account in ("kid", "parent"):
+        assert batch.states([account]) == alone.states([account])
+    assert batch.states(["kid"])["kid"].birth_date == date(2013, 2, 2)
+
+
+def test_a_feed_batch_keeps_record_order_and_reapplies_one_by_one_when_its_transaction_conflicts(
+        tmp_path: Path, monkeypatch) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from pipeline.state.feeds import StateFeed
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+    registry = SqlAccountRegistry(make_sessionmaker(make_engine(url)))
+    feed = StateFeed("accounts", "accounts.events", AccountEvent, registry)
+    values = [(event.model_dump_json().encode(), offset) for event, offset in account_records()]
+    records = values[:2] + [(b"{not json", 7), (None, 8)] + values[2:]
+    assert [outcome.label for outcome in feed.apply_records(records)] == [
+        "applied", "applied", "unreadable", "tombstone", "applied", "applied", "stale"]
+
+    def conflict(records):  # another worker created the same row between our read and our write
+        raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+    upgrade(f"sqlite:///{tmp_path / 'fresh.db'}")
+    fresh = SqlAccountRegistry(make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")))
+    monkeypatch.setattr(fresh, "apply_many", conflict)
+    labels = [outcome.label for outcome in StateFeed("accounts", "t", AccountEvent, fresh).apply_records(values)]
+    assert labels == ["applied", "applied", "applied", "applied", "stale"]
+    assert fresh.states(["kid"]) == registry.states(["kid"])

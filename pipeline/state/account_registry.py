@@ -93,26 +93,36 @@ class SqlAccountRegistry:
                     for row in session.execute(select(AccountRow.__table__).where(AccountRow.account_id.in_(ids)))}
 
     def apply(self, event: AccountEvent, offset: int) -> bool:
-        offset_column = f"{event.aspect()}_offset"
         with self._sessions.begin() as session:
-            row = session.get(AccountRow, event.account_id, with_for_update=True)
-            if row is None:
-                row = AccountRow(account_id=event.account_id, generation_disabled=False, cameo_use_disabled=False,
-                                 profile_offset=-1, parental_link_offset=-1, parental_controls_offset=-1,
-                                 updated_at=event.occurred_at)
-                session.add(row)
-                session.flush()
-            if getattr(row, offset_column) >= offset:
-                return False
-            state = _applied(_state_of(row), event)
-            row.birth_date = state.birth_date
-            row.assurance = state.assurance.value if state.assurance else None
-            row.parent_account = state.parent_account
-            row.generation_disabled = state.generation_disabled
-            row.cameo_use_disabled = state.cameo_use_disabled
-            row.updated_at = max(row.updated_at, event.occurred_at) if row.updated_at else event.occurred_at
-            setattr(row, offset_column, offset)
-            return True
+            return _apply_in(session, event, offset)
+
+    def apply_many(self, records: list[tuple[AccountEvent, int]]) -> list[bool]:
+        """`apply` for each (event, offset) in order, in one database transaction: a burst of account records
+        (bench/state_feeds.py) spent ~0.6 ms a record on its own transaction, ~0.2 ms in a shared one."""
+        with self._sessions.begin() as session:
+            return [_apply_in(session, event, offset) for event, offset in records]
+
+
+def _apply_in(session, event: AccountEvent, offset: int) -> bool:
+    offset_column = f"{event.aspect()}_offset"
+    row = session.get(AccountRow, event.account_id, with_for_update=True)
+    if row is None:
+        row = AccountRow(account_id=event.account_id, generation_disabled=False, cameo_use_disabled=False,
+                         profile_offset=-1, parental_link_offset=-1, parental_controls_offset=-1,
+                         updated_at=event.occurred_at)
+        session.add(row)
+        session.flush()
+    if getattr(row, offset_column) >= offset:
+        return False
+    state = _applied(_state_of(row), event)
+    row.birth_date = state.birth_date
+    row.assurance = state.assurance.value if state.assurance else None
+    row.parent_account = state.parent_account
+    row.generation_disabled = state.generation_disabled
+    row.cameo_use_disabled = state.cameo_use_disabled
+    row.updated_at = max(row.updated_at, event.occurred_at) if row.updated_at else event.occurred_at
+    setattr(row, offset_column, offset)
+    return True
 
 
 def age_on(birth_date: date, day: date) -> int:

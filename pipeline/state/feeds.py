@@ -4,7 +4,8 @@
     cameo.consents: enrollment (faces of verified references -> gallery) first, then the registry
     replay(): from the beginning to the current end, before a worker starts deciding
     live: a faust agent applies new records in batches and commits each batch's progress (one Kafka
-          transaction per partition, as the stages do)
+          transaction per partition, as the stages do); a registry with apply_many takes a batch in one
+          database transaction
 
 An unreadable record changes nothing (the producer validates what it sends, so this is a
 foreign writer; the topic stays the source of truth and nothing is invented); the live agent
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +40,13 @@ class RecordRefused(Exception):
 
 class Applies(Protocol):
     def apply(self, event, offset: int) -> bool: ...
+
+
+@runtime_checkable
+class AppliesMany(Protocol):
+    """A registry that can apply a batch of records in one database transaction (the live agent's batches)."""
+
+    def apply_many(self, records: list[tuple[Any, int]]) -> list[bool]: ...
 
 
 @dataclass(frozen=True)
@@ -72,15 +80,33 @@ class StateFeed:
     model: type[BaseModel]
     registry: Applies
 
-    def apply_record(self, raw: bytes | None, offset: int) -> "FeedOutcome":
+    def apply_records(self, records: list[tuple[bytes | None, int]]) -> list["FeedOutcome"]:
+        """What happened to each (value, offset), in order, its state change durable. A registry that applies
+        many at once gets the readable ones in one database transaction; if that transaction fails (another
+        worker created the same row), nothing of it was written and each record is applied on its own."""
+        read = [(self._read(raw, offset), offset) for raw, offset in records]
+        events = [(event, offset) for event, offset in read if not isinstance(event, FeedOutcome)]
+        if isinstance(self.registry, AppliesMany) and events:
+            try:
+                changed = iter(self.registry.apply_many(events))
+            except IntegrityError:
+                changed = None
+            if changed is not None:
+                return [event if isinstance(event, FeedOutcome) else
+                        FeedOutcome("applied" if next(changed) else "stale") for event, _ in read]
+        return [event if isinstance(event, FeedOutcome) else self._apply(event, offset) for event, offset in read]
+
+    def _read(self, raw: bytes | None, offset: int) -> "BaseModel | FeedOutcome":
         if raw is None:
             return FeedOutcome("tombstone")
         try:
-            event = self.model.model_validate_json(raw)
+            return self.model.model_validate_json(raw)
         except ValidationError as exc:
             problem = describe_validation_error(exc)
             log.error("unreadable %s record at offset %d: %s", self.name, offset, problem)
             return FeedOutcome("unreadable", problem)
+
+    def _apply(self, event: BaseModel, offset: int) -> "FeedOutcome":
         for _ in range(3):
             try:
                 return FeedOutcome("applied" if self.registry.apply(event, offset) else "stale")
@@ -110,7 +136,8 @@ class StateFeed:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"replaying {self.topic} took longer than {timeout_seconds}s")
                 for records in consumer.poll(timeout_ms=500).values():
-                    applied += sum(self.apply_record(r.value, r.offset).label == "applied" for r in records)
+                    outcomes = self.apply_records([(r.value, r.offset) for r in records])
+                    applied += sum(outcome.label == "applied" for outcome in outcomes)
             return applied
         finally:
             consumer.close()

@@ -55,7 +55,7 @@ from pipeline.runtime.stage import BatchStage, system_clock
 from pipeline.settings import Settings
 from pipeline.state.account_registry import SqlAccountRegistry
 from pipeline.state.consent_registry import SqlConsentRegistry
-from pipeline.state.feeds import StateFeed, rights_registry, state_feeds
+from pipeline.state.feeds import FeedOutcome, StateFeed, rights_registry, state_feeds
 from pipeline.state.generation_caps import ReadOnlyCapLedger, SqlCapLedger
 from pipeline.transport.consumer_lag import LagMonitor
 from pipeline.transport.faust_transport import StageApp
@@ -269,8 +269,11 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
     async def process(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.stage_batch_size,
                                                within=max(settings.stage_batch_wait_seconds, 0.01)):
-            applied = [await _apply_feed_record(feed, audit, deadletter_topic, reactions, event.message)
-                       for event in events]
+            messages = [event.message for event in events]
+            results = await until_infrastructure_answers(asyncio.to_thread, feed.apply_records,
+                                                         [(message.value, message.offset) for message in messages])
+            applied = [await _what_it_causes(feed, audit, deadletter_topic, reactions, message, result)
+                       for message, result in zip(messages, results)]
             by_partition: dict[tuple[str, int], list[tuple[DeadLetterSource, list[OutgoingMessage], str]]] = {}
             for entry in applied:
                 by_partition.setdefault((entry[0].topic, entry[0].partition), []).append(entry)
@@ -288,12 +291,11 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
     return process
 
 
-async def _apply_feed_record(feed: StateFeed, audit: SqlAuditStore, deadletter_topic: str,
-                             reactions: Callable[[bytes | None], list[OutgoingMessage]] | None,
-                             message) -> tuple[DeadLetterSource, list[OutgoingMessage], str]:
-    """(position, what the record causes, what happened) for one record, its state change made durable."""
+async def _what_it_causes(feed: StateFeed, audit: SqlAuditStore, deadletter_topic: str,
+                          reactions: Callable[[bytes | None], list[OutgoingMessage]] | None,
+                          message, result: FeedOutcome) -> tuple[DeadLetterSource, list[OutgoingMessage], str]:
+    """(position, what the record causes, what happened) for one record whose state change is durable."""
     position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
-    result = await until_infrastructure_answers(asyncio.to_thread, feed.apply_record, message.value, message.offset)
     outcome = result.label
     caused: list[OutgoingMessage] = []
     if result.problem is not None:
