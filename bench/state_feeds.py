@@ -1,11 +1,12 @@
 """Benchmark: how fast the registries worker applies a burst of state records (the live feed agents).
 
-    python bench/state_feeds.py [--records 2500]
+    python bench/state_feeds.py [--records 2500] [--feed accounts|consents]
 
 A registries worker (`trustreel worker --state-feeds-only`) on the local broker and a SQLite audit
-database; once it is up, --records account records (one new account each) are produced at once and the
-clock runs until the accounts registry holds them all. Run twice in the same process, with the feed
-batches as configured and with batches of one record (one Kafka transaction per record, as before #19).
+database; once it is up, --records account records (one new account each) or cameo registrations (one
+new cameo each, through the consents feed's enrollment step and registry) are produced at once and the
+clock runs until the registry holds them all. Run twice in the same process, with the feed batches as
+configured and with batches of one record (one Kafka transaction per record, as before #19).
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.audit.db import AccountRow, make_engine, make_sessionmaker, upgrade  # noqa: E402
+from pipeline.audit.db import AccountRow, CameoRow, make_engine, make_sessionmaker, upgrade  # noqa: E402
 from pipeline.broker import LocalBroker  # noqa: E402
 from pipeline.producer import PipelineProducer  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.transport.topics import ensure_topics  # noqa: E402
-from schemas.models import AccountEvent  # noqa: E402
+from schemas.models import AccountEvent, ConsentEvent  # noqa: E402
 
 
 def accounts_like(sessions, prefix: str) -> int:
     with sessions() as session:
         return session.scalar(select(func.count()).select_from(AccountRow).where(AccountRow.account_id.startswith(prefix)))
+
+
+def cameos_like(sessions, prefix: str) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(CameoRow).where(CameoRow.cameo_id.startswith(prefix)))
 
 
 def send_accounts(producer: PipelineProducer, prefix: str, count: int) -> None:
@@ -43,16 +49,25 @@ def send_accounts(producer: PipelineProducer, prefix: str, count: int) -> None:
                                                assurance="verified_document") for index in range(count)])
 
 
-def wait_for(sessions, prefix: str, count: int, timeout: float) -> float:
+def send_registrations(producer: PipelineProducer, prefix: str, count: int) -> None:
+    producer.send_consents([ConsentEvent(event_id=f"{prefix}{index:06d}", cameo_id=f"{prefix}{index:06d}",
+                                         kind="register", owner_account=f"owner-{index}", audience="everyone")
+                            for index in range(count)])
+
+
+FEEDS = {"accounts": (send_accounts, accounts_like), "consents": (send_registrations, cameos_like)}
+
+
+def wait_for(count_like, sessions, prefix: str, count: int, timeout: float) -> float:
     start = time.perf_counter()
-    while accounts_like(sessions, prefix) < count:
+    while count_like(sessions, prefix) < count:
         if time.perf_counter() - start > timeout:
-            raise SystemExit(f"the registry held {accounts_like(sessions, prefix)} of {count} after {timeout}s")
+            raise SystemExit(f"the registry held {count_like(sessions, prefix)} of {count} after {timeout}s")
         time.sleep(0.2)
     return time.perf_counter() - start
 
 
-def run(bootstrap: str, workdir: Path, label: str, records: int, batch_size: int) -> float:
+def run(bootstrap: str, workdir: Path, label: str, records: int, batch_size: int, feed: str) -> float:
     settings = Settings(bootstrap=bootstrap, db_url=f"sqlite:///{workdir / label}.db",
                         topic_prefix=f"feedbench{uuid.uuid4().hex[:6]}.", asset_dir=workdir / "assets")
     ensure_topics(settings)
@@ -64,12 +79,13 @@ def run(bootstrap: str, workdir: Path, label: str, records: int, batch_size: int
     with open(workdir / f"{label}.log", "wb") as log, PipelineProducer(settings) as producer:
         worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "--state-feeds-only"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
+        send, count_like = FEEDS[feed]
         try:
-            send_accounts(producer, "warm-", 3)
-            wait_for(sessions, "warm-", 3, timeout=180)  # the worker has joined its group and applies live
+            send(producer, "warm-", 3)
+            wait_for(count_like, sessions, "warm-", 3, timeout=180)  # the worker has joined and applies live
             start = time.perf_counter()
-            send_accounts(producer, "burst-", records)
-            wait_for(sessions, "burst-", records, timeout=900)
+            send(producer, "burst-", records)
+            wait_for(count_like, sessions, "burst-", records, timeout=900)
             return time.perf_counter() - start
         finally:
             worker.terminate()
@@ -80,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=2500)
     parser.add_argument("--port", type=int, default=19293, help="local broker port for the benchmark")
+    parser.add_argument("--feed", choices=sorted(FEEDS), default="accounts")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trustreel-bench-feeds-"))
     broker = LocalBroker(home=Settings().broker_home, port=args.port)
@@ -87,10 +104,10 @@ def main() -> None:
     bootstrap = broker.start()
     try:
         configured = Settings().stage_batch_size
-        print(f"{args.records} account records at once to a registries worker, SQLite; logs in {workdir}")
-        one = run(bootstrap, workdir, "batch1", args.records, 1)
+        print(f"{args.records} {args.feed} records at once to a registries worker, SQLite; logs in {workdir}")
+        one = run(bootstrap, workdir, "batch1", args.records, 1, args.feed)
         print(f"  one record per transaction (before): {one:6.1f} s, {args.records / one:7.1f} records/s", flush=True)
-        batched = run(bootstrap, workdir, "batched", args.records, configured)
+        batched = run(bootstrap, workdir, "batched", args.records, configured, args.feed)
         print(f"  batches of up to {configured}:          {batched:6.1f} s, {args.records / batched:7.1f} records/s")
         print(f"  {one / batched:.1f}x faster")
     finally:

@@ -100,8 +100,15 @@ class PipelineProducer:
 
     def send_account_events(self, events: list[AccountEvent], timeout: float = 60.0) -> None:
         """Send a burst (an import) without waiting for each acknowledgement in turn; raises if any failed."""
-        futures = [self._slot_record(self._topics.accounts, event.account_id, event.aspect(),
-                                     event.model_dump_json().encode()) for event in events]
+        self._send_slots([self._slot_record(self._topics.accounts, event.account_id, event.aspect(),
+                                            event.model_dump_json().encode()) for event in events], timeout)
+
+    def send_consents(self, events: list[ConsentEvent], timeout: float = 60.0) -> None:
+        """Send a burst of consent changes (an import) the same way."""
+        self._send_slots([self._slot_record(self._topics.consents, event.cameo_id, event.aspect(),
+                                            event.model_dump_json().encode()) for event in events], timeout)
+
+    def _send_slots(self, futures: list, timeout: float) -> None:
         self._producer.flush(timeout=timeout)
         for future in futures:
             future.get(timeout=timeout)

@@ -105,3 +105,48 @@ def test_a_feed_batch_keeps_record_order_and_reapplies_one_by_one_when_its_trans
     labels = [outcome.label for outcome in StateFeed("accounts", "t", AccountEvent, fresh).apply_records(values)]
     assert labels == ["applied", "applied", "applied", "applied", "stale"]
     assert fresh.states(["kid"]) == registry.states(["kid"])
+
+
+def test_consents_applied_as_a_batch_in_one_transaction_equal_one_by_one(tmp_path: Path) -> None:
+    records = [(ConsentEvent(event_id="r", cameo_id="cam", kind="register", owner_account="alice",
+                             audience="approved"), 1),
+               (ConsentEvent(event_id="v", cameo_id="cam", kind="verify", verified_by="liveness",
+                             verification_method="liveness"), 2),
+               (ConsentEvent(event_id="g1", cameo_id="cam", kind="grant", account="bob", access="allow"), 3),
+               (ConsentEvent(event_id="g2", cameo_id="cam", kind="grant", account="bob", access="deny"), 4),
+               (ConsentEvent(event_id="x", cameo_id="cam", kind="revoke", account="carol"), 5),
+               (ConsentEvent(event_id="g0", cameo_id="cam", kind="grant", account="bob", access="allow"), 0)]
+    registries = []
+    for name in ("alone", "batch"):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        upgrade(url)
+        registries.append(SqlConsentRegistry(make_sessionmaker(make_engine(url))))
+    alone, batch = registries
+    assert [alone.apply(event, offset) for event, offset in records] == [True] * 5 + [False]
+    assert batch.apply_many(records) == [True] * 5 + [False]
+    assert batch.apply_many(records) == [False] * 6
+    assert batch.states(["cam"]) == alone.states(["cam"])
+    assert batch.states(["cam"])["cam"].access == {"bob": "deny", "carol": "none"}
+
+
+def test_in_order_steps_run_over_the_whole_batch_one_step_after_the_other() -> None:
+    from pipeline.state.feeds import InOrder
+
+    seen: list[tuple[str, int]] = []
+
+    class Step:
+        def __init__(self, name: str, changes: set[int]) -> None:
+            self.name, self.changes = name, changes
+
+        def apply(self, event, offset: int) -> bool:
+            seen.append((self.name, offset))
+            return offset in self.changes
+
+    class BatchStep(Step):
+        def apply_many(self, records):
+            seen.append((self.name, -1))
+            return [offset in self.changes for _, offset in records]
+
+    chain = InOrder((Step("enroll", {1}), BatchStep("registry", {2})))
+    assert chain.apply_many([("a", 1), ("b", 2), ("c", 3)]) == [True, True, False]
+    assert seen == [("enroll", 1), ("enroll", 2), ("enroll", 3), ("registry", -1)]

@@ -124,38 +124,48 @@ class SqlConsentRegistry:
 
     def apply(self, event: ConsentEvent, offset: int) -> bool:
         with self._sessions.begin() as session:
-            row = session.get(CameoRow, event.cameo_id, with_for_update=True)
-            if row is None:
-                row = CameoRow(cameo_id=event.cameo_id, registration_offset=-1, verification_offset=-1,
-                               revocation_offset=-1)
-                session.add(row)
-                session.flush()
-            if event.kind is ConsentKind.REGISTER:
-                if row.registration_offset >= offset:
-                    return False
-                row.owner_account, row.audience = event.owner_account, event.audience.value
-                row.registered_at, row.registration_offset = event.occurred_at, offset
-            elif event.kind is ConsentKind.VERIFY:
-                if row.verification_offset >= offset:
-                    return False
-                row.verified_by, row.verification_method = event.verified_by, event.verification_method
-                row.verified_at, row.verification_offset = event.occurred_at, offset
-                row.reference_media = json.dumps([media.model_dump() for media in event.reference_media])
-            elif event.account is not None:
-                entry = session.get(CameoAccessRow, (event.cameo_id, event.account))
-                if entry is not None and entry.source_offset >= offset:
-                    return False
-                level = event.access if event.kind is ConsentKind.GRANT else AccessLevel.NONE
-                if entry is None:
-                    session.add(CameoAccessRow(cameo_id=event.cameo_id, account=event.account, access=level.value,
-                                               updated_at=event.occurred_at, source_offset=offset))
-                else:
-                    entry.access, entry.updated_at, entry.source_offset = level.value, event.occurred_at, offset
-            else:
-                if row.revocation_offset >= offset:
-                    return False
-                row.revoked_at, row.revoked_reason, row.revocation_offset = event.occurred_at, event.reason, offset
-            return True
+            return _apply_in(session, event, offset)
+
+    def apply_many(self, records: list[tuple[ConsentEvent, int]]) -> list[bool]:
+        """`apply` for each (event, offset) in order, in one database transaction (a feed batch)."""
+        with self._sessions.begin() as session:
+            return [_apply_in(session, event, offset) for event, offset in records]
+
+
+def _apply_in(session, event: ConsentEvent, offset: int) -> bool:
+    row = session.get(CameoRow, event.cameo_id, with_for_update=True)
+    if row is None:
+        row = CameoRow(cameo_id=event.cameo_id, registration_offset=-1, verification_offset=-1,
+                       revocation_offset=-1)
+        session.add(row)
+        session.flush()
+    if event.kind is ConsentKind.REGISTER:
+        if row.registration_offset >= offset:
+            return False
+        row.owner_account, row.audience = event.owner_account, event.audience.value
+        row.registered_at, row.registration_offset = event.occurred_at, offset
+    elif event.kind is ConsentKind.VERIFY:
+        if row.verification_offset >= offset:
+            return False
+        row.verified_by, row.verification_method = event.verified_by, event.verification_method
+        row.verified_at, row.verification_offset = event.occurred_at, offset
+        row.reference_media = json.dumps([media.model_dump() for media in event.reference_media])
+    elif event.account is not None:
+        entry = session.get(CameoAccessRow, (event.cameo_id, event.account))
+        if entry is not None and entry.source_offset >= offset:
+            return False
+        level = event.access if event.kind is ConsentKind.GRANT else AccessLevel.NONE
+        if entry is None:
+            session.add(CameoAccessRow(cameo_id=event.cameo_id, account=event.account, access=level.value,
+                                       updated_at=event.occurred_at, source_offset=offset))
+            session.flush()  # a later record of the same batch for this account finds it
+        else:
+            entry.access, entry.updated_at, entry.source_offset = level.value, event.occurred_at, offset
+    else:
+        if row.revocation_offset >= offset:
+            return False
+        row.revoked_at, row.revoked_reason, row.revocation_offset = event.occurred_at, event.reason, offset
+    return True
 
 
 def _state_of(row: CameoRow | Row[Any], access: dict[str, AccessLevel],

@@ -65,6 +65,18 @@ class InOrder:
             changed = step.apply(event, offset) or changed
         return changed
 
+    def apply_many(self, records: list[tuple[Any, int]]) -> list[bool]:
+        """Each step over the whole batch before the next (in one transaction where the step can): every
+        record's earlier steps are still durable before its later ones."""
+        changed = [False] * len(records)
+        for step in self.steps:
+            if isinstance(step, AppliesMany):
+                results = step.apply_many(records)
+            else:
+                results = [step.apply(event, offset) for event, offset in records]
+            changed = [before or now for before, now in zip(changed, results)]
+        return changed
+
 
 @dataclass(frozen=True)
 class FeedOutcome:

@@ -272,8 +272,10 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
             messages = [event.message for event in events]
             results = await until_infrastructure_answers(asyncio.to_thread, feed.apply_records,
                                                          [(message.value, message.offset) for message in messages])
-            applied = [await _what_it_causes(feed, audit, deadletter_topic, reactions, message, result)
-                       for message, result in zip(messages, results)]
+            reacted = await until_infrastructure_answers(asyncio.to_thread, _reactions_to, reactions, messages,
+                                                         results)
+            applied = [await _what_it_causes(feed, audit, deadletter_topic, message, result, reaction)
+                       for message, result, reaction in zip(messages, results, reacted)]
             by_partition: dict[tuple[str, int], list[tuple[DeadLetterSource, list[OutgoingMessage], str]]] = {}
             for entry in applied:
                 by_partition.setdefault((entry[0].topic, entry[0].partition), []).append(entry)
@@ -291,23 +293,29 @@ def _feed_agent(feed: StateFeed, sender: TransactionalSender, audit: SqlAuditSto
     return process
 
 
-async def _what_it_causes(feed: StateFeed, audit: SqlAuditStore, deadletter_topic: str,
-                          reactions: Callable[[bytes | None], list[OutgoingMessage]] | None,
-                          message, result: FeedOutcome) -> tuple[DeadLetterSource, list[OutgoingMessage], str]:
+def _reactions_to(reactions: Callable[[bytes | None], list[OutgoingMessage]] | None, messages,
+                  results: list[FeedOutcome]) -> list[list[OutgoingMessage]]:
+    """What each applied record causes (takedowns for a revocation), for a whole batch in one thread. Computed
+    from the database every time, so a redelivered batch, or this call repeated, re-sends the same."""
+    return [reactions(message.value) if reactions is not None and result.problem is None else []
+            for message, result in zip(messages, results)]
+
+
+async def _what_it_causes(feed: StateFeed, audit: SqlAuditStore, deadletter_topic: str, message,
+                          result: FeedOutcome, reaction: list[OutgoingMessage]
+                          ) -> tuple[DeadLetterSource, list[OutgoingMessage], str]:
     """(position, what the record causes, what happened) for one record whose state change is durable."""
     position = DeadLetterSource(topic=message.topic, partition=message.partition, offset=message.offset)
     outcome = result.label
-    caused: list[OutgoingMessage] = []
+    caused: list[OutgoingMessage] = list(reaction)
     if result.problem is not None:
         letter, record = dead_letter(f"{feed.name}-registry", deadletter_topic, position, message.value or b"",
                                      result.error_code, result.problem, None, system_clock())
         await until_infrastructure_answers(asyncio.to_thread, audit.record_dead_letter, record)
         metrics.DEAD_LETTERS.labels(f"{feed.name}-registry", result.error_code).inc()
         caused.append(letter)
-    elif reactions is not None:  # computed from the database every time, so a redelivery re-sends them
-        caused = await until_infrastructure_answers(asyncio.to_thread, reactions, message.value)
-        if caused:
-            outcome += f", {len(caused)} takedown(s)"
+    elif caused:
+        outcome += f", {len(caused)} takedown(s)"
     return position, caused, outcome
 
 
