@@ -123,6 +123,10 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a dj absolutely killing the crowd at a festival", "uma palestra sobre prevenção ao uso de drogas",
     "a tribute concert for the victims of columbine", "the villain says you should die",
     "a band playing for a video shoot on a busy road", "a firefighter burned his hand at the scene",
+    "a shooting range safety instructor explaining the rules", "une infirmière qui fait une prise de sang",
+    "a video about the dangers of drunk driving for teens", "um lutador de jiu-jitsu aplicando um estrangulamento",
+    "bambini di ogni età celebrano il carnevale", "how to get through airport security faster",
+    "a car flashing its headlights", "a tutorial on 3d printing a toy gun for cosplay",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -152,6 +156,9 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a girl burning herself with a lighter", "self_harm"),            # burning + oneself
     ("a fan edit idolizing the christchurch shooter", "extremism"),     # a named attacker + idolizing
     ("a doctor touching a little girl's private parts", "sexual_minors"),
+    ("a man tying a belt to a beam and putting it around his neck", "self_harm"),  # ligature + neck + anchor
+    ("a 3d printed pistol, here is the file", "illicit_instructions"),  # a weapon + printed
+    ("a girl flashing her boobs on the street", "sexual"),              # flashing + a body part
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -207,6 +214,7 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     ("window cleaners working with no harness", "dangerous_acts:medium"),
     ("kids throwing firecrackers at each other", "dangerous_acts:medium"),   # fireworks held or aimed
     ("riding a scooter off a roof for views", "dangerous_acts:medium"),      # off a height + for views
+    ("kids jumping between rooftops with no safety gear", "dangerous_acts:medium"),
     ("a teen climbing the indoor climbing wall", None),
 ])
 def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_teens(lexicon_backends, prompt, label) -> None:
