@@ -53,6 +53,13 @@ def test_a_batch_reads_its_cameos_and_accounts_at_once_and_the_same_as_one_by_on
     assert len(statements) == 4, statements
 
 
+def sessions_on(tmp_path: Path, name: str):
+    """Sessions on a fresh, migrated SQLite file of this name."""
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    upgrade(url)
+    return make_sessionmaker(make_engine(url))
+
+
 def account_records() -> list[tuple[AccountEvent, int]]:
     """Profiles, a parental link, a repeated slot and a record older than the one already applied."""
     return [(AccountEvent(event_id="p1", account_id="kid", kind="profile", birth_date=date(2013, 2, 1),
@@ -67,12 +74,7 @@ def account_records() -> list[tuple[AccountEvent, int]]:
 
 
 def test_accounts_applied_as_a_batch_in_one_transaction_equal_one_by_one(tmp_path: Path) -> None:
-    registries = []
-    for name in ("alone", "batch"):
-        url = f"sqlite:///{tmp_path / f'{name}.db'}"
-        upgrade(url)
-        registries.append(SqlAccountRegistry(make_sessionmaker(make_engine(url))))
-    alone, batch = registries
+    alone, batch = (SqlAccountRegistry(sessions_on(tmp_path, name)) for name in ("alone", "batch"))
     assert [alone.apply(event, offset) for event, offset in account_records()] == [True, True, True, True, False]
     assert batch.apply_many(account_records()) == [True, True, True, True, False]
     assert batch.apply_many(account_records()) == [False] * 5  # redelivered: idempotent by offset
@@ -87,9 +89,7 @@ def test_a_feed_batch_keeps_record_order_and_reapplies_one_by_one_when_its_trans
 
     from pipeline.state.feeds import StateFeed
 
-    url = f"sqlite:///{tmp_path / 'audit.db'}"
-    upgrade(url)
-    registry = SqlAccountRegistry(make_sessionmaker(make_engine(url)))
+    registry = SqlAccountRegistry(sessions_on(tmp_path, "audit"))
     feed = StateFeed("accounts", "accounts.events", AccountEvent, registry)
     values = [(event.model_dump_json().encode(), offset) for event, offset in account_records()]
     records = values[:2] + [(b"{not json", 7), (None, 8)] + values[2:]
@@ -99,8 +99,7 @@ def test_a_feed_batch_keeps_record_order_and_reapplies_one_by_one_when_its_trans
     def conflict(records):  # another worker created the same row between our read and our write
         raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
 
-    upgrade(f"sqlite:///{tmp_path / 'fresh.db'}")
-    fresh = SqlAccountRegistry(make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")))
+    fresh = SqlAccountRegistry(sessions_on(tmp_path, "fresh"))
     monkeypatch.setattr(fresh, "apply_many", conflict)
     labels = [outcome.label for outcome in StateFeed("accounts", "t", AccountEvent, fresh).apply_records(values)]
     assert labels == ["applied", "applied", "applied", "applied", "stale"]
@@ -116,12 +115,7 @@ def test_consents_applied_as_a_batch_in_one_transaction_equal_one_by_one(tmp_pat
                (ConsentEvent(event_id="g2", cameo_id="cam", kind="grant", account="bob", access="deny"), 4),
                (ConsentEvent(event_id="x", cameo_id="cam", kind="revoke", account="carol"), 5),
                (ConsentEvent(event_id="g0", cameo_id="cam", kind="grant", account="bob", access="allow"), 0)]
-    registries = []
-    for name in ("alone", "batch"):
-        url = f"sqlite:///{tmp_path / f'{name}.db'}"
-        upgrade(url)
-        registries.append(SqlConsentRegistry(make_sessionmaker(make_engine(url))))
-    alone, batch = registries
+    alone, batch = (SqlConsentRegistry(sessions_on(tmp_path, name)) for name in ("alone", "batch"))
     assert [alone.apply(event, offset) for event, offset in records] == [True] * 5 + [False]
     assert batch.apply_many(records) == [True] * 5 + [False]
     assert batch.apply_many(records) == [False] * 6
