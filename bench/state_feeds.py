@@ -33,14 +33,10 @@ from pipeline.transport.topics import ensure_topics  # noqa: E402
 from schemas.models import AccountEvent, ConsentEvent  # noqa: E402
 
 
-def accounts_like(sessions, prefix: str) -> int:
+def rows_like(sessions, key, prefix: str) -> int:
+    """How many rows of `key`'s table have a key starting with `prefix`."""
     with sessions() as session:
-        return session.scalar(select(func.count()).select_from(AccountRow).where(AccountRow.account_id.startswith(prefix)))
-
-
-def cameos_like(sessions, prefix: str) -> int:
-    with sessions() as session:
-        return session.scalar(select(func.count()).select_from(CameoRow).where(CameoRow.cameo_id.startswith(prefix)))
+        return session.scalar(select(func.count()).select_from(key.class_).where(key.startswith(prefix)))
 
 
 def send_accounts(producer: PipelineProducer, prefix: str, count: int) -> None:
@@ -55,14 +51,14 @@ def send_registrations(producer: PipelineProducer, prefix: str, count: int) -> N
                             for index in range(count)])
 
 
-FEEDS = {"accounts": (send_accounts, accounts_like), "consents": (send_registrations, cameos_like)}
+FEEDS = {"accounts": (send_accounts, AccountRow.account_id), "consents": (send_registrations, CameoRow.cameo_id)}
 
 
-def wait_for(count_like, sessions, prefix: str, count: int, timeout: float) -> float:
+def wait_for(key, sessions, prefix: str, count: int, timeout: float) -> float:
     start = time.perf_counter()
-    while count_like(sessions, prefix) < count:
+    while rows_like(sessions, key, prefix) < count:
         if time.perf_counter() - start > timeout:
-            raise SystemExit(f"the registry held {count_like(sessions, prefix)} of {count} after {timeout}s")
+            raise SystemExit(f"the registry held {rows_like(sessions, key, prefix)} of {count} after {timeout}s")
         time.sleep(0.2)
     return time.perf_counter() - start
 
@@ -79,13 +75,13 @@ def run(bootstrap: str, workdir: Path, label: str, records: int, batch_size: int
     with open(workdir / f"{label}.log", "wb") as log, PipelineProducer(settings) as producer:
         worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "--state-feeds-only"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
-        send, count_like = FEEDS[feed]
+        send, key = FEEDS[feed]
         try:
             send(producer, "warm-", 3)
-            wait_for(count_like, sessions, "warm-", 3, timeout=180)  # the worker has joined and applies live
+            wait_for(key, sessions, "warm-", 3, timeout=180)  # the worker has joined and applies live
             start = time.perf_counter()
             send(producer, "burst-", records)
-            wait_for(count_like, sessions, "burst-", records, timeout=900)
+            wait_for(key, sessions, "burst-", records, timeout=900)
             return time.perf_counter() - start
         finally:
             worker.terminate()

@@ -87,8 +87,7 @@ class SameFaceMemory:
         return change.mean(axis=2) if change.ndim == 3 else change
 
     def _largest_block_change(self, first: np.ndarray, second: np.ndarray) -> float:
-        change = np.abs(first - second)
-        return float(self._blocks(change.mean(axis=2) if change.ndim == 3 else change).mean(axis=(1, 3)).max())
+        return float(self._per_block(self._block_means(np.abs(first - second))).max())
 
 
 def _embedding(crop: np.ndarray, describe: Callable[[np.ndarray], np.ndarray],
