@@ -126,11 +126,12 @@ def test_a_reviewer_approves_a_parked_case_in_the_browser_and_it_is_published(
     browser.find_element(By.ID, "username").send_keys("rita")
     browser.find_element(By.ID, "password").send_keys("wrong password!!")
     browser.find_element(By.ID, "login").click()
-    assert "Wrong name or password" in browser.find_element(By.ID, "error").text
+    # Checking a password takes a moment on a loaded machine: each answer is waited for, not assumed.
+    wait_for(lambda: _shown(browser, "error", "Wrong name or password"), 60, what="the refused login")
     browser.find_element(By.ID, "username").send_keys("rita")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
-    assert "Parked reviews (1)" in browser.find_element(By.ID, "tab-reviews").text
+    wait_for(lambda: _shown(browser, "tab-reviews", "Parked reviews (1)"), 60, what="the queues after login")
     browser.find_element(By.CSS_SELECTOR, "a.case-link").click()
     assert "me on the moon" in browser.find_element(By.ID, "prompt").text
     assert "borderline_cameo_match" in browser.find_element(By.ID, "review").text
