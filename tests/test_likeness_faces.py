@@ -120,6 +120,19 @@ def test_dlib_doubles_the_image_as_often_as_the_smallest_face_asks() -> None:
     assert [upsamples_for(size) for size in (200, 80, 79, 40, 39, 20, 10)] == [0, 0, 1, 1, 2, 2, 3]
 
 
+def test_every_face_of_the_group_photo_at_half_size_is_found(dlib_embedder) -> None:
+    """Six faces ~52 px across: detection runs on luma, which finds all six above the policy's score; on the
+    RGB frame dlib's HOG found four of them."""
+    from PIL import Image
+
+    photo = Image.fromarray(photos.group_photo())
+    half = np.asarray(photo.resize((photo.width // 2, photo.height // 2), Image.BILINEAR))
+    faces = [face for face in dlib_embedder.faces(half, POLICY.rules.min_face_size)
+             if face.score >= POLICY.rules.min_detection_score["dlib"]]
+    assert len(faces) == 6
+    assert all(48 <= face.box[2] - face.box[0] <= 64 for face in faces)
+
+
 def test_the_policy_sets_the_smallest_face_the_check_must_find(tmp_path: Path, dlib_embedder, group_faces) -> None:
     """A public figure's face ~43 px across: the shipped 40 px finds and rejects it; a policy asking only
     for faces from 80 px (no upsampling, ~4x less detection time) does not see it at all."""
