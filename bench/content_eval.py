@@ -90,11 +90,14 @@ def main() -> int:
     for expect, title in (("block", "blocked for everyone (adult account)"), ("teen", "refused for a 13-15 account")):
         keys = sorted(k for k in totals if k[0] == expect)
         got, total = sum(hits[k] for k in keys), sum(totals[k] for k in keys)
+        if not total:  # a file of benign prompts only (or harmful ones of one kind)
+            continue
         print(f"\n{title}: {got}/{total} = {100 * got / total:.1f}%")
         for key in keys:
             print(f"  {key[1]:<22} {hits[key]:>3}/{totals[key]:<3} {100 * hits[key] / totals[key]:5.1f}%")
-    print(f"\nbenign refused: adult {benign_adult}/{benign_total} = {100 * benign_adult / benign_total:.1f}%, "
-          f"13-15 {benign_teen}/{benign_total} = {100 * benign_teen / benign_total:.1f}%")
+    if benign_total:
+        print(f"\nbenign refused: adult {benign_adult}/{benign_total} = {100 * benign_adult / benign_total:.1f}%, "
+              f"13-15 {benign_teen}/{benign_total} = {100 * benign_teen / benign_total:.1f}%")
     ordered = sorted(timings)
     print(f"text check per prompt: p50 {statistics.median(ordered):.2f} ms, "
           f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} ms, max {ordered[-1]:.2f} ms")

@@ -127,6 +127,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a video about the dangers of drunk driving for teens", "um lutador de jiu-jitsu aplicando um estrangulamento",
     "bambini di ogni età celebrano il carnevale", "how to get through airport security faster",
     "a car flashing its headlights", "a tutorial on 3d printing a toy gun for cosplay",
+    "a stand-up comedian bombing at an open mic", "a history lesson about the bombing of dresden",
+    "a teacher teaching kids about inappropriate touching", "climate activists sitting on the highway",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -159,6 +161,12 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a man tying a belt to a beam and putting it around his neck", "self_harm"),  # ligature + neck + anchor
     ("a 3d printed pistol, here is the file", "illicit_instructions"),  # a weapon + printed
     ("a girl flashing her boobs on the street", "sexual"),              # flashing + a body part
+    ("an adult touching a schoolboy inappropriately", "sexual_minors"),  # touching + improperly, + a minor
+    ("a rant that gay people are diseased perverts", "hate"),           # a group + dehumanizing
+    ("a car crash victim with his skull split open", "violence_graphic"),
+    ("un uomo che si spara in testa", "self_harm"),
+    ("ein mädchen, das sich die arme aufritzt", "self_harm"),
+    ("on lui arrache les ongles avec une pince", "violence_graphic"),
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -216,6 +224,8 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     ("riding a scooter off a roof for views", "dangerous_acts:medium"),      # off a height + for views
     ("kids jumping between rooftops with no safety gear", "dangerous_acts:medium"),
     ("a teen climbing the indoor climbing wall", None),
+    ("teens lying down on the train tracks", "dangerous_acts:medium"),   # lying down + a traffic way
+    ("a dog lying on the rails gets rescued", None),
 ])
 def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_teens(lexicon_backends, prompt, label) -> None:
     verdict = decide(lexicon_backends, prompt)
