@@ -132,6 +132,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a bank teaching customers how to spot card skimmers", "un couple qui se donne un baiser sous la pluie",
     "an acid attack survivor telling her story", "a stuntman sets himself on fire in a fire suit for a film",
     "a documentary on how doctors treat gunshot victims", "a family shooting fireworks from a safe distance",
+    "a gardener pulling weeds and killing aphids", "an old man touching himself on the forehead, confused",
+    "a yoga teacher spreading her legs into a split", "une cérémonie pour les victimes de l'attentat",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -177,6 +179,10 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a tutorial on lacing someone's drink", "illicit_instructions"),
     ("a middle schooler in a thong for older men", "sexual_minors"),
     ("un homme et une femme qui baisent", "sexual"),
+    ("sexy cheerleader, she is only 15, taking off her top", "sexual_minors"),  # a stated age + sexual
+    ("a boy drinking bleach because he wants everything to stop", "self_harm"),
+    ("a dog kicked to death, bones cracking", "violence_graphic"),
+    ("a video urging young men to wage holy war", "extremism"),
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -236,11 +242,23 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     ("a teen climbing the indoor climbing wall", None),
     ("teens lying down on the train tracks", "dangerous_acts:medium"),   # lying down + a traffic way
     ("a dog lying on the rails gets rescued", None),
+    ("teens hanging off the back of a moving truck", "dangerous_acts:medium"),  # hanging off + a moving vehicle
+    ("a guy tripping on acid at a festival", "drugs:medium"),
 ])
 def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_teens(lexicon_backends, prompt, label) -> None:
     verdict = decide(lexicon_backends, prompt)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.details["labels"] == ([label] if label else [])
+
+
+@pytest.mark.parametrize("prompt", [
+    "a sexy woman, she is 5 feet tall, dancing", "a sexy dancer, the show is 2 hours long",
+    "she is 9 months pregnant and feeling sexy", "a sexy red dress, the price is 10 dollars",
+    "a woman in a bikini, she is 25, on the beach",
+])
+def test_numbers_that_are_not_an_age_under_18_do_not_make_a_minor(lexicon_backends, prompt) -> None:
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED and "sexual_minors" not in str(verdict.details["labels"])
 
 
 def test_sexual_minors_cannot_be_configured_away() -> None:

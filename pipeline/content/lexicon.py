@@ -22,7 +22,8 @@ match cancel it (those of every line that lists the same phrase, in any language
 "shooting a three pointer", "killing it on stage", "breast cancer walk"). Matching is on whole words
 only, so "Scunthorpe" or "assassin" never match a swear word inside.
 A rule's `unless:` phrases anywhere in the text cancel it. A number under 18 before "year old" / "yo" /
-"años" / "anni" / "ans" / "jahre" / "anos" counts as the group `minor`.
+"años" / "anni" / "ans" / "jahre" / "anos", or stated as an age ("she is only 15", "aged 12"), counts as
+the group `minor`.
 
 Stems: each file's phrases (not `word*` ones, nor one-word `unless:` senses) also match in other
 inflections: with the Snowball stemmer of the language the file is named after (de.txt -> german), a
@@ -47,7 +48,12 @@ from pipeline.content.signals import Category, Severity, Signal
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _SYMBOL_IN_WORD = re.compile(r"(?<=\w)[@$!](?=\w)|(?<![\w])[@$](?=\w)")
 _SEPARATORS = re.compile(r"[^0-9a-z]+")
-_UNDER_18 = re.compile(r"\b(1[0-7]|[1-9])\s*-?\s*(?:year|yr|yrs|yo|y/o|anos|años|anni|ans|jahre|jahrige|jährige)",
+_UNDER_18 = re.compile(r"\b(1[0-7]|[1-9])\s*-?\s*(?:year|yr|yrs|yo|y/o|anos|años|anni|ans|jahre|jahrige|jährige)"
+                       # a stated age: "she is only 15", "he's 9", "aged 12"; not a height, a time or a score
+                       r"|\b(?:aged?|is|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
+                       r"(?![.,:/-]?\d|\s*(?:%|percent|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|"
+                       r"feet|foot|ft|inch|inches|meters?|metres?|cm|kg|kilos?|lbs?|pounds?|euros?|dollars?|bucks|"
+                       r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))",
                        re.IGNORECASE)
 CONTEXT_WINDOW = 4
 STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "french", "de": "german",
