@@ -50,7 +50,7 @@ _SYMBOL_IN_WORD = re.compile(r"(?<=\w)[@$!](?=\w)|(?<![\w])[@$](?=\w)")
 _SEPARATORS = re.compile(r"[^0-9a-z]+")
 _UNDER_18 = re.compile(r"\b(1[0-7]|[1-9])\s*-?\s*(?:year|yr|yrs|yo|y/o|anos|años|anni|ans|jahre|jahrige|jährige)"
                        # a stated age: "she is only 15", "he's 9", "aged 12"; not a height, a time or a score
-                       r"|\b(?:aged?|is|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
+                       r"|\b(?:aged?|is|ist|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
                        r"(?![.,:/-]?\d|\s*(?:%|percent|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|"
                        r"feet|foot|ft|inch|inches|meters?|metres?|cm|kg|kilos?|lbs?|pounds?|euros?|dollars?|bucks|"
                        r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))",
