@@ -195,6 +195,8 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("anleitung, wie man eine handgranate selbst baut", "illicit_instructions"),
     ("a soldier bayoneting an enemy, blood pouring from his mouth", "violence_graphic"),
     ("a video saying indians smell like curry", "hate"),
+    ("a rant that trans people are groomers", "hate"),
+    ("eles transam na cama", "sexual"),
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -235,6 +237,24 @@ def test_a_word_listed_as_written_keeps_its_line_and_a_stem_keeps_the_mildest_se
     for prompt in ("a yoga mat at sunrise", "a cat on a mat"):
         verdict = decide(lexicon_backends, prompt)
         assert verdict.outcome is Outcome.APPROVED and verdict.details["labels"] == [], prompt
+
+
+def test_stems_read_a_text_only_in_the_languages_its_function_words_show(tmp_path: Path) -> None:
+    """A word of one language read through another's stemmer must not match: French "mort" stems like the
+    Portuguese phrase "morto"; a text with no word only one language has is read by every stemmer."""
+    from pipeline.content.lexicon import LexiconTextClassifier, read_content_lexicon
+
+    (tmp_path / "pt.txt").write_text("violence | medium | morto\n", encoding="utf-8")
+    lexicon = LexiconTextClassifier(read_content_lexicon([tmp_path / "pt.txt"]))
+    assert lexicon.classify("un film sur la mort de napoléon") == []       # "sur": French only
+    assert [s.category for s in lexicon.classify("um homem morto na rua")] == [Category.VIOLENCE]  # "na": pt
+    assert [s.category for s in lexicon.classify("la mort")] == [Category.VIOLENCE]  # no evidence: every stemmer
+
+
+@pytest.mark.parametrize("prompt", ["trans pride parade", "a documentary celebrating trans people"])
+def test_trans_is_not_read_as_a_portuguese_sex_verb(lexicon_backends, prompt) -> None:
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED and verdict.details["labels"] == []
 
 
 def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> None:

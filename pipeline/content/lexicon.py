@@ -30,7 +30,9 @@ inflections: with the Snowball stemmer of the language the file is named after (
 phrase and the text's words are both cut to their stems ("cortarse las venas" matches "cortándose las
 venas", "hang himself" "hanging himself"). A word that some line lists as written keeps that reading; a
 stem shared by lines of one category takes the mildest severity; a stem under four letters stays the
-word itself ("mata" never reads "mat").
+word itself ("mata" never reads "mat"). A text that holds function words only one language has ("the",
+"dans", "und", "los", "della", "uma": FUNCTION_WORDS) is read only by those languages' stemmers, so French
+"mort" never reads as Portuguese "morto"; a text without any is read by all of them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ahocorasick
 import Stemmer
@@ -60,6 +63,25 @@ STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "fre
                    "pt": "portuguese", "nl": "dutch", "ca": "catalan", "ro": "romanian", "pl": "polish",
                    "sv": "swedish", "da": "danish", "no": "norwegian", "fi": "finnish", "tr": "turkish",
                    "ru": "russian", "el": "greek", "hu": "hungarian", "cs": "czech", "id": "indonesian"}
+FUNCTION_WORDS = {
+    "english": frozenset("the and with of is are his their who while from this that into for to my your they them him "
+                         "she it its were have at by be been being had will would can or out up over after before "
+                         "about people we you our what when where how some".split()),
+    "german": frozenset("der und mit ist ein eine einem einen einer sich nicht auf zu dem von wie wird sind vom beim "
+                        "zum zur seine seiner ihre ihren ihrem er sie auch oder aber".split()),
+    "french": frozenset("une dans sur avec pour qui est sont au aux ses cette ce et elle ils elles leur leurs pas nous "
+                        "vous".split()),
+    "spanish": frozenset("el los las del y sus muy pero unos unas hay mientras hacia desde cuando donde tiene estan ella "
+                         "ellos".split()),
+    "italian": frozenset("gli della delle dello degli che di nel nella nei sul sulla alla allo dei mentre sono suo "
+                         "questo questa hanno anche".split()),
+    "portuguese": frozenset("os uma com na nas em seu nao pela ela ele eles elas voce isso esse essa muito "
+                            "tambem".split()),
+}
+"""Short words of one of these languages only (none is a word of another of the six): a prompt holding some
+is in those languages, and only their stemmers read it. Without this, a word of one language read through
+another's stemmer matched a phrase it never meant: French "mort" as Portuguese "morto" (dead), German
+"Spritze" (a syringe) as Italian "spritz"."""
 _MASKED = re.compile(r"(?<![\w*])[a-z]*\*+[a-z*]*(?![\w*])")
 MASKED_CATEGORIES = (Category.PROFANITY, Category.HATE, Category.SEXUAL)  # the words people write as "f***"
 MIN_STEM = 4  # shorter stems collide across words and languages ("mata" and "mat" both cut to "mat")
@@ -275,7 +297,7 @@ class LexiconTextClassifier:
         lists literally keeps that line's reading ("bomb" with its benign senses never turns into "bombing")."""
         forms = [_squeezed(token, 2) for token in tokens]
         stemmed: dict[str, list[tuple[int, int, str]]] = {}
-        for stemmer, automaton in self._stemmed.values():
+        for stemmer, automaton in self._stemmed_for(set(tokens)):
             if len(automaton):
                 self._match(automaton, _stems(stemmer, forms), stemmed)
         literal: dict[str, set[int]] = {}  # kind of entry (line, group, ...) -> words it covers as written
@@ -288,6 +310,12 @@ class LexiconTextClassifier:
                 found = hits.setdefault(key, [])
                 if span not in found and not all(word in covered for word in range(span[0], span[1] + 1)):
                     found.append(span)
+
+    def _stemmed_for(self, tokens: set[str]) -> list[tuple[Any, ahocorasick.Automaton]]:
+        """The stemmers of the languages the text shows function words of; all of them when it shows none
+        ("a man hanging himself" has no word that only English has)."""
+        shown = {name for name, function_words in FUNCTION_WORDS.items() if tokens & function_words}
+        return [stemmer for name, stemmer in self._stemmed.items() if not shown or name in shown]
 
     @staticmethod
     def _match(automaton: ahocorasick.Automaton, forms: list[str],
