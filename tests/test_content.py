@@ -139,6 +139,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a cake shaped like a grenade for a retirement party", "a blacksmith hammering a red hot blade",
     "eine ärztin, die einem kind eine spritze gibt", "un taureau dans une arène, sans mise à mort",
     "a jewish banker counting money in a 1920s period drama", "beating her in the chess final",
+    "a boxer training for the big fight", "a demolition crew blowing up an old building",
+    "a courtroom drama with a murder trial",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
