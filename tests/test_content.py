@@ -140,7 +140,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "eine ärztin, die einem kind eine spritze gibt", "un taureau dans une arène, sans mise à mort",
     "a jewish banker counting money in a 1920s period drama", "beating her in the chess final",
     "a boxer training for the big fight", "a demolition crew blowing up an old building",
-    "a courtroom drama with a murder trial",
+    "a courtroom drama with a murder trial", "un cocinero cortando cebolla con un cuchillo grande",
+    "niños jugando con pistolas de agua en verano", "ein koch, der zwiebeln mit einem großen messer schneidet",
+    "ein krimi, in dem ein kommissar einen mord aufklärt",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
