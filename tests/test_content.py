@@ -142,7 +142,10 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a boxer training for the big fight", "a demolition crew blowing up an old building",
     "a courtroom drama with a murder trial", "un cocinero cortando cebolla con un cuchillo grande",
     "niños jugando con pistolas de agua en verano", "ein koch, der zwiebeln mit einem großen messer schneidet",
-    "ein krimi, in dem ein kommissar einen mord aufklärt",
+    "ein krimi, in dem ein kommissar einen mord aufklärt", "a basketball player taking the last shot of the game",
+    "a man blowing up balloons for a party", "a bakery making killer chocolate chip cookies",
+    "a vet giving a puppy its shots", "a naked cake decorated with berries", "a chef deglazing a pan with wine",
+    "a clay pigeon shooting competition",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -285,6 +288,13 @@ def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_tee
     verdict = decide(lexicon_backends, prompt)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.details["labels"] == ([label] if label else [])
+
+
+@pytest.mark.parametrize("prompt", ["a man shooting a puppy in the yard", "a vet shot dead in his clinic",
+                                    "he kills her with a poisoned cookie"])
+def test_benign_senses_stay_narrow(lexicon_backends, prompt) -> None:
+    """A vaccination's "shots" and "killer cookies" are benign; shooting a puppy or a poisoned cookie is not."""
+    assert any(label.startswith("violence:") for label in decide(lexicon_backends, prompt).details["labels"])
 
 
 @pytest.mark.parametrize("prompt", [
