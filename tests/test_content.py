@@ -145,7 +145,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "ein krimi, in dem ein kommissar einen mord aufklärt", "a basketball player taking the last shot of the game",
     "a man blowing up balloons for a party", "a bakery making killer chocolate chip cookies",
     "a vet giving a puppy its shots", "a naked cake decorated with berries", "a chef deglazing a pan with wine",
-    "a clay pigeon shooting competition",
+    "a clay pigeon shooting competition", "una enfermera sacando sangre en el hospital",
+    "eine krankenschwester, die blut abnimmt", "uma enfermeira tirando sangue de um paciente",
+    "un boxeador entrenando para la pelea del siglo",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
