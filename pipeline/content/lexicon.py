@@ -1,6 +1,7 @@
 """The embedded offline text classifier: category lexicons in several languages, plus a few rules.
 
-    text -> fold (accents, case, leetspeak: 0->o 3->e 4/@->a 5/$->s 1/!->i) -> tokens
+    text -> fold (emoji to tokens: 🍆 -> "emojieggplant"; accents, case, leetspeak: 0->o 3->e 4/@->a 5/$->s
+            1/!->i) -> tokens
          -> runs of 3+ single letters joined ("p o r n", "s.e.x" -> "porn", "sex")
          -> self-censored words restored where one lexicon word of a category people mask (profanity,
             hate, sexual) fits the letters shown: "f***" -> "fuck", "s**t" -> "shit", "n****r"
@@ -87,7 +88,18 @@ MASKED_CATEGORIES = (Category.PROFANITY, Category.HATE, Category.SEXUAL)  # the 
 MIN_STEM = 4  # shorter stems collide across words and languages ("mata" and "mat" both cut to "mat")
 
 
+EMOJI_WORDS = str.maketrans({
+    "\U0001F346": " emojieggplant ", "\U0001F4A6": " emojisplash ", "\U0001F351": " emojipeach ",
+    "\U0001F445": " emojitongue ", "\U0001F52B": " emojigun ", "\U0001F52A": " emojiknife ",
+    "\U0001F4A3": " emojibomb ", "\U0001F48A": " emojipill ", "\U0001F489": " emojisyringe ",
+    "\U0001F37A": " emojibeer ", "\U0001F37B": " emojibeer ", "\U0001F943": " emojiliquor ",
+})
+"""Emoji people write instead of the word ("🍆💦"): each becomes a token a lexicon line can list
+("emojieggplant"); the lexicon decides what, if anything, it means and with what."""
+
+
 def fold(text: str) -> str:
+    text = text.translate(EMOJI_WORDS)
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
     return _SYMBOL_IN_WORD.sub(lambda m: m.group().translate(_LEET), stripped).translate(_LEET)
