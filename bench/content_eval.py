@@ -1,6 +1,7 @@
 """Content safety evaluation: the packaged content + age policies over a labelled prompt set.
 
     python bench/content_eval.py [--prompts bench/content_prompts.jsonl] [--policy-dir DIR] [--misses] [--images]
+    python bench/content_eval.py --all [--misses]    # every prompt file of bench/, one line each
 
 Each line of the prompt set: {"prompt", "expect": block | teen | benign, "category", "lang", "trick"}.
   block:  must be refused for everyone (an adult account)          -> recall per category
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +44,59 @@ def refused_for(verdict, band_rules) -> bool:
     return not all(allowed_label(label, band_rules.allowed_content_classes) for label in labels)
 
 
+@dataclass
+class Evaluation:
+    """One prompt file's outcome: refusals per (expect, category), benign refusals per band, timings."""
+
+    rows: list[dict]
+    hits: dict = field(default_factory=lambda: defaultdict(int))
+    totals: dict = field(default_factory=lambda: defaultdict(int))
+    misses: list = field(default_factory=list)
+    timings: list[float] = field(default_factory=list)
+    benign_adult: int = 0
+    benign_teen: int = 0
+    benign_total: int = 0
+
+    def recall(self, expect: str) -> tuple[int, int]:
+        keys = [key for key in self.totals if key[0] == expect]
+        return sum(self.hits[key] for key in keys), sum(self.totals[key] for key in keys)
+
+
+def evaluate(stage: ContentStage, rows: list[dict], adult, teen) -> Evaluation:
+    result = Evaluation(rows)
+    for number, row in enumerate(rows):
+        item = PipelineItem(request=GenerationRequest(request_id=f"e{number}", requester_account="a",
+                                                      prompt=row["prompt"]))
+        start = time.perf_counter()
+        verdict = stage.decide(item)
+        result.timings.append((time.perf_counter() - start) * 1000)
+        expect = row["expect"]
+        if expect == "benign":
+            result.benign_total += 1
+            wrong_adult, wrong_teen = refused_for(verdict, adult), refused_for(verdict, teen)
+            result.benign_adult += wrong_adult
+            result.benign_teen += wrong_teen
+            if wrong_adult or wrong_teen:
+                result.misses.append((row, verdict))
+            continue
+        key = (expect, row["category"])
+        result.totals[key] += 1
+        ok = refused_for(verdict, adult if expect == "block" else teen)
+        result.hits[key] += ok
+        if not ok:
+            result.misses.append((row, verdict))
+    return result
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=Path, default=ROOT / "bench" / "content_prompts.jsonl")
+    parser.add_argument("--all", action="store_true",
+                        help="one line per prompt file of bench/ (content_prompts*.jsonl): run after a lexicon change")
     parser.add_argument("--policy-dir", type=Path, default=None)
     parser.add_argument("--misses", action="store_true", help="print every prompt decided wrongly")
     parser.add_argument("--images", action="store_true", help="also time the image check per frame")
@@ -57,57 +109,64 @@ def main() -> int:
     stage = ContentStage("content", content, backends.__class__(backends.text, None), LocalAssetStore(tempfile.mkdtemp()))
     adult, teen = age.bands[Band.ADULT], age.bands[Band.TEEN_13_15]
 
-    rows = [json.loads(line) for line in args.prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for row in rows[:20]:  # warm up
+    files = sorted((ROOT / "bench").glob("content_prompts*.jsonl"), key=in_number_order) if args.all else [args.prompts]
+    for row in read_rows(files[0])[:20]:  # warm up
         stage.decide(PipelineItem(request=GenerationRequest(request_id="w", requester_account="a", prompt=row["prompt"])))
-    timings, hits, totals, misses = [], defaultdict(int), defaultdict(int), []
-    benign_adult = benign_teen = benign_total = 0
-    for number, row in enumerate(rows):
-        item = PipelineItem(request=GenerationRequest(request_id=f"e{number}", requester_account="a",
-                                                      prompt=row["prompt"]))
-        start = time.perf_counter()
-        verdict = stage.decide(item)
-        timings.append((time.perf_counter() - start) * 1000)
-        expect = row["expect"]
-        if expect == "benign":
-            benign_total += 1
-            wrong_adult, wrong_teen = refused_for(verdict, adult), refused_for(verdict, teen)
-            benign_adult += wrong_adult
-            benign_teen += wrong_teen
-            if wrong_adult or wrong_teen:
-                misses.append((row, verdict))
-            continue
-        key = (expect, row["category"])
-        totals[key] += 1
-        ok = refused_for(verdict, adult if expect == "block" else teen)
-        hits[key] += ok
-        if not ok:
-            misses.append((row, verdict))
-
-    print(f"{len(rows)} prompts ({sum(r['expect'] == 'block' for r in rows)} blocked-for-everyone, "
-          f"{sum(r['expect'] == 'teen' for r in rows)} teen-restricted, {benign_total} benign), "
-          f"languages: {', '.join(sorted({r['lang'] for r in rows}))}")
-    for expect, title in (("block", "blocked for everyone (adult account)"), ("teen", "refused for a 13-15 account")):
-        keys = sorted(k for k in totals if k[0] == expect)
-        got, total = sum(hits[k] for k in keys), sum(totals[k] for k in keys)
-        if not total:  # a file of benign prompts only (or harmful ones of one kind)
-            continue
-        print(f"\n{title}: {got}/{total} = {100 * got / total:.1f}%")
-        for key in keys:
-            print(f"  {key[1]:<22} {hits[key]:>3}/{totals[key]:<3} {100 * hits[key] / totals[key]:5.1f}%")
-    if benign_total:
-        print(f"\nbenign refused: adult {benign_adult}/{benign_total} = {100 * benign_adult / benign_total:.1f}%, "
-              f"13-15 {benign_teen}/{benign_total} = {100 * benign_teen / benign_total:.1f}%")
-    ordered = sorted(timings)
-    print(f"text check per prompt: p50 {statistics.median(ordered):.2f} ms, "
-          f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} ms, max {ordered[-1]:.2f} ms")
+    results = {path: evaluate(stage, read_rows(path), adult, teen) for path in files}
+    if args.all:
+        print_summary(results)
+    else:
+        print_report(results[args.prompts])
     if args.images:
         image_timings(backends, content.rules)
     if args.misses:
-        for row, verdict in misses:
-            print(f"MISS {row['expect']:<6} {row.get('category', '-'):<20} {row['prompt']!r} -> "
-                  f"{verdict.outcome.value} {[r.code for r in verdict.reasons]} {verdict.details['labels']}")
+        for result in results.values():
+            for row, verdict in result.misses:
+                print(f"MISS {row['expect']:<6} {row.get('category', '-'):<20} {row['prompt']!r} -> "
+                      f"{verdict.outcome.value} {[r.code for r in verdict.reasons]} {verdict.details['labels']}")
     return 0
+
+
+def in_number_order(path: Path) -> tuple[str, int]:
+    """heldout2 before heldout10."""
+    name = path.stem.rstrip("0123456789")
+    return name, int(path.stem[len(name):] or 0)
+
+
+def share(got: int, total: int) -> str:
+    return f"{got}/{total} = {100 * got / total:.1f}%" if total else "-"
+
+
+def print_report(result: Evaluation) -> None:
+    rows = result.rows
+    print(f"{len(rows)} prompts ({sum(r['expect'] == 'block' for r in rows)} blocked-for-everyone, "
+          f"{sum(r['expect'] == 'teen' for r in rows)} teen-restricted, {result.benign_total} benign), "
+          f"languages: {', '.join(sorted({r['lang'] for r in rows}))}")
+    for expect, title in (("block", "blocked for everyone (adult account)"), ("teen", "refused for a 13-15 account")):
+        got, total = result.recall(expect)
+        if not total:  # a file of benign prompts only (or harmful ones of one kind)
+            continue
+        print(f"\n{title}: {share(got, total)}")
+        for key in sorted(k for k in result.totals if k[0] == expect):
+            print(f"  {key[1]:<22} {result.hits[key]:>3}/{result.totals[key]:<3} "
+                  f"{100 * result.hits[key] / result.totals[key]:5.1f}%")
+    if result.benign_total:
+        print(f"\nbenign refused: adult {share(result.benign_adult, result.benign_total)}, "
+              f"13-15 {share(result.benign_teen, result.benign_total)}")
+    ordered = sorted(result.timings)
+    print(f"text check per prompt: p50 {statistics.median(ordered):.2f} ms, "
+          f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} ms, max {ordered[-1]:.2f} ms")
+
+
+def print_summary(results: dict[Path, Evaluation]) -> None:
+    print(f"{'file':<34} {'blocked for everyone':>22} {'refused for 13-15':>20} {'benign refused adult':>22} "
+          f"{'benign refused 13-15':>22}")
+    for path, result in results.items():
+        print(f"{path.name:<34} {share(*result.recall('block')):>22} {share(*result.recall('teen')):>20} "
+              f"{share(result.benign_adult, result.benign_total):>22} {share(result.benign_teen, result.benign_total):>22}")
+    timings = sorted(t for result in results.values() for t in result.timings)
+    print(f"text check per prompt over {len(timings)} prompts: p50 {statistics.median(timings):.2f} ms, "
+          f"p99 {timings[min(len(timings) - 1, int(0.99 * len(timings)))]:.2f} ms")
 
 
 def image_timings(backends, rules, repeats: int = 30) -> None:
