@@ -23,8 +23,8 @@ match cancel it (those of every line that lists the same phrase, in any language
 "shooting a three pointer", "killing it on stage", "breast cancer walk"). Matching is on whole words
 only, so "Scunthorpe" or "assassin" never match a swear word inside.
 A rule's `unless:` phrases anywhere in the text cancel it. A number under 18 before "year old" / "yo" /
-"años" / "anni" / "ans" / "jahre" / "anos", or stated as an age ("she is only 15", "aged 12"), counts as
-the group `minor`.
+"años" / "anni" / "ans" / "jahre" / "anos", the same in words ("a fourteen-year-old", "douze ans",
+"zwölfjährige"), or stated as an age ("she is only 15", "aged 12"), counts as the group `minor`.
 
 Stems: each file's phrases (not `word*` ones, nor one-word `unless:` senses) also match in other
 inflections: with the Snowball stemmer of the language the file is named after (de.txt -> german), a
@@ -52,13 +52,27 @@ from pipeline.content.signals import Category, Severity, Signal
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _SYMBOL_IN_WORD = re.compile(r"(?<=\w)[@$!](?=\w)|(?<![\w])[@$](?=\w)")
 _SEPARATORS = re.compile(r"[^0-9a-z]+")
-_UNDER_18 = re.compile(r"\b(1[0-7]|[1-9])\s*-?\s*(?:year|yr|yrs|yo|y/o|anos|años|anni|ans|jahre|jahrige|jährige)"
-                       # a stated age: "she is only 15", "he's 9", "aged 12"; not a height, a time or a score
-                       r"|\b(?:aged?|is|ist|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
-                       r"(?![.,:/-]?\d|\s*(?:%|percent|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|"
-                       r"feet|foot|ft|inch|inches|meters?|metres?|cm|kg|kilos?|lbs?|pounds?|euros?|dollars?|bucks|"
-                       r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))",
-                       re.IGNORECASE)
+_AGE_WORDS = (  # one to seventeen in the six languages, accents stripped
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen"
+    "|un|une|deux|trois|quatre|cinq|sept|huit|neuf|dix|onze|douze|treize|quatorze|quinze|seize|dix-sept"
+    "|uno|una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce|trece|catorce|quince|dieciseis|diecisiete"
+    "|due|tre|quattro|sei|sette|otto|nove|dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette"
+    "|um|uma|dois|duas|sete|oito|dez|onze|doze|treze|catorze|quatorze|quinze|dezesseis|dezessete"
+    "|ein|eine|zwei|drei|vier|funf|sechs|sieben|acht|neun|zehn|elf|zwolf|dreizehn|vierzehn|funfzehn|sechzehn|siebzehn")
+_UNDER_18_N = r"(?:1[0-7]|[1-9]|%s)" % _AGE_WORDS
+_UNDER_18 = re.compile(
+    # an age, not a duration ("a 1 year anniversary", "dos años después", "il y a deux ans" are not ages):
+    r"\b{n}\s*-?\s*(?:years?|yrs?)\s*-?\s*olds?\b|\b{n}\s*-?\s*(?:yo|y/o)\b"  # 14-year-old, 14 yo, 14yo
+    r"|(?<!despues )(?<!depois )\b(?:de|tiene|tienen|tenia|tem|tinha|com|con)\s+{n}\s+anos\b"  # es, pt
+    r"|\b(?:di|ha|hanno|aveva)\s+{n}\s+anni\b"  # it
+    r"|(?<!apres )(?<!y )\b(?:de|a|avait)\s+{n}\s+ans\b"  # fr
+    r"|\b{n}\s*-?\s*(?:jahre\s+alt\b|jahrig)"  # de: 12 Jahre alt, 12-jährige, zwölfjähriges
+    # a stated age: "she is only 15", "he's 9", "aged 12"; not a height, a time or a score
+    r"|\b(?:aged?|is|ist|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
+    r"(?![.,:/-]?\d|\s*(?:%|percent|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|years?|"
+    r"feet|foot|ft|inch|inches|meters?|metres?|cm|kg|kilos?|lbs?|pounds?|euros?|dollars?|bucks|"
+    r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))".replace("{n}", _UNDER_18_N))
+"""An age under 18, in digits or words, read on the text with accents stripped."""
 CONTEXT_WINDOW = 4
 STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "french", "de": "german",
                    "pt": "portuguese", "nl": "dutch", "ca": "catalan", "ro": "romanian", "pl": "polish",
@@ -96,6 +110,10 @@ EMOJI_WORDS = str.maketrans({
 })
 """Emoji people write instead of the word ("🍆💦"): each becomes a token a lexicon line can list
 ("emojieggplant"); the lexicon decides what, if anything, it means and with what."""
+
+
+def _without_accents(text: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)).casefold()
 
 
 def fold(text: str) -> str:
@@ -362,7 +380,7 @@ class LexiconTextClassifier:
             if kept:
                 add(category, severity, [phrase for _, _, phrase in kept])
         groups = {key.removeprefix("group:"): spans for key, spans in hits.items() if key.startswith("group:")}
-        if _UNDER_18.search(text):
+        if _UNDER_18.search(_without_accents(text)):
             groups.setdefault("minor", []).append((-1, -1, "age under 18"))  # anywhere: no position
         for _ in range(2):  # a rule may build on a category another rule added
             for index, (category, severity, parts, _) in enumerate(self._rules.rules):
