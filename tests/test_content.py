@@ -154,6 +154,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "an escape room themed as a murder mystery", "a charity concert for gun violence victims",
     "a dog groomer grooming a 2 year old poodle", "a dad grooming his 16 year old son to take over the business",
     "a parents guide to online grooming warning signs", "two 15 year olds on their first date at the movies",
+    "a nude-colored dress on a little girl at a wedding", "a baby shower with a sexy cake topper",
+    "a child undressing a doll",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
