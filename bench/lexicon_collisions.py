@@ -1,0 +1,72 @@
+"""Lexicon audit: one-word phrases that are everyday words of another language the lexicons cover.
+
+    pip install -e '.[lexicon-audit]'      # wordfreq: word frequencies per language, shipped in its wheel
+    python bench/lexicon_collisions.py [--min-zipf 3.0]
+
+A lexicon word is matched as written in every prompt, whatever its language: Italian "negro" (a slur) is
+the Spanish word for black, French "pédé" is Portuguese "pede" (asks), German "Dessous" (lingerie) is French
+"dessous" (under). This lists, for the lines that refuse or restrict, each one-word phrase that is common
+(Zipf frequency >= --min-zipf, i.e. more than once per million words) in one to three of the other
+languages. Words common nearly everywhere ("sex", "porno", "nazi") are loanwords with the same meaning and
+are left out. Each row is a place to look, not a verdict: where the meanings differ, give the word a line
+of its own whose `unless:` lists words of the other language (see `negro` in it.txt, `pede` in fr.txt), and
+add the everyday sentence to bench/content_prompts_everyday.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import unicodedata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGUAGES = ("en", "it", "es", "fr", "de", "pt")
+CHECKED = {("hate", "high"), ("sexual", "high"), ("sexual", "medium"), ("self_harm", "high"),
+           ("violence_graphic", "high"), ("illicit_instructions", "high"), ("extremism", "high"),
+           ("harassment", "high"), ("harassment", "medium"), ("violence", "high")}
+
+
+def folded(word: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch)).lower()
+
+
+def everyday_words(top: int = 30000) -> dict[str, dict[str, float]]:
+    from wordfreq import top_n_list, zipf_frequency
+
+    words: dict[str, dict[str, float]] = {}
+    for language in LANGUAGES:
+        found = words.setdefault(language, {})
+        for word in top_n_list(language, top):
+            found.setdefault(folded(word), zipf_frequency(word, language))
+    return words
+
+
+def one_word_phrases(path: Path):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) < 3 or (parts[0], parts[1]) not in CHECKED:
+            continue
+        for phrase in parts[2].split(","):
+            phrase = phrase.strip()
+            if phrase and " " not in phrase and not phrase.endswith("*"):
+                yield number, f"{parts[0]} | {parts[1]}", phrase
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lexicons", type=Path, default=ROOT / "policies" / "lexicons" / "content")
+    parser.add_argument("--min-zipf", type=float, default=3.0)
+    args = parser.parse_args()
+    words = everyday_words()
+    for path in sorted(args.lexicons.glob("*.txt")):
+        for number, line, phrase in one_word_phrases(path):
+            elsewhere = {language: words[language][phrase] for language in LANGUAGES
+                         if language != path.stem and words[language].get(phrase, 0) >= args.min_zipf}
+            if 1 <= len(elsewhere) <= 3:
+                common = ", ".join(f"{language} {zipf:.1f}" for language, zipf in elsewhere.items())
+                print(f"{path.name}:{number:<4} {line:<28} {phrase:<16} everyday in {common}")
+
+
+if __name__ == "__main__":
+    main()
