@@ -561,3 +561,21 @@ def test_one_signal_per_category_keeps_the_highest_severity(lexicon_backends) ->
     signals = lexicon_backends.text[0].classify("a sexy nude porn video")
     assert [(s.category, s.severity) for s in signals] == [(Category.SEXUAL, Severity.HIGH)]
     assert isinstance(signals[0], Signal) and np.isclose(signals[0].score, 1.0)
+
+
+@pytest.mark.parametrize("prompt, labels", [
+    ("eine junge frau in dessous auf dem bett", ["sexual:medium"]),       # junge: young, not a boy
+    ("junge erwachsene nackt beim baden im see", ["sexual:medium"]),
+    ("hey baby, you look sexy tonight, a couple at dinner", ["sexual:medium"]),  # baby: a partner
+    ("a naked woman covered in baby oil", ["sexual:medium"]),
+    ("una chica sexy de 25 años en la playa", ["sexual:medium"]),        # a Portuguese line's sense no longer hides it
+])
+def test_adult_sexual_content_is_restricted_for_teens_not_taken_for_a_minor(lexicon_backends, prompt, labels) -> None:
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED and verdict.details["labels"] == labels
+
+
+@pytest.mark.parametrize("prompt", ["ein nackter junge vor einem mann", "ein junge und eine junge frau, nackt",
+                                    "a naked baby", "a sexy mom naked with her kids"])
+def test_a_group_word_inside_another_sense_is_voided_only_there(lexicon_backends, prompt) -> None:
+    assert "content_sexual_minors" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]

@@ -14,6 +14,7 @@ Lexicon lines (policies/lexicons/content/*.txt; `#` comments):
 
     sexual | high | porn, porno*, hardcore sex | unless: porn star wars      category, severity, phrases
     group | minor | child, children, kid, kids, teen*, underage             a named set of phrases
+    group | minor | junge | unless: junge frau, junger mann                   a longer phrase covering one voids it
     rule | hate | high | protected_group + dehumanizing | unless: history of   groups within six words of each other
     rule | sexual_minors | high | @sexual:medium + minor                    @category[:least severity]: anywhere
     intensify | sexual, violence | graphic, explicit, gory                  raise these categories one severity
@@ -158,6 +159,7 @@ class _Phrase:
 class LexiconRules:
     lines: list[tuple[Category, Severity, list[str], list[str]]] = field(default_factory=list)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    group_unless: dict[str, list[str]] = field(default_factory=dict)  # phrases that, covering a group word, void it
     rules: list[tuple[Category, Severity, list[str], list[str]]] = field(default_factory=list)
     intensify: dict[Category, list[str]] = field(default_factory=dict)
     languages: dict[str, set[str]] = field(default_factory=dict)  # phrase -> stemmers of the files listing it
@@ -180,6 +182,8 @@ def read_content_lexicon(paths: list[Path]) -> LexiconRules:
             try:
                 if parts[0] == "group":
                     rules.groups.setdefault(parts[1], []).extend(_phrases(parts[2]))
+                    rules.group_unless.setdefault(parts[1], []).extend(
+                        p for part in parts[3:] if part.startswith("unless:") for p in _phrases(part.removeprefix("unless:")))
                 elif parts[0] == "rule":
                     for part in parts[3].split("+"):
                         if part.strip().startswith("@"):
@@ -233,6 +237,9 @@ class LexiconTextClassifier:
         for name, phrases in rules.groups.items():
             for phrase in phrases:
                 self._add(f"group:{name}", phrase)
+        for name, phrases in rules.group_unless.items():
+            for phrase in phrases:
+                self._add(f"group-unless:{name}", phrase)
         for category, phrases in rules.intensify.items():
             for phrase in phrases:
                 self._add(f"intensify:{category.value}", phrase)
@@ -379,7 +386,10 @@ class LexiconTextClassifier:
                                for cancel in hits.get(f"unless:{line}", []))]
             if kept:
                 add(category, severity, [phrase for _, _, phrase in kept])
-        groups = {key.removeprefix("group:"): spans for key, spans in hits.items() if key.startswith("group:")}
+        groups = {key.removeprefix("group:"): [span for span in spans if not any(
+                      _overlap(span, cover) for cover in hits.get(f"group-unless:{key.removeprefix('group:')}", []))]
+                  for key, spans in hits.items() if key.startswith("group:")}
+        groups = {name: spans for name, spans in groups.items() if spans}
         if _UNDER_18.search(_without_accents(text)):
             groups.setdefault("minor", []).append((-1, -1, "age under 18"))  # anywhere: no position
         for _ in range(2):  # a rule may build on a category another rule added
@@ -445,6 +455,11 @@ def _close_together(sets: list[list[tuple[int, int, str]]], window: int = 6) -> 
                                 for spans in positioned[1:]):
             return True
     return False
+
+
+def _overlap(span: tuple[int, int, str], cover: tuple[int, int, str]) -> bool:
+    """A group word inside a longer phrase that gives it another sense ("junge" in "junge frau")."""
+    return cover[0] <= span[1] and span[0] <= cover[1]
 
 
 def _near(span: tuple[int, int, str], cancel: tuple[int, int, str]) -> bool:
