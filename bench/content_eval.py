@@ -5,7 +5,8 @@
 
 Each line of the prompt set: {"prompt", "expect": block | teen | benign, "category", "lang", "trick"}.
   block:  must be refused for everyone (an adult account)          -> recall per category
-  teen:   may be allowed for adults, must be refused for a 13-15 account -> recall per category
+  teen:   may be allowed for adults, must be refused for a 13-15 account -> recall per category (and how many
+          are refused for adults too: by policy, e.g. a deadly challenge, or over-blocking to look at)
   benign: must pass for an adult and for a 13-15 account            -> false-positive rate
 "Refused" is what the pipeline does: the content stage rejects or sends to review, or the age stage's
 band does not allow the derived labels. Also prints p50/p99 time of the content stage's text check, and
@@ -56,6 +57,7 @@ class Evaluation:
     benign_adult: int = 0
     benign_teen: int = 0
     benign_total: int = 0
+    teen_level_adult: int = 0  # teen-restricted prompts refused for an adult too: over-blocking
 
     def recall(self, expect: str) -> tuple[int, int]:
         keys = [key for key in self.totals if key[0] == expect]
@@ -82,6 +84,8 @@ def evaluate(stage: ContentStage, rows: list[dict], adult, teen) -> Evaluation:
         key = (expect, row["category"])
         result.totals[key] += 1
         ok = refused_for(verdict, adult if expect == "block" else teen)
+        if expect == "teen" and refused_for(verdict, adult):
+            result.teen_level_adult += 1  # also refused for adults: by policy (a deadly challenge) or over-blocking
         result.hits[key] += ok
         if not ok:
             result.misses.append((row, verdict))
@@ -150,6 +154,9 @@ def print_report(result: Evaluation) -> None:
         for key in sorted(k for k in result.totals if k[0] == expect):
             print(f"  {key[1]:<22} {result.hits[key]:>3}/{result.totals[key]:<3} "
                   f"{100 * result.hits[key] / result.totals[key]:5.1f}%")
+    teen_total = result.recall("teen")[1]
+    if teen_total:
+        print(f"teen-restricted prompts also refused for an adult: {share(result.teen_level_adult, teen_total)}")
     if result.benign_total:
         print(f"\nbenign refused: adult {share(result.benign_adult, result.benign_total)}, "
               f"13-15 {share(result.benign_teen, result.benign_total)}")
@@ -159,10 +166,11 @@ def print_report(result: Evaluation) -> None:
 
 
 def print_summary(results: dict[Path, Evaluation]) -> None:
-    print(f"{'file':<34} {'blocked for everyone':>22} {'refused for 13-15':>20} {'benign refused adult':>22} "
-          f"{'benign refused 13-15':>22}")
+    print(f"{'file':<34} {'blocked for everyone':>22} {'refused for 13-15':>20} {'(and for adults)':>18} "
+          f"{'benign refused adult':>22} {'benign refused 13-15':>22}")
     for path, result in results.items():
         print(f"{path.name:<34} {share(*result.recall('block')):>22} {share(*result.recall('teen')):>20} "
+              f"{share(result.teen_level_adult, result.recall('teen')[1]):>18} "
               f"{share(result.benign_adult, result.benign_total):>22} {share(result.benign_teen, result.benign_total):>22}")
     timings = sorted(t for result in results.values() for t in result.timings)
     print(f"text check per prompt over {len(timings)} prompts: p50 {statistics.median(timings):.2f} ms, "
