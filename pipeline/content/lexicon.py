@@ -118,9 +118,7 @@ def _without_accents(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    text = text.translate(EMOJI_WORDS)
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    stripped = _without_accents(text.translate(EMOJI_WORDS))
     return _SYMBOL_IN_WORD.sub(lambda m: m.group().translate(_LEET), stripped).translate(_LEET)
 
 
@@ -386,10 +384,7 @@ class LexiconTextClassifier:
                                for cancel in hits.get(f"unless:{line}", []))]
             if kept:
                 add(category, severity, [phrase for _, _, phrase in kept])
-        groups = {key.removeprefix("group:"): [span for span in spans if not any(
-                      _overlap(span, cover) for cover in hits.get(f"group-unless:{key.removeprefix('group:')}", []))]
-                  for key, spans in hits.items() if key.startswith("group:")}
-        groups = {name: spans for name, spans in groups.items() if spans}
+        groups = _group_hits(hits)
         if _UNDER_18.search(_without_accents(text)):
             groups.setdefault("minor", []).append((-1, -1, "age under 18"))  # anywhere: no position
         for _ in range(2):  # a rule may build on a category another rule added
@@ -455,6 +450,19 @@ def _close_together(sets: list[list[tuple[int, int, str]]], window: int = 6) -> 
                                 for spans in positioned[1:]):
             return True
     return False
+
+
+def _group_hits(hits: dict[str, list[tuple[int, int, str]]]) -> dict[str, list[tuple[int, int, str]]]:
+    """Each group's words found, less those inside a longer phrase its `unless:` lists."""
+    groups = {}
+    for key, spans in hits.items():
+        if key.startswith("group:"):
+            name = key.removeprefix("group:")
+            covers = hits.get(f"group-unless:{name}", [])
+            kept = [span for span in spans if not any(_overlap(span, cover) for cover in covers)]
+            if kept:
+                groups[name] = kept
+    return groups
 
 
 def _overlap(span: tuple[int, int, str], cover: tuple[int, int, str]) -> bool:
