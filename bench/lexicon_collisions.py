@@ -16,18 +16,17 @@ add the everyday sentence to bench/content_prompts_everyday.jsonl.
 from __future__ import annotations
 
 import argparse
-import unicodedata
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.content.lexicon import fold  # noqa: E402  (the lexicon's own folding: case, accents)
 LANGUAGES = ("en", "it", "es", "fr", "de", "pt")
 CHECKED = {("hate", "high"), ("sexual", "high"), ("sexual", "medium"), ("self_harm", "high"),
            ("violence_graphic", "high"), ("illicit_instructions", "high"), ("extremism", "high"),
            ("harassment", "high"), ("harassment", "medium"), ("violence", "high")}
-
-
-def folded(word: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch)).lower()
 
 
 def everyday_words(top: int = 30000) -> dict[str, dict[str, float]]:
@@ -37,7 +36,7 @@ def everyday_words(top: int = 30000) -> dict[str, dict[str, float]]:
     for language in LANGUAGES:
         found = words.setdefault(language, {})
         for word in top_n_list(language, top):
-            found.setdefault(folded(word), zipf_frequency(word, language))
+            found.setdefault(fold(word), zipf_frequency(word, language))
     return words
 
 
