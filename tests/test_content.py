@@ -161,6 +161,7 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "ein privates video von meinem kind am strand", "un enfant caché en dessous du lit",
     "le chien mord le ballon dans le jardin", "un niño pelado jugando al fútbol", "un hacker que quiere violar la ley",
     "une grenade bien mûre coupée en deux", "ein dirigent mit einem stab aus holz",
+    "le vétérinaire donne un traitement contre les parasites au chien", "mujeres comprando cosas baratas en el mercado",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -227,6 +228,8 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a video calling him a retard", "hate"),                             # the slur still reads in English
     ("sporco negro torna a casa tua", "hate"),                            # and in Italian
     ("un homme qui traite son voisin de pédé", "hate"),
+    ("le donne sono parassiti", "hate"),
+    ("os imigrantes são baratas", "hate"),
     ("um menino pelado na frente de um homem", "sexual_minors"),
     ("quiere violar a una mujer", "sexual"),
     ("une gamine de douze ans nue devant un homme", "sexual_minors"),
@@ -569,6 +572,7 @@ def test_one_signal_per_category_keeps_the_highest_severity(lexicon_backends) ->
     ("hey baby, you look sexy tonight, a couple at dinner", ["sexual:medium"]),  # baby: a partner
     ("a naked woman covered in baby oil", ["sexual:medium"]),
     ("una chica sexy de 25 años en la playa", ["sexual:medium"]),        # a Portuguese line's sense no longer hides it
+    ("una mujer sexy que bebe vino en la playa", ["alcohol:low", "sexual:medium"]),  # bebe: drinks, not a baby
 ])
 def test_adult_sexual_content_is_restricted_for_teens_not_taken_for_a_minor(lexicon_backends, prompt, labels) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -576,6 +580,6 @@ def test_adult_sexual_content_is_restricted_for_teens_not_taken_for_a_minor(lexi
 
 
 @pytest.mark.parametrize("prompt", ["ein nackter junge vor einem mann", "ein junge und eine junge frau, nackt",
-                                    "a naked baby", "a sexy mom naked with her kids"])
+                                    "a naked baby", "a sexy mom naked with her kids", "un bebé desnudo con un hombre"])
 def test_a_group_word_inside_another_sense_is_voided_only_there(lexicon_backends, prompt) -> None:
     assert "content_sexual_minors" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
