@@ -5,12 +5,14 @@
 
 A lexicon word is matched as written in every prompt, whatever its language: Italian "negro" (a slur) is
 the Spanish word for black, French "pédé" is Portuguese "pede" (asks), German "Dessous" (lingerie) is French
-"dessous" (under). This lists, for the lines that refuse or restrict, each one-word phrase that is common
+"dessous" (under). This lists, for the lines that refuse or restrict and the groups rules combine (minors, protected groups, dehumanizing words,
+insults), each one-word phrase that is common
 (Zipf frequency >= --min-zipf, i.e. more than once per million words) in one to three of the other
 languages. Words common nearly everywhere ("sex", "porno", "nazi") are loanwords with the same meaning and
 are left out. Each row is a place to look, not a verdict: where the meanings differ, give the word a line
-of its own whose `unless:` lists words of the other language (see `negro` in it.txt, `pede` in fr.txt), and
-add the everyday sentence to bench/content_prompts_everyday.jsonl.
+of its own whose `unless:` lists words of the other language (see `negro` in it.txt, `pede` in fr.txt), or
+for a group word an `unless:` of longer phrases that give it the other sense (`bebe` in es.txt: "que bebe"),
+and add the everyday sentence to bench/content_prompts_everyday.jsonl.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ LANGUAGES = ("en", "it", "es", "fr", "de", "pt")
 CHECKED = {("hate", "high"), ("sexual", "high"), ("sexual", "medium"), ("self_harm", "high"),
            ("violence_graphic", "high"), ("illicit_instructions", "high"), ("extremism", "high"),
            ("harassment", "high"), ("harassment", "medium"), ("violence", "high")}
+GROUPS = {"minor", "protected_group", "dehumanizing", "insult"}
+"""Groups whose words decide a rule on their own with any other word of the rule ("sexy" + a minor)."""
 
 
 def everyday_words(top: int = 30000) -> dict[str, dict[str, float]]:
@@ -44,7 +48,7 @@ def one_word_phrases(path: Path):
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         parts = [part.strip() for part in line.split("|")]
-        if len(parts) < 3 or (parts[0], parts[1]) not in CHECKED:
+        if len(parts) < 3 or ((parts[0], parts[1]) not in CHECKED and not (parts[0] == "group" and parts[1] in GROUPS)):
             continue
         for phrase in parts[2].split(","):
             phrase = phrase.strip()
