@@ -163,7 +163,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "une grenade bien mûre coupée en deux", "ein dirigent mit einem stab aus holz",
     "le vétérinaire donne un traitement contre les parasites au chien", "mujeres comprando cosas baratas en el mercado",
     "immigrant farmers treating their crops for parasites", "muslim volunteers cleaning up filth after the flood",
-    "a charity video: immigrants are not vermin, stop the hate",
+    "a charity video: immigrants are not vermin, stop the hate", "a cat knocking pills off the table on purpose",
+    "a cliff diver jumping off a bridge into the river, red bull event", "a girl burning herself a cd of her songs",
+    "a kid who wants to die his hair blue", "a step by step guide to grenade-shaped soap",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
