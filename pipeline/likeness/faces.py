@@ -56,17 +56,19 @@ class SameFaceMemory:
 
     def embedding(self, crop: np.ndarray, describe: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, Any]:
         """(descriptor, where its crop was seen): a remembered one, or `describe(crop)` remembered here."""
+        if self.max_block_change <= 0:  # the memory is off: nothing to compare, nothing worth keeping
+            self.described += 1
+            return describe(crop), self.where
         crop16 = crop.astype(np.int16)
         means = self._block_means(crop16)
-        if self.max_block_change > 0:
-            for seen, seen_means, descriptor, where in self._seen:
-                # A block's mean absolute change is at least the change of its mean: most crops of other faces
-                # are ruled out on the block means (~300 numbers) before the full comparison (~0.3 ms).
-                if (seen.shape == crop16.shape
-                        and self._per_block(np.abs(seen_means - means)).max() <= self.max_block_change
-                        and self._largest_block_change(seen, crop16) <= self.max_block_change):
-                    self.reused += 1
-                    return descriptor, where
+        for seen, seen_means, descriptor, where in self._seen:
+            # A block's mean absolute change is at least the change of its mean: most crops of other faces
+            # are ruled out on the block means (~300 numbers) before the full comparison (~0.3 ms).
+            if (seen.shape == crop16.shape
+                    and self._per_block(np.abs(seen_means - means)).max() <= self.max_block_change
+                    and self._largest_block_change(seen, crop16) <= self.max_block_change):
+                self.reused += 1
+                return descriptor, where
         descriptor = describe(crop)
         self.described += 1
         self._seen.append((crop16, means, descriptor, self.where))
