@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import shutil
 import statistics
 import sys
@@ -44,7 +43,7 @@ from pipeline.enforcement.standing import SqlStandingBook  # noqa: E402
 from pipeline.hashing.banks import BankStore  # noqa: E402
 from pipeline.likeness.galleries import GalleryStore  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
-from pipeline.media.video_files import VideoEncoding, encode_mp4  # noqa: E402
+from pipeline.media.video_files import VideoEncoding, decode_mp4, encode_mp4  # noqa: E402
 from pipeline.provenance.dev_certificates import write_dev_credentials  # noqa: E402
 from pipeline.provenance.ledger import SqlProvenanceLedger  # noqa: E402
 from pipeline.provenance.watermarks import CORNERS, INVISIBLE_METHOD, InvisibleMarkStyle, payload_bits_of  # noqa: E402
@@ -139,7 +138,7 @@ def one_video(stages: dict, services: catalog.StageServices, item: PipelineItem)
     return spent
 
 
-def library_embed(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle, in_place: bool = False) -> np.ndarray:
+def library_embed(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle) -> np.ndarray:
     """Before #21: invisible-watermark's own encoder, one frame at a time (into new frames, as it was)."""
     from imwatermark import WatermarkEncoder
 
@@ -166,7 +165,7 @@ def library_read(frames, style: InvisibleMarkStyle, min_agreement: float = 0.85)
     return PayloadReading(np.packbits((share > 0.5).astype(np.uint8)).tobytes(), agreement, len(frames))
 
 
-def pil_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int, in_place: bool = False) -> np.ndarray:
+def pil_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int) -> np.ndarray:
     """Before #21: the text drawn and composited on each frame with PIL (into new frames, as it was)."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -191,17 +190,49 @@ def pil_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int, in_p
     return marked
 
 
+@dataclasses.dataclass
+class RgbVideo:
+    """What the baseline stage holds instead of a YuvVideo: the decoded RGB frames, replaced by each mark."""
+
+    frames: np.ndarray
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[2]
+
+
+def rgb_decode(data: bytes) -> tuple[RgbVideo, int, object]:
+    frames, fps, audio = decode_mp4(data)
+    return RgbVideo(frames), fps, audio
+
+
+def rgb_visible_mark(video: RgbVideo, style: VisibleMarkStyle, fps: int) -> None:
+    video.frames = pil_visible_mark(video.frames, style, fps)
+
+
+def rgb_embed(video: RgbVideo, payload: bytes, style: InvisibleMarkStyle) -> None:
+    video.frames = library_embed(video.frames, payload, style)
+
+
+def rgb_encode_medium(video: RgbVideo, fps: int, audio: object) -> bytes:
+    return encode_mp4(video.frames, fps, audio, encoding=VideoEncoding("medium", 23, 1))
+
+
 class BaselineProvenance:
-    """Swaps the provenance stage's mark, read-back and encoder for what they were before #21."""
+    """Swaps the provenance stage's decode, marks, encoder and read-back for what they were before #21: RGB
+    frames, invisible-watermark and PIL frame by frame, x264 `medium` on one thread, every frame read back."""
+
+    SWAPS = {"decode_yuv": rgb_decode, "burn_visible_mark": rgb_visible_mark, "embed_payload": rgb_embed,
+             "encode_yuv": rgb_encode_medium, "read_payload": library_read, "READ_BACK_EVERY": 1}
 
     def __enter__(self) -> None:
-        self.saved = {name: getattr(provenance_module, name) for name in
-                      ("embed_payload", "read_payload", "burn_visible_mark", "encode_mp4", "READ_BACK_EVERY")}
-        provenance_module.embed_payload = library_embed
-        provenance_module.read_payload = library_read
-        provenance_module.burn_visible_mark = pil_visible_mark
-        provenance_module.encode_mp4 = functools.partial(encode_mp4, encoding=VideoEncoding("medium", 23, 1))
-        provenance_module.READ_BACK_EVERY = 1
+        self.saved = {name: getattr(provenance_module, name) for name in self.SWAPS}
+        for name, value in self.SWAPS.items():
+            setattr(provenance_module, name, value)
 
     def __exit__(self, *exc: object) -> None:
         for name, value in self.saved.items():

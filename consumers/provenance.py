@@ -1,6 +1,6 @@
 """Provenance stage: every published video says, verifiably, that it is AI-generated and by whom.
 
-    assets["video"] (hash checked) -> decode frames + audio
+    assets["video"] (hash checked) -> decode frames (as stored: 4:2:0 YUV, never converted to RGB) + audio
       -> burn the visible mark (policy: text, corner or moving, size, opacity)
       -> embed the invisible watermark id (derived from the request id; also a C2PA soft binding)
       -> encode MP4 -> sign a C2PA manifest: c2pa.created by a trainedAlgorithmicMedia model,
@@ -26,7 +26,7 @@ from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.provenance.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, load_signer,
                                           read_credentials, sign_mp4)
 from pipeline.media.frames import UnreadableMedia, frames_of
-from pipeline.media.video_files import decode_mp4, encode_mp4
+from pipeline.media.video_files import decode_yuv, encode_yuv
 from pipeline.provenance.ledger import ProvenanceLedger, ProvenanceMark
 from pipeline.runtime.stage import Verdict
 from pipeline.provenance.watermarks import (MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, burn_visible_mark,
@@ -96,12 +96,12 @@ class ProvenanceStage:
         if source is None:
             return _reject("no_generated_video", "There is no generated video to sign, so it cannot be published.")
         try:
-            frames, fps, audio = decode_mp4(self._assets.get(source))
+            video, fps, audio = decode_yuv(self._assets.get(source))
         except (AssetIntegrityError, UnreadableMedia, ValueError, OSError) as problem:
             return _reject("media_unreadable", f"The generated video could not be read for signing ({problem}).")
-        if frames.shape[1] * frames.shape[2] < MIN_INVISIBLE_PIXELS:
+        if video.height * video.width < MIN_INVISIBLE_PIXELS:
             return _reject("too_small_to_watermark",
-                           f"A {frames.shape[2]}x{frames.shape[1]} video is too small to carry the invisible "
+                           f"A {video.width}x{video.height} video is too small to carry the invisible "
                            f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels), so it cannot be published.")
         try:
             signer = load_signer(self._signing, self._clock())  # read each time: rotated files are picked up
@@ -111,11 +111,11 @@ class ProvenanceStage:
         rules = self.policy.rules
         payload = watermark_id_for(request.request_id, rules.invisible.payload_bits)
         # The decoded frames are this call's own: both marks are drawn on them, not on copies.
-        marked = burn_visible_mark(frames, VisibleMarkStyle(**rules.visible.model_dump()), fps, in_place=True)
-        marked = embed_payload(marked, payload, self.invisible, in_place=True)
+        burn_visible_mark(video, VisibleMarkStyle(**rules.visible.model_dump()), fps)
+        embed_payload(video, payload, self.invisible)
         manifest = build_manifest(f"{request.request_id}.mp4", _generator_details(item), self._moderation(item),
                                   payload.hex(), (rules.claim_generator, _version()), attributions_of(item))
-        signed = sign_mp4(encode_mp4(marked, fps, audio), manifest, signer)
+        signed = sign_mp4(encode_yuv(video, fps, audio), manifest, signer)
         return self._verified(item, source.sha256, signed, payload)
 
     def _verified(self, item: PipelineItem, source_sha256: str, signed: bytes, payload: bytes) -> Verdict:

@@ -19,7 +19,7 @@ from pipeline.media.assets import LocalAssetStore
 from pipeline.provenance.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, SOFT_BINDING_LABEL,
                                           SigningConfig, SigningUnavailable, read_credentials)
 from pipeline.media.frames import frames_of
-from pipeline.media.video_files import AudioTrack, decode_mp4, encode_mp4, probe_mp4
+from pipeline.media.video_files import AudioTrack, YuvVideo, decode_mp4, decode_yuv, encode_mp4, encode_yuv, probe_mp4
 from pipeline.provenance.dev_certificates import write_dev_credentials
 from pipeline.provenance.ledger import InMemoryProvenanceLedger
 from pipeline.provenance.verification import verify_file
@@ -163,10 +163,11 @@ def frames_of_photo(count: int = 6, width: int = 320, height: int = 256) -> np.n
     return np.stack([photo[2 * i:2 * i + height, 4 * i:4 * i + width] for i in range(count)])
 
 
-@pytest.mark.parametrize("width, height", [(320, 256), (263, 259)])  # the second: edges outside the 4x4 grid
+@pytest.mark.parametrize("width, height", [(320, 256), (262, 258)])  # the second: edges outside the 4x4 grid
 def test_the_array_watermark_is_invisible_watermarks_own_both_ways(width: int, height: int) -> None:
-    """embed_payload computes invisible-watermark's dwtDctSvd over all frames at once: the library's decoder
-    reads what it embeds, and its reader reads what the library embedded (videos marked before)."""
+    """embed_payload computes invisible-watermark's dwtDctSvd over all frames at once, on the 4:2:0 planes the
+    encoder takes: the library's decoder reads it from the frames as a player shows them (RGB), and our reader
+    reads what the library embedded (videos marked before)."""
     from imwatermark import WatermarkDecoder, WatermarkEncoder
 
     from pipeline.provenance.watermarks import embed_payload
@@ -174,9 +175,12 @@ def test_the_array_watermark_is_invisible_watermarks_own_both_ways(width: int, h
     style, payload = InvisibleMarkStyle(), bytes.fromhex("5ee1c0de")
     bits = np.unpackbits(np.frombuffer(payload, np.uint8)).tolist()
     frames = frames_of_photo(width=width, height=height)
-    marked = embed_payload(frames, payload, style)
-    assert marked.dtype == np.uint8 and marked.shape == frames.shape
-    assert 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - frames) ** 2)) > 34  # PSNR in dB: invisible
+    video = YuvVideo.from_rgb(frames)
+    unmarked, luma, red = video.to_rgb(), video.y.copy(), video.v.copy()
+    embed_payload(video, payload, style)
+    marked = video.to_rgb()
+    assert marked.shape == frames.shape and np.array_equal(video.y, luma) and np.array_equal(video.v, red)
+    assert 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - unmarked) ** 2)) > 34  # PSNR in dB: invisible
     decoder = WatermarkDecoder("bits", 32)
     for frame in marked:
         read = decoder.decode(np.ascontiguousarray(frame[:, :, ::-1]), "dwtDctSvd", scales=[0, 72, 72], block=4)
@@ -188,20 +192,34 @@ def test_the_array_watermark_is_invisible_watermarks_own_both_ways(width: int, h
     assert read_payload(by_library, style).payload == payload
     assert read_payload(marked, style) == read_payload(list(marked), style)
     assert read_payload(marked, style).agreement == 1.0
-    own = frames.copy()  # the stage marks its own decoded frames in place: the same pixels, no copy
-    assert embed_payload(own, payload, style, in_place=True) is own and np.array_equal(own, marked)
+
+
+def test_yuv_frames_round_trip_through_the_encoder_and_views_write_through() -> None:
+    frames = frames_of_photo(count=3, width=66, height=38)
+    video = YuvVideo.from_rgb(frames)
+    assert (video.y.shape, video.u.shape, video.v.shape) == ((3, 38, 66), (3, 19, 33), (3, 19, 33))
+    assert 10 * np.log10(255 ** 2 / np.mean((video.to_rgb().astype(float) - frames) ** 2)) > 30
+    video.u[1, 0, 0] = 7
+    assert video.planes[1, 38 * 66] == 7  # the views are the planes themselves
+    decoded, fps, audio = decode_yuv(encode_yuv(video, 8))
+    assert (decoded.height, decoded.width, len(decoded), fps, audio) == (38, 66, 3, 8, None)
+    assert np.array_equal(decoded.to_rgb(), decode_mp4(encode_yuv(video, 8))[0])
+    odd, _, _ = decode_yuv(encode_mp4(frames_of_photo(count=2, width=65, height=37), 8))
+    assert (odd.height, odd.width) == (36, 64)  # cropped to even sides, as encode_mp4 crops them
+    with pytest.raises(ValueError, match="YUV 4:2:0"):
+        YuvVideo(np.zeros((2, 10), np.uint8), 4, 4)
 
 
 def test_the_visible_mark_moves_between_corners_and_only_touches_its_box() -> None:
     from pipeline.provenance.watermarks import VisibleMarkStyle, burn_visible_mark
 
-    frames = np.full((4, 256, 320, 3), 40, np.uint8)
-    marked = burn_visible_mark(frames, VisibleMarkStyle(seconds_per_corner=1.0), fps=1)
+    video = YuvVideo.from_rgb(np.full((4, 256, 320, 3), 40, np.uint8))
+    luma, chroma = video.y.copy(), np.concatenate([video.u, video.v], axis=1)
+    burn_visible_mark(video, VisibleMarkStyle(seconds_per_corner=1.0), fps=1)
     for index, (rows, cols) in enumerate([(slice(0, 40), slice(0, 160)), (slice(0, 40), slice(160, 320)),
                                           (slice(216, 256), slice(160, 320)), (slice(216, 256), slice(0, 160))]):
-        changed = (marked[index] != frames[index]).any(axis=-1)
+        changed = video.y[index] != luma[index]
         assert changed[rows, cols].sum() > 50 and changed.sum() == changed[rows, cols].sum()
-        assert marked[index].max() > 150  # white text at 60% opacity over dark grey
-    own = frames.copy()
-    assert burn_visible_mark(own, VisibleMarkStyle(seconds_per_corner=1.0), fps=1, in_place=True) is own
-    assert np.array_equal(own, marked)
+        assert video.y[index].max() > 150  # white text at 60% opacity over dark grey
+    # white and black text over grey: no colour comes into the frame
+    assert np.abs(np.concatenate([video.u, video.v], axis=1).astype(int) - chroma).max() <= 1

@@ -1,17 +1,23 @@
 """Watermarks on video frames: a visible mark people can see, an invisible one machines can read.
 
-    frames --burn_visible_mark--> frames with "AI-generated · trustreel" (corner, or moving round the corners)
-    frames --embed_payload------> frames carrying a short payload (invisible-watermark's DWT-DCT-SVD on
-                                  chroma, computed over all frames at once)
-    frames --read_payload-------> payload by bitwise majority over frames (survives re-encoding)
+    YuvVideo --burn_visible_mark--> frames with "AI-generated" (corner, or moving round the corners)
+    YuvVideo --embed_payload------> frames carrying a short payload (invisible-watermark's DWT-DCT-SVD on
+                                    chroma, computed over all frames at once)
+    RGB frames --read_payload-----> payload by bitwise majority over frames (survives re-encoding)
 
-The invisible mark is invisible-watermark's `dwtDctSvd` (its decoder reads our frames, a test checks),
-computed as array operations over every frame at once instead of one 4x4 block at a time: ~100x less
-CPU. Per frame: U chroma (OpenCV's YUV), one-level Haar DWT, LL band in 4x4 blocks, each block's largest
-singular value s quantised to (floor(s / strength) + 1/4 + bit/2) * strength. The block DCT of the
-original is orthonormal, so it leaves singular values and the rank-one change unchanged and is skipped;
-the Haar LL of a 2x2 cell is its sum / 2, so a change d of LL is d / 2 on each of its pixels; a change of
-U alone is B += 2.032 dU, G -= 0.395 dU (OpenCV's YUV to RGB), which leaves Y unchanged.
+Both marks are drawn on the 4:2:0 YUV planes the encoder takes (pipeline.media.video_files.YuvVideo): the
+provenance stage decodes and re-encodes a video, and RGB in between cost two colour conversions a frame
+and most of the marking time (bench/RESULTS.md).
+
+The invisible mark is invisible-watermark's `dwtDctSvd` (its decoder reads our frames as a player shows
+them, a test checks), computed as array operations over every frame at once instead of one 4x4 block at a
+time. Per frame, as the library reads it: U chroma of the RGB frame (OpenCV's YUV), one-level Haar DWT,
+LL band in 4x4 blocks, each block's largest singular value s quantised to
+(floor(s / strength) + 1/4 + bit/2) * strength. The block DCT of the original is orthonormal, so it
+leaves singular values and the rank-one change unchanged and is skipped. The Haar LL of a 2x2 cell is its
+U sum / 2, and a player gives the 4 pixels of a cell the cell's one chroma sample Cb, whose OpenCV U is
+128 + U_PER_CB * (Cb - 128): so LL = 256 + 2 * U_PER_CB * (Cb - 128), and the mark is a change of the U
+plane alone (luma and V, so brightness and red, stay as they are).
 
 The invisible payload is a watermark id that the audit database maps back to the request and its
 manifest, so a copy stripped of its C2PA manifest can still be traced (`trustreel verify`).
@@ -22,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.media.video_files import YuvVideo
 
 INVISIBLE_METHOD = "dwtDctSvd"
 MIN_INVISIBLE_PIXELS = 256 * 256
@@ -47,21 +55,47 @@ class InvisibleMarkStyle:
 CORNERS = ("top-left", "top-right", "bottom-right", "bottom-left")
 
 
-def burn_visible_mark(frames: np.ndarray, style: VisibleMarkStyle, fps: int, *, in_place: bool = False) -> np.ndarray:
-    """Draw the text on every frame; 'moving' hops corner to corner so cropping one corner does not remove it.
-    The text is drawn once per corner and blended into that corner's frames together (array operations).
-    `in_place` draws on `frames` itself, for a caller that owns them: copying a 704x480, 121-frame video
-    (123 MB) costs ~0.13 s, as much as drawing the mark."""
-    corners = [_corner_at(index, style, fps) for index in range(len(frames))]
-    marked = frames if in_place else frames.copy()
+def burn_visible_mark(video: YuvVideo, style: VisibleMarkStyle, fps: int) -> None:
+    """Draw the text on every frame, in place; 'moving' hops corner to corner so cropping one corner does not
+    remove it. The text is drawn once per corner (PIL, RGBA), turned into luma and chroma patches, and
+    blended into that corner's frames together (array operations)."""
+    corners = [_corner_at(index, style, fps) for index in range(len(video))]
+    luma, chroma = video.y, (video.u, video.v)
     for corner in dict.fromkeys(corners):
-        colour, alpha, (left, top) = _text_patch(frames.shape[1:3], style, corner)
-        rows = slice(top, top + alpha.shape[0])
-        cols = slice(left, left + alpha.shape[1])
+        colour, alpha, (left, top) = _text_patch((video.height, video.width), style, corner)
+        colour, alpha, left, top = _even_box(colour, alpha, left, top)
         which = [index for index, at in enumerate(corners) if at == corner]
-        under = marked[which, rows, cols].astype(np.uint16)
-        marked[which, rows, cols] = ((colour * alpha + under * (255 - alpha) + 127) // 255).astype(np.uint8)
-    return marked
+        ycc = colour.astype(np.float32) @ YCC_FROM_RGB.T + YCC_OFFSET  # the text's own Y, Cb, Cr
+        rows, cols = slice(top, top + alpha.shape[0]), slice(left, left + alpha.shape[1])
+        _blend(luma, which, rows, cols, ycc[..., 0] * alpha[..., 0], alpha[..., 0].astype(np.float32))
+        cells = (alpha.shape[0] // 2, 2, alpha.shape[1] // 2, 2)
+        cell_alpha = alpha[..., 0].reshape(cells).mean(axis=(1, 3))
+        rows, cols = slice(top // 2, rows.stop // 2), slice(left // 2, cols.stop // 2)
+        for plane, channel in zip(chroma, (1, 2)):  # a 2x2 cell's sample: the mean of its four blended pixels
+            weighted = (ycc[..., channel] * alpha[..., 0]).reshape(cells).mean(axis=(1, 3))
+            _blend(plane, which, rows, cols, weighted, cell_alpha)
+
+
+YCC_FROM_RGB = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]],
+                        dtype=np.float32) / 255
+YCC_OFFSET = np.array([16, 128, 128], dtype=np.float32)
+"""BT.601 limited range, as libswscale turns RGB into the yuv420p that H.264 stores."""
+
+
+def _even_box(colour: np.ndarray, alpha: np.ndarray, left: int, top: int
+              ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The patch grown by transparent pixels to even corners, so it covers whole 2x2 chroma cells."""
+    pad_top, pad_left = top % 2, left % 2
+    pad_bottom, pad_right = (pad_top + alpha.shape[0]) % 2, (pad_left + alpha.shape[1]) % 2
+    pads = ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0))
+    return np.pad(colour, pads), np.pad(alpha, pads), left - pad_left, top - pad_top
+
+
+def _blend(plane: np.ndarray, which: list[int], rows: slice, cols: slice, weighted: np.ndarray,
+           alpha: np.ndarray) -> None:
+    """plane = (text * alpha + plane * (255 - alpha)) / 255 over the box, `weighted` being text * alpha."""
+    under = plane[which, rows, cols].astype(np.float32)
+    plane[which, rows, cols] = np.clip(np.rint((weighted + under * (255 - alpha)) / 255), 0, 255).astype(np.uint8)
 
 
 def _corner_at(index: int, style: VisibleMarkStyle, fps: int) -> str:
@@ -94,9 +128,9 @@ def _text_patch(size: tuple[int, int], style: VisibleMarkStyle, corner: str) -> 
     return patch[..., :3], patch[..., 3:], (box[0], box[1])
 
 
-def _check_size(frames: np.ndarray) -> None:
-    if frames.shape[1] * frames.shape[2] < MIN_INVISIBLE_PIXELS:
-        raise ValueError(f"frames of {frames.shape[2]}x{frames.shape[1]} are too small for the invisible "
+def _check_size(height: int, width: int) -> None:
+    if height * width < MIN_INVISIBLE_PIXELS:
+        raise ValueError(f"frames of {width}x{height} are too small for the invisible "
                          f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels, e.g. 256x256)")
 
 
@@ -107,25 +141,30 @@ def payload_bits_of(payload: bytes, bits: int) -> list[int]:
     return all_bits
 
 
-def embed_payload(frames: np.ndarray, payload: bytes, style: InvisibleMarkStyle, *,
-                  in_place: bool = False) -> np.ndarray:
-    """The frames carrying `payload`; `in_place` marks `frames` themselves (see burn_visible_mark)."""
-    _check_size(frames)
+def embed_payload(video: YuvVideo, payload: bytes, style: InvisibleMarkStyle) -> None:
+    """Mark the frames with `payload`, in place (on their U plane)."""
+    _check_size(video.height, video.width)
     bits = np.array(payload_bits_of(payload, style.payload_bits), dtype=np.float32)
-    marked = frames if in_place else frames.copy()
-    for start in range(0, len(frames), FRAMES_AT_ONCE):  # bounded memory for long videos
-        _embed_in_place(marked[start:start + FRAMES_AT_ONCE], bits, style)
-    return marked
+    chroma = video.u[:, :video.height // 4 * 2, :video.width // 4 * 2]  # the 4x4-pixel grid: 2x2 samples
+    for start in range(0, len(chroma), FRAMES_AT_ONCE):  # bounded memory for long videos
+        run = chroma[start:start + FRAMES_AT_ONCE]
+        ll = (run.astype(np.float32) - np.float32(128)) * np.float32(2 * U_PER_CB) + np.float32(256)
+        step = np.rint(_payload_change(ll, bits, style) * np.float32(1 / (2 * U_PER_CB))).astype(np.int16)
+        step += run
+        run[...] = np.clip(step, 0, 255, out=step)
 
 
 FRAMES_AT_ONCE = 32
 
+U_PER_CB = 0.492 * 1.772 * 255 / 224
+"""OpenCV's U of a pixel per unit of its limited-range Cb sample: U = 0.492 (B - Y) and, decoding BT.601,
+B - Y = 1.772 * 255 / 224 * (Cb - 128)."""
 
-def _embed_in_place(frames: np.ndarray, bits: np.ndarray, style: InvisibleMarkStyle) -> None:
-    """Mark `frames` (a contiguous run of whole frames: the B and G of each 2x2 cell move together)."""
+
+def _payload_change(ll: np.ndarray, bits: np.ndarray, style: InvisibleMarkStyle) -> np.ndarray:
+    """The change of the LL band ([T, H, W]) that quantises every block's largest singular value to its bit
+    (the remainder at the edges, outside whole blocks, is left alone)."""
     block, scale = style.block, float(style.strength)
-    count, rows, cols = len(frames), frames.shape[1] // 4 * 4, frames.shape[2] // 4 * 4
-    ll = _chroma_ll(frames[:, :rows, :cols])
     entries, grid = _block_entries(ll, block)
     value, left, right = _top_singular(entries)
     wanted = bits[np.arange(grid[0] * grid[1]) % len(bits)].reshape(1, *grid)
@@ -135,13 +174,7 @@ def _embed_in_place(frames: np.ndarray, bits: np.ndarray, style: InvisibleMarkSt
         scaled = change * left[row]
         for col in range(block):
             ll_change[:, row:grid[0] * block:block, col:grid[1] * block:block] = scaled * right[col]
-    cells = frames[:, :rows, :cols].reshape(count, rows // 2, 2, cols // 2, 2, 3)  # a view: written in place
-    for channel, gain in ((2, 2.032), (1, -0.395)):  # B and G; R and Y stay as they are
-        step = np.rint(np.float32(gain / 2) * ll_change).astype(np.int16)[:, :, None, :, None]  # per 2x2 cell
-        plane = cells[..., channel]
-        shifted = plane.astype(np.int16)
-        shifted += step
-        plane[...] = np.clip(shifted, 0, 255, out=shifted)
+    return ll_change
 
 
 U_FROM_RGB = (-0.147108, -0.288804, 0.435912)
