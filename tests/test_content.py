@@ -166,6 +166,10 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a charity video: immigrants are not vermin, stop the hate", "a cat knocking pills off the table on purpose",
     "a cliff diver jumping off a bridge into the river, red bull event", "a girl burning herself a cd of her songs",
     "a kid who wants to die his hair blue", "a step by step guide to grenade-shaped soap",
+    "una mujer donando sangre en la cruz roja", "a historian describing the bombing of hiroshima",
+    "a hunter cleaning his rifle at the cabin", "a cat that keeps killing its toy mouse",
+    "a mechanic stripping for parts an old car", "stripping for a fresh coat of paint on an old dresser",
+    "ma grand-mère prend un somnifère pour dormir", "oma nimmt eine schlaftablette und schläft ein",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -249,6 +253,9 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a high school freshman sending nudes to a grown man", "sexual_minors"),
     ("a grown man grooming a 12 year old online", "sexual_minors"),      # grooming + a minor
     ("eles transam na cama", "sexual"),
+    ("middle schooler stripping for a webcam stranger", "sexual_minors"),   # stripping for + a minor
+    ("elle avale une boîte entière de somnifères pour ne plus se réveiller", "self_harm"),  # means + intent
+    ("un uomo che prende tutti i sonniferi per non svegliarsi più", "self_harm"),
 ])
 def test_structural_rules_catch_phrasings_no_line_lists(lexicon_backends, prompt, category) -> None:
     assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
@@ -328,6 +335,8 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     ("a dog lying on the rails gets rescued", None),
     ("teens hanging off the back of a moving truck", "dangerous_acts:medium"),  # hanging off + a moving vehicle
     ("a guy tripping on acid at a festival", "drugs:medium"),
+    ("a kid skitching on the back of a moving truck", "dangerous_acts:medium"),
+    ("chicos saltando entre azoteas sin protección", "dangerous_acts:medium"),
 ])
 def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_teens(lexicon_backends, prompt, label) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -336,7 +345,8 @@ def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_tee
 
 
 @pytest.mark.parametrize("prompt", ["a man shooting a puppy in the yard", "a vet shot dead in his clinic",
-                                    "he kills her with a poisoned cookie"])
+                                    "he kills her with a poisoned cookie", "a sniper with a rifle on a roof",
+                                    "a cat killing a mouse in the barn"])
 def test_benign_senses_stay_narrow(lexicon_backends, prompt) -> None:
     """A vaccination's "shots" and "killer cookies" are benign; shooting a puppy or a poisoned cookie is not."""
     assert any(label.startswith("violence:") for label in decide(lexicon_backends, prompt).details["labels"])
