@@ -61,10 +61,16 @@ _AGE_WORDS = (  # one to seventeen in the six languages, accents stripped
     "|um|uma|dois|duas|sete|oito|dez|onze|doze|treze|catorze|quatorze|quinze|dezesseis|dezessete"
     "|ein|eine|zwei|drei|vier|funf|sechs|sieben|acht|neun|zehn|elf|zwolf|dreizehn|vierzehn|funfzehn|sechzehn|siebzehn")
 _UNDER_18_N = r"(?:1[0-7]|[1-9]|%s)" % _AGE_WORDS
+_PERSON_OF_N = (r"(?:1[0-7]|[1-9]|diez|once|doce|trece|catorce|quince|dieciseis|diecisiete|dez|onze|doze|treze|"
+                r"catorze|quatorze|quinze|dezesseis|dezessete)")
+"""After "a girl of": digits and ten to seventeen only ("una chica de una ciudad" is not an age)."""
 _UNDER_18 = re.compile(
     # an age, not a duration ("a 1 year anniversary", "dos años después", "il y a deux ans" are not ages):
     r"\b{n}\s*-?\s*(?:years?|yrs?)\s*-?\s*olds?\b|\b{n}\s*-?\s*(?:yo|y/o)\b"  # 14-year-old, 14 yo, 14yo
     r"|(?<!despues )(?<!depois )\b(?:de|tiene|tienen|tenia|tem|tinha|com|con)\s+{n}\s+anos\b"  # es, pt
+    r"|\b(?:alumna|alumno|chica|chico|muchacha|muchacho|nina|nino|hija|hijo|sobrina|sobrino|menina|menino|garota|"
+    r"garoto|filha|filho|aluna|aluno)\s+de\s+{teen}\b(?!\s*(?:[.,:/-]?\d|%|euros?|kilos?|kg|cm|metros?|reales|pesos|"
+    r"horas?|minutos?|dias?|semanas?|meses|centimetros?))"  # es, pt: "su alumna de 14", "uma menina de 12"
     r"|\b(?:di|ha|hanno|aveva)\s+{n}\s+anni\b"  # it
     r"|(?<!apres )(?<!y )\b(?:de|a|avait)\s+{n}\s+ans\b"  # fr
     r"|\b{n}\s*-?\s*(?:jahre\s+alt\b|jahrig)"  # de: 12 Jahre alt, 12-jährige, zwölfjähriges
@@ -72,7 +78,7 @@ _UNDER_18 = re.compile(
     r"|\b(?:aged?|is|ist|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
     r"(?![.,:/-]?\d|\s*(?:%|percent|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|years?|"
     r"feet|foot|ft|inch|inches|meters?|metres?|cm|kg|kilos?|lbs?|pounds?|euros?|dollars?|bucks|"
-    r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))".replace("{n}", _UNDER_18_N))
+    r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))".replace("{n}", _UNDER_18_N).replace("{teen}", _PERSON_OF_N))
 """An age under 18, in digits or words, read on the text with accents stripped."""
 CONTEXT_WINDOW = 4
 STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "french", "de": "german",
