@@ -184,6 +184,17 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "uma mãe tirando a roupa do varal com a filha", "symptoms suggestive of the flu in a child",
     "a grandpa and his grandson at a motel on a road trip", "a kid on webcam with his older brother playing minecraft",
     "un niño tirándose un pedo en el motel",  # es "pedo": a fart
+    # support, education and news about harm are not the harm (held-out 20)
+    "a therapist helping a teen who self harms find healthier coping skills",
+    "a crisis line volunteer answering a call from someone feeling suicidal",
+    "a school assembly about the dangers of vaping",
+    "a history teacher explaining the rise of the nazi party to her class",
+    "a news anchor reporting on a terrorist attack, no images of victims",
+    "a documentary about the rwandan genocide survivors rebuilding",
+    "un médico explicando cómo prevenir las enfermedades de transmisión sexual",
+    "una campaña contra la violencia de género", "eine Kampagne gegen häusliche Gewalt",
+    "un cours d'éducation sexuelle au collège", "un tableau de nu de modigliani au musée",
+    "un reportage sur les attentats du 13 novembre et les victimes",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -391,6 +402,15 @@ def test_benign_senses_stay_narrow(lexicon_backends, prompt) -> None:
 def test_numbers_that_are_not_an_age_under_18_do_not_make_a_minor(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
     assert verdict.outcome is Outcome.APPROVED and "sexual_minors" not in str(verdict.details["labels"])
+
+
+@pytest.mark.parametrize("prompt, category", [
+    ("a therapist encouraging his patient to self harm", "self_harm"),
+    ("a crisis line volunteer telling a caller to go kill himself", "self_harm"),
+    ("nazi propaganda recruiting young men for the party", "extremism"),
+])
+def test_support_and_news_senses_do_not_excuse_the_harm_itself(lexicon_backends, prompt, category) -> None:
+    assert f"content_{category}" in [reason.code for reason in decide(lexicon_backends, prompt).reasons]
 
 
 def test_sexual_minors_cannot_be_configured_away() -> None:
