@@ -78,7 +78,8 @@ _UNDER_18 = re.compile(
     r"|\b(?:aged?|is|ist|was|she's|he's|shes|hes)\s+(?:only\s+|just\s+|barely\s+)?(?:1[0-7]|[1-9])\b"
     r"(?![.,:/-]?\d|\s*(?:%|percent|minutes?|mins?|seconds?|secs?|hours?|hrs?|days?|weeks?|months?|years?|"
     r"feet|foot|ft|inch|inches|meters?|metres?|cm|kg|kilos?|lbs?|pounds?|euros?|dollars?|bucks|"
-    r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))".replace("{n}", _UNDER_18_N).replace("{teen}", _PERSON_OF_N))
+    r"times|points?|goals?|stars?|o'?clock|am|pm|to\b|out of|of\b|and\b|-))"
+    .replace("{n}", _UNDER_18_N).replace("{teen}", _PERSON_OF_N))
 """An age under 18, in digits or words, read on the text with accents stripped."""
 CONTEXT_WINDOW = 4
 STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "french", "de": "german",
