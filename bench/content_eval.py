@@ -1,6 +1,6 @@
 """Content safety evaluation: the packaged content + age policies over a labelled prompt set.
 
-    python bench/content_eval.py [--prompts bench/content_prompts.jsonl] [--policy-dir DIR] [--misses] [--images]
+    python bench/content_eval.py [--prompts policies/examples/content_prompts.jsonl] [--policy-dir DIR] [--misses] [--images]
     python bench/content_eval.py --all [--misses]    # every prompt file of bench/, one line each
 
 Each line of the prompt set: {"prompt", "expect": block | teen | benign, "category", "lang", "trick"}.
@@ -98,9 +98,9 @@ def read_rows(path: Path) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=Path, default=ROOT / "bench" / "content_prompts.jsonl")
+    parser.add_argument("--prompts", type=Path, default=ROOT / "policies" / "examples" / "content_prompts.jsonl")
     parser.add_argument("--all", action="store_true",
-                        help="one line per prompt file of bench/ (content_prompts*.jsonl): run after a lexicon change")
+                        help="one line per prompt file of policies/examples/ (content_prompts*.jsonl): run after a lexicon change")
     parser.add_argument("--policy-dir", type=Path, default=None)
     parser.add_argument("--misses", action="store_true", help="print every prompt decided wrongly")
     parser.add_argument("--images", action="store_true", help="also time the image check per frame")
@@ -113,7 +113,7 @@ def main() -> int:
     stage = ContentStage("content", content, backends.__class__(backends.text, None), LocalAssetStore(tempfile.mkdtemp()))
     adult, teen = age.bands[Band.ADULT], age.bands[Band.TEEN_13_15]
 
-    files = sorted((ROOT / "bench").glob("content_prompts*.jsonl"), key=in_number_order) if args.all else [args.prompts]
+    files = sorted((ROOT / "policies" / "examples").glob("content_prompts*.jsonl"), key=in_number_order) if args.all else [args.prompts]
     for row in read_rows(files[0])[:20]:  # warm up
         stage.decide(PipelineItem(request=GenerationRequest(request_id="w", requester_account="a", prompt=row["prompt"])))
     results = {path: evaluate(stage, read_rows(path), adult, teen) for path in files}

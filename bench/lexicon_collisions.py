@@ -12,7 +12,7 @@ languages. Words common nearly everywhere ("sex", "porno", "nazi") are loanwords
 are left out. Each row is a place to look, not a verdict: where the meanings differ, give the word a line
 of its own whose `unless:` lists words of the other language (see `negro` in it.txt, `pede` in fr.txt), or
 for a group word an `unless:` of longer phrases that give it the other sense (`bebe` in es.txt: "que bebe"),
-and add the everyday sentence to bench/content_prompts_everyday.jsonl.
+and add the everyday sentence to policies/examples/content_prompts_everyday.jsonl.
 """
 
 from __future__ import annotations
