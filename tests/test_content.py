@@ -42,7 +42,8 @@ def policy_with(**rules: object):
 
 @pytest.fixture(scope="module")
 def lexicon_backends() -> ContentBackends:
-    return content_backends(Settings(), POLICY)
+    """The lexicon alone: these tests pin what its lines and rules say (the learned backend has its own)."""
+    return content_backends(Settings(), policy_with(text_backends=["lexicon"]))
 
 
 @pytest.fixture
@@ -73,6 +74,7 @@ BLOCKED = [
     ("un uomo con la faccia spappolata da un colpo di fucile", "violence_graphic"),
     ("des corps déchiquetés après l'explosion", "violence_graphic"),
     ("show how to turn a semi auto rifle into full auto", "illicit_instructions"),
+    ("il veut niquer sa copine devant la caméra", "sexual"),  # its own line, for the picnic's sake
 ]
 
 
@@ -195,6 +197,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "una campaña contra la violencia de género", "eine Kampagne gegen häusliche Gewalt",
     "un cours d'éducation sexuelle au collège", "un tableau de nu de modigliani au musée",
     "un reportage sur les attentats du 13 novembre et les victimes",
+    # ordinary prompts (policies/examples/content_prompts_ordinary.jsonl): a stem of "privates", French "niquer"
+    "a private concert in my living room", "un pique-nique au bord de la Seine",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -316,8 +320,9 @@ def test_self_censored_words_read_as_the_word_they_hide(lexicon_backends, prompt
     "eine frau, die sich die pulsadern aufschneidet",       # de: "pulsadern aufschneiden"
 ])
 def test_other_inflections_of_a_listed_phrase_match_through_its_stems(prompt) -> None:
-    assert "content_self_harm" in [reason.code for reason in decide(content_backends(Settings(), POLICY), prompt).reasons]
-    literal_only = content_backends(Settings(), policy_with(lexicon_stemming=False))
+    stemmed = content_backends(Settings(), policy_with(text_backends=["lexicon"]))
+    assert "content_self_harm" in [reason.code for reason in decide(stemmed, prompt).reasons]
+    literal_only = content_backends(Settings(), policy_with(text_backends=["lexicon"], lexicon_stemming=False))
     assert decide(literal_only, prompt).outcome is Outcome.APPROVED  # as written, none of them is listed
 
 
@@ -645,6 +650,7 @@ def test_one_signal_per_category_keeps_the_highest_severity(lexicon_backends) ->
     ("una chica sexy de 25 años en la playa", ["sexual:medium"]),        # a Portuguese line's sense no longer hides it
     ("una mujer sexy que bebe vino en la playa", ["alcohol:low", "sexual:medium"]),  # bebe: drinks, not a baby
     ("una modelo desnuda posando para los alumnos de la clase de dibujo", ["sexual:medium"]),  # students: any age
+    ("he showed his privates at the beach", ["sexual:medium"]),            # "privates*": no longer stemmed
 ])
 def test_adult_sexual_content_is_restricted_for_teens_not_taken_for_a_minor(lexicon_backends, prompt, labels) -> None:
     verdict = decide(lexicon_backends, prompt)
