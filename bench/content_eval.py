@@ -23,14 +23,15 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from consumers.age import AgeRules, Band, allowed_label  # noqa: E402
-from consumers.content import ContentRules, ContentStage  # noqa: E402
+from consumers.content import ContentBackends, ContentRules, ContentStage, learned_example_paths  # noqa: E402
+from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.worker.catalog import content_backends  # noqa: E402
@@ -92,6 +93,28 @@ def evaluate(stage: ContentStage, rows: list[dict], adult, teen) -> Evaluation:
     return result
 
 
+class StagesLeavingOut:
+    """The content stage for one prompt file. With the learned backend, a file it trains on is judged by a
+    model trained on every other example file (leave one file out): a figure from a model that saw the
+    prompts it is judged on would say nothing about prompts nobody tuned it to."""
+
+    def __init__(self, content, backends) -> None:
+        self._content = content
+        self._backends = backends
+        self._examples = learned_example_paths(content) if "learned" in content.rules.text_backends else []
+        self.left_out = 0
+
+    def __call__(self, path: Path) -> ContentStage:
+        text = self._backends.text
+        if path.resolve() in {example.resolve() for example in self._examples}:
+            self.left_out += 1
+            kept = [example for example in self._examples if example.resolve() != path.resolve()]
+            learned = LearnedTextClassifier(read_examples(kept), self._content.rules.learned_review_at,
+                                            examples_version(kept))
+            text = [learned if backend.name == "learned" else backend for backend in text]
+        return ContentStage("content", self._content, ContentBackends(text, None), LocalAssetStore(tempfile.mkdtemp()))
+
+
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -100,23 +123,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=Path, default=ROOT / "policies" / "examples" / "content_prompts.jsonl")
     parser.add_argument("--all", action="store_true",
-                        help="one line per prompt file of policies/examples/ (content_prompts*.jsonl): run after a lexicon change")
+                        help="one line per prompt file of policies/examples/ (content_prompts*.jsonl): run after "
+                             "a lexicon change")
     parser.add_argument("--policy-dir", type=Path, default=None)
     parser.add_argument("--misses", action="store_true", help="print every prompt decided wrongly")
     parser.add_argument("--images", action="store_true", help="also time the image check per frame")
+    parser.add_argument("--without-learned", action="store_true",
+                        help="leave the learned backend out of the policy's text backends (the lexicon alone)")
     args = parser.parse_args()
 
     settings = Settings(policy_dir=args.policy_dir)
     content = load_policy(policy_path("content", args.policy_dir), ContentRules, expected_stage="content")
+    if args.without_learned:
+        content = replace(content, rules=content.rules.model_copy(
+            update={"text_backends": [b for b in content.rules.text_backends if b != "learned"]}))
     age = load_policy(policy_path("age", args.policy_dir), AgeRules, expected_stage="age").rules
     backends = content_backends(settings, content)
-    stage = ContentStage("content", content, backends.__class__(backends.text, None), LocalAssetStore(tempfile.mkdtemp()))
     adult, teen = age.bands[Band.ADULT], age.bands[Band.TEEN_13_15]
 
-    files = sorted((ROOT / "policies" / "examples").glob("content_prompts*.jsonl"), key=in_number_order) if args.all else [args.prompts]
-    for row in read_rows(files[0])[:20]:  # warm up
-        stage.decide(PipelineItem(request=GenerationRequest(request_id="w", requester_account="a", prompt=row["prompt"])))
-    results = {path: evaluate(stage, read_rows(path), adult, teen) for path in files}
+    examples = sorted((ROOT / "policies" / "examples").glob("content_prompts*.jsonl"), key=in_number_order)
+    files = examples if args.all else [args.prompts]
+    stage_for = StagesLeavingOut(content, backends)
+    results = {}
+    for path in files:
+        stage = stage_for(path)
+        for row in read_rows(files[0])[:20]:  # warm up
+            stage.decide(PipelineItem(request=GenerationRequest(request_id="w", requester_account="a",
+                                                                prompt=row["prompt"])))
+        results[path] = evaluate(stage, read_rows(path), adult, teen)
+    if stage_for.left_out:
+        print(f"learned backend: each of {stage_for.left_out} example files judged by a model trained without it")
     if args.all:
         print_summary(results)
     else:

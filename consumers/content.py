@@ -8,6 +8,8 @@ frames of the generated video, and its sound (transcribed) through the text back
         severity >= block_at ............ reject: blocked for everyone (sexual_minors: always, at any severity)
         severity >= review_at ........... a person decides (gen.review); approved, it is labelled like the next
         otherwise ....................... label "category:severity" for the age stage, which allows it per band
+    a guess (the learned backend) of a category blocked or reviewed at any severity: a person decides, even
+        for sexual_minors; approved, it adds no label. A guess never blocks: the lexicon's signals still do
     a backend error or timeout .......... on_error: reject or review, never a pass
 
 The age stage decides on the union of these labels and the client's declared ones, so leaving
@@ -64,13 +66,17 @@ class MappedClass(BaseModel):
 class ContentRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text_backends: list[Literal["lexicon", "transformers", "http"]] = Field(default_factory=lambda: ["lexicon"],
-                                                                             min_length=1)
+    text_backends: list[Literal["lexicon", "learned", "transformers", "http"]] = Field(
+        default_factory=lambda: ["lexicon"], min_length=1)
     image_backend: Literal["nudenet"] | None = "nudenet"
     lexicon_files: list[str] = Field(default_factory=lambda: ["lexicons/content/en.txt"])
     lexicon_stemming: bool = Field(default=True, description=(
         "Also match each lexicon file's phrases in other inflections of their words (Snowball stemmer of the "
         "language the file is named after: en, it, es, fr, de, pt, ...)"))
+    learned_examples: list[str] = Field(default_factory=lambda: ["examples/content_prompts*.jsonl"], description=(
+        "Labelled prompts the learned backend is trained on: paths or glob patterns relative to the policy file"))
+    learned_review_at: float = Field(default=0.85, gt=0, le=1, description=(
+        "Least probability of harm for everyone at which the learned backend sends a text to a person"))
     categories: dict[Category, CategoryRule]
     image_classes: dict[str, MappedClass] = Field(default_factory=dict, description="NudeNet class -> meaning")
     transformers_labels: dict[str, MappedClass] = Field(default_factory=dict,
@@ -217,6 +223,10 @@ class ContentStage:
         blocked, reviewed, labels = set(), set(), set()
         for signal, _ in findings.signals:
             rule = rules.categories[signal.category]
+            if signal.guess:  # a person confirms a guess; approved, it leaves nothing behind
+                if signal.category is Category.SEXUAL_MINORS or rule.block_at or rule.review_at:
+                    reviewed.add(signal.category)
+                continue
             if signal.category is Category.SEXUAL_MINORS or _at_least(signal.severity, rule.block_at):
                 blocked.add(signal.category)
             elif _at_least(signal.severity, rule.review_at):
@@ -254,3 +264,16 @@ def _at_least(severity: Severity, floor: Severity | None) -> bool:
 
 def lexicon_paths(policy: LoadedPolicy[ContentRules]) -> list[Path]:
     return [Path(policy.path).parent / relative for relative in policy.rules.lexicon_files]
+
+
+def learned_example_paths(policy: LoadedPolicy[ContentRules]) -> list[Path]:
+    """The example files the learned backend trains on, sorted per pattern; a pattern that names no file raises
+    ValueError (a typo must not train a model on nothing)."""
+    folder = Path(policy.path).parent
+    paths: list[Path] = []
+    for pattern in policy.rules.learned_examples:
+        found = sorted(folder.glob(pattern))
+        if not found:
+            raise ValueError(f"policy {policy.policy_id}: learned_examples {pattern!r} names no file in {folder}")
+        paths.extend(found)
+    return paths

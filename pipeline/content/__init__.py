@@ -2,6 +2,7 @@
 
 signals.py            Category x Severity vocabulary, Signal, the classifier protocols, ClassifierError
 lexicon.py            the embedded offline text classifier: multilingual lexicons + rules (policies/lexicons/content)
+learned.py            an embedded text model trained on labelled example prompts (policies/examples): guesses, to review
 images.py             NudeNet (embedded, its ONNX detector ships in the wheel) for images and frames
 transformers_text.py  a sequence classifier from a local directory (any moderation model an operator has)
 http_moderation.py    a moderation service in the OpenAI moderation API's shape (timeouts, bounded retries)

@@ -53,12 +53,13 @@ class Signal:
     category: Category
     severity: Severity
     score: float
-    source: str  # which backend said it: lexicon, nudenet, transformers, http
+    source: str  # which backend said it: lexicon, nudenet, transformers, http, learned
     evidence: dict[str, Any] = field(default_factory=dict)  # matched phrases, classes, boxes: for reviewers only
+    guess: bool = False  # a learned model's hunch: at most sends to a person, never blocks, adds no label
 
     def record(self) -> dict[str, Any]:
         return {"category": self.category.value, "severity": self.severity.value, "score": round(self.score, 4),
-                "source": self.source, **self.evidence}
+                "source": self.source, **({"guess": True} if self.guess else {}), **self.evidence}
 
 
 class ClassifierError(Exception):

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from consumers.age import AgeRules, AgeStage
 from consumers.consent import ConsentRules, ConsentStage
-from consumers.content import ContentBackends, ContentRules, ContentStage, lexicon_paths
+from consumers.content import ContentBackends, ContentRules, ContentStage, learned_example_paths, lexicon_paths
 from consumers.generate import GenerateRules, GenerateStage
 from consumers.known_media import KnownMediaRules, KnownMediaStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
@@ -25,6 +25,7 @@ from pipeline.audit.store import AuditStore
 from pipeline.cases.takedowns import TakedownService
 from pipeline.content.http_moderation import HttpModerationClassifier
 from pipeline.content.images import NudeNetImageClassifier
+from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples
 from pipeline.content.lexicon import LexiconTextClassifier, read_content_lexicon
 from pipeline.content.signals import TextClassifier
 from pipeline.content.transcribers import shared_transcriber
@@ -121,6 +122,9 @@ def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> 
             paths = tuple(lexicon_paths(policy))
             text.append(_lexicon(paths, hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest(),
                                  rules.lexicon_stemming))
+        elif backend == "learned":
+            examples = tuple(learned_example_paths(policy))
+            text.append(_learned(examples, examples_version(examples), rules.learned_review_at))
         elif backend == "transformers":
             if settings.content_model_dir is None:
                 raise ValueError(f"policy {policy.policy_id} uses the transformers backend; set "
@@ -146,6 +150,12 @@ def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> 
 def _lexicon(paths: tuple[Path, ...], version: str, stemming: bool) -> LexiconTextClassifier:
     """Built once per set of files and version of their bytes: a policy reload after an edit rebuilds it."""
     return LexiconTextClassifier(read_content_lexicon(list(paths)), stemming=stemming)
+
+
+@functools.cache
+def _learned(paths: tuple[Path, ...], version: str, review_at: float) -> LearnedTextClassifier:
+    """Trained once per set of example files and version of their bytes: an edit retrains it on reload."""
+    return LearnedTextClassifier(read_examples(paths), review_at, version)
 
 
 @functools.cache
