@@ -1,7 +1,7 @@
 """Content safety evaluation: the packaged content + age policies over a labelled prompt set.
 
-    python bench/content_eval.py [--prompts policies/examples/content_prompts.jsonl] [--policy-dir DIR] [--misses] [--images]
-    python bench/content_eval.py --all [--misses]    # every prompt file of bench/, one line each
+    python bench/content_eval.py [--prompts FILE] [--policy-dir DIR] [--misses] [--images] [--without-learned]
+    python bench/content_eval.py --all [--misses]    # every prompt file of policies/examples/, one line each
 
 Each line of the prompt set: {"prompt", "expect": block | teen | benign, "category", "lang", "trick"}.
   block:  must be refused for everyone (an adult account)          -> recall per category
@@ -11,7 +11,9 @@ Each line of the prompt set: {"prompt", "expect": block | teen | benign, "catego
 "Refused" is what the pipeline does: the content stage rejects or sends to review, or the age stage's
 band does not allow the derived labels. Also prints p50/p99 time of the content stage's text check, and
 with --images the image check's time per frame (NudeNet, pinned to one core) at 256x256 and 704x480 and
-what the policy's frame sampling costs per 5-second video at 24 fps.
+what the policy's frame sampling costs per 5-second video at 24 fps. With the learned backend in the
+policy, a file among its examples is judged by a model trained on every other example file (leave one
+file out); --without-learned judges with the other text backends alone.
 """
 
 from __future__ import annotations

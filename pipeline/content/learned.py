@@ -2,7 +2,7 @@
 
     examples (policies/examples/*.jsonl, one {"prompt", "expect": block | teen | benign, "category"} a line)
       + each again inside a framing of its language ("a video of ...", "un vídeo de ...")
-      -> trained when the backend is built (a fraction of a second; no weights stored, nothing downloaded)
+      -> trained when the backend is built (about a second; no weights stored, nothing downloaded)
     text -> the lexicon's fold (case, accents, leetspeak, emoji) -> TF-IDF of character 3-5-grams (word
             edges) and word 1-2-grams -> logistic regression: P(harmful for everyone)
          -> P >= review_at (and three words or more): one Signal, guess=True, of the category a second
@@ -181,9 +181,9 @@ class _LinearTfidf:
         if not counts:
             return np.zeros(self._weights.shape[1])
         features = np.fromiter(counts, dtype=np.intp, count=len(counts))
-        values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self._idf[features]
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        values = (1.0 + np.log(tf)) * self._idf[features]
         return values @ self._weights[features] / np.sqrt(values @ values)
-
 
 
 def _with_framings(examples: list[Example]) -> list[Example]:
