@@ -11,6 +11,7 @@ import pytest
 
 from consumers.content import ContentBackends, ContentRules, ContentStage, learned_example_paths
 from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples
+from pipeline.content.lexicon import fold
 from pipeline.content.signals import Category, ClassifierError, Severity, Signal
 from pipeline.media.assets import LocalAssetStore
 from pipeline.settings import Settings
@@ -65,8 +66,6 @@ def test_a_wording_no_example_holds_gets_a_guess_of_the_right_category(learned) 
 
 def test_the_fast_probability_is_the_regressions_own(learned) -> None:
     """The backend scores a text's n-grams itself; it must be what sklearn's transform + predict_proba give."""
-    from pipeline.content.lexicon import fold
-
     for text in [*ORDINARY, *HARMFUL["self_harm"], "a young woman cutting her wrists with a razor", "zzz qqq",
                  "un vídeo de 🍆 y sangre", ""]:
         features = learned._features.transform([fold(text)])
@@ -174,6 +173,24 @@ def test_the_shipped_policy_trains_it_from_its_examples_and_sends_an_unseen_word
     for ordinary in ("me as an astronaut floating in space", "a cat dances on the beach at sunset",
                      "my sister and me baking cookies for christmas"):
         assert decide(backends.text, ordinary).outcome is Outcome.APPROVED
+
+
+def test_an_edited_examples_file_trains_a_new_model_on_the_next_build(tmp_path: Path) -> None:
+    """The catalog keeps one model per examples version: a policy reload after an edit learns the edit."""
+    (tmp_path / "examples").mkdir()
+    examples = write_examples(tmp_path / "examples", "content_prompts_mine.jsonl")
+    policy_file = tmp_path / "content.yaml"
+    policy_file.write_text(policy_path("content").read_text(encoding="utf-8"), encoding="utf-8")
+    policy = load_policy(policy_file, ContentRules)
+    policy = replace(policy, rules=policy.rules.model_copy(update={"text_backends": ["learned"]}))
+    first = content_backends(Settings(), policy).text[0]
+    assert content_backends(Settings(), policy).text[0] is first  # unchanged files: the same model
+    text = "a video of a lonely man swallowing rat poison on purpose"
+    before = first.probability(text)
+    with examples.open("a", encoding="utf-8") as added:
+        added.write(json.dumps({"prompt": text, "expect": "block", "category": "self_harm"}) + "\n")
+    second = content_backends(Settings(), policy).text[0]
+    assert second is not first and second.version != first.version and second.probability(text) > before
 
 
 class _Fixed:
