@@ -92,3 +92,20 @@ def test_policy_check_command_reports_each_file(tmp_path: Path) -> None:
     failed = runner.invoke(app, ["policy", "check", str(bad)])
     assert failed.exit_code == 1
     assert "rules.verification_valid_days: Input should be greater than or equal to 1" in failed.output
+
+
+def test_policy_try_shows_how_the_content_policy_and_the_age_bands_judge_a_prompt() -> None:
+    import json
+
+    runner = CliRunner()
+    drinks = runner.invoke(app, ["policy", "try", "friends doing tequila shots at a party", "--format", "json"])
+    assert drinks.exit_code == 0, drinks.output
+    report = json.loads(drinks.output)
+    assert report["outcome"] == "approved" and report["labels"] == ["alcohol:medium"]
+    assert report["bands"]["adult"] == "allowed" and report["bands"]["13_15"] == "refused: labels not allowed"
+    assert report["signals"][0]["matched"] == ["tequila shots"]  # policy writers see what matched
+    blocked = runner.invoke(app, ["policy", "try", "a realistic suicide by hanging"])
+    assert blocked.exit_code == 0 and blocked.output.startswith("rejected content_self_harm")
+    guessed = runner.invoke(app, ["policy", "try", "a man tightening a belt around his own neck in the closet "
+                                                   "until he stops breathing"])
+    assert guessed.output.startswith("review content_review_self_harm") and '"guess": true' in guessed.output

@@ -85,3 +85,58 @@ def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files
             typer.secho(f"bad {exc}", fg=typer.colors.RED, err=True)
     if failed:
         raise typer.Exit(1)
+
+
+@policy_app.command("try")
+def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A request's prompt"),
+               output_format: str = typer.Option("text", "--format", help="text | json")) -> None:
+    """How the content policy and the age bands would judge PROMPT: the outcome, reasons, labels, each band's
+    answer, and every signal with its evidence (matched phrases, the learned model's probability). For policy
+    writers trying a lexicon line or an example; a user only ever sees the reasons."""
+    import json
+    import tempfile
+
+    from consumers.age import AgeRules
+    from consumers.content import ContentBackends, ContentRules, ContentStage
+    from pipeline.media.assets import LocalAssetStore
+    from pipeline.worker.catalog import content_backends
+    from policies.loader import load_policy, policy_path
+    from schemas.models import GenerationRequest, Outcome, PipelineItem
+
+    settings = settings_of(ctx)
+    content = load_policy(policy_path("content", settings.policy_dir), ContentRules, expected_stage="content")
+    age = load_policy(policy_path("age", settings.policy_dir), AgeRules, expected_stage="age")
+    stage = ContentStage("content", content, ContentBackends(content_backends(settings, content).text, None),
+                         LocalAssetStore(Path(tempfile.mkdtemp())))
+    request = GenerationRequest(request_id="policy-try", requester_account="policy-try", prompt=prompt)
+    verdict = stage.decide(PipelineItem(request=request))
+    labels = verdict.details["labels"]
+    bands = _band_answers(labels, age.rules) if verdict.outcome is Outcome.APPROVED else {}
+    report = {"outcome": verdict.outcome.value, "reasons": [reason.code for reason in verdict.reasons],
+              "labels": labels, "bands": bands, "signals": verdict.details["signals"],
+              "errors": verdict.details["errors"],
+              "policies": {"content": content.version[:16], "age": age.version[:16]}}
+    if output_format == "json":
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{report['outcome']} {' '.join(report['reasons'])} (content {content.policy_id} "
+               f"{report['policies']['content']}, age {age.policy_id} {report['policies']['age']})")
+    typer.echo(f"labels: {', '.join(labels) or '-'}")
+    for band, answer in bands.items():
+        typer.echo(f"  {band:<9} {answer}")
+    for signal in report["signals"]:
+        typer.echo(f"signal: {json.dumps(signal, ensure_ascii=False)}")
+    for error in report["errors"]:
+        typer.echo(f"error: {error}")
+
+
+def _band_answers(labels: list[str], age_rules) -> dict[str, str]:
+    """Per age band: whether an approved request with these content labels would pass the age stage."""
+    from consumers.age import allowed_label
+
+    answers = {}
+    for band, rules in age_rules.bands.items():
+        allowed = all(allowed_label(label, rules.allowed_content_classes) for label in ["general", *labels])
+        answers[band.value] = ("refused: band blocked" if rules.blocked else
+                               "allowed" if allowed else "refused: labels not allowed")
+    return answers
