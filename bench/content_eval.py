@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumers.age import AgeRules, Band, allowed_label  # noqa: E402
+from consumers.age import AgeRules, Band, not_allowed_labels  # noqa: E402
 from consumers.content import ContentBackends, ContentRules, ContentStage, learned_example_paths  # noqa: E402
 from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
@@ -44,8 +44,7 @@ from schemas.models import GenerationRequest, Outcome, PipelineItem  # noqa: E40
 def refused_for(verdict, band_rules) -> bool:
     if verdict.outcome is not Outcome.APPROVED:
         return True
-    labels = ["general", *verdict.details["labels"]]
-    return not all(allowed_label(label, band_rules.allowed_content_classes) for label in labels)
+    return bool(not_allowed_labels(["general", *verdict.details["labels"]], band_rules))
 
 
 @dataclass

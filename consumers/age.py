@@ -21,6 +21,7 @@ while a video was being made still stops it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -110,6 +111,11 @@ def _effective(band: Band, rules: AgeRules) -> tuple[Band, BandRules]:
     """The band whose rules apply: unknown borrows the policy's stand-in band."""
     applied = rules.unknown_age_band if band is Band.UNKNOWN else band
     return applied, rules.bands[applied]
+
+
+def not_allowed_labels(labels: Iterable[str], band_rules: BandRules) -> list[str]:
+    """The labels a band's `allowed_content_classes` do not admit, in the order given."""
+    return [label for label in labels if not allowed_label(label, band_rules.allowed_content_classes)]
 
 
 def allowed_label(label: str, allowed: list[str]) -> bool:
@@ -225,7 +231,7 @@ class AgeStage:
             return refuse("content_unchecked", "The request's content was not checked, so its age rules cannot "
                                                "be applied.", "content_classes")
         labels = sorted(set(request.content_labels or ["general"]) | set(derived or ()))
-        not_allowed = [label for label in labels if not allowed_label(label, band_rules.allowed_content_classes)]
+        not_allowed = not_allowed_labels(labels, band_rules)
         if not_allowed:
             categories = sorted({label.split(":")[0] for label in not_allowed})
             return refuse("content_class_not_allowed",

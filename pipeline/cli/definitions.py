@@ -132,11 +132,9 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
 
 def _band_answers(labels: list[str], age_rules) -> dict[str, str]:
     """Per age band: whether an approved request with these content labels would pass the age stage."""
-    from consumers.age import allowed_label
+    from consumers.age import not_allowed_labels
 
-    answers = {}
-    for band, rules in age_rules.bands.items():
-        allowed = all(allowed_label(label, rules.allowed_content_classes) for label in ["general", *labels])
-        answers[band.value] = ("refused: band blocked" if rules.blocked else
-                               "allowed" if allowed else "refused: labels not allowed")
-    return answers
+    return {band.value: ("refused: band blocked" if rules.blocked else
+                         "refused: labels not allowed" if not_allowed_labels(["general", *labels], rules) else
+                         "allowed")
+            for band, rules in age_rules.bands.items()}
