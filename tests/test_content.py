@@ -396,7 +396,8 @@ def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_tee
 
 @pytest.mark.parametrize("prompt", ["a man shooting a puppy in the yard", "a vet shot dead in his clinic",
                                     "he kills her with a poisoned cookie", "a sniper with a rifle on a roof",
-                                    "a cat killing a mouse in the barn"])
+                                    "a cat killing a mouse in the barn", "a photo shoot where a model is shot dead",
+                                    "a soccer star shot dead after the match"])
 def test_benign_senses_stay_narrow(lexicon_backends, prompt) -> None:
     """A vaccination's "shots" and "killer cookies" are benign; shooting a puppy or a poisoned cookie is not."""
     assert any(label.startswith("violence:") for label in decide(lexicon_backends, prompt).details["labels"])
