@@ -134,7 +134,7 @@ class LearnedTextClassifier:
 
     def probability(self, text: str) -> float:
         """P(harmful for everyone) of one text: what the regression's predict_proba gives on the features."""
-        return 1.0 / (1.0 + math.exp(-float(self._scores(text)[0])))
+        return _sigmoid(self._scores(text)[0])
 
     def category_probabilities(self, text: str) -> dict[str, float]:
         """P(category | harmful) of one text: the category regression's predict_proba."""
@@ -143,7 +143,7 @@ class LearnedTextClassifier:
     def _by_category(self, scores: np.ndarray) -> dict[str, float]:
         names = [str(name) for name in self._category.classes_]
         if len(names) == 2:  # sklearn keeps one column for two classes: P(second) is its sigmoid
-            second = 1.0 / (1.0 + math.exp(-float(scores[0])))
+            second = _sigmoid(scores[0])
             return {names[0]: 1.0 - second, names[1]: second}
         exp = np.exp(scores - scores.max())  # more classes: a softmax over one column each
         return dict(zip(names, (exp / exp.sum()).tolist()))
@@ -153,7 +153,7 @@ class LearnedTextClassifier:
             return []
         try:
             scores = self._scores(text)
-            probability = 1.0 / (1.0 + math.exp(-float(scores[0])))
+            probability = _sigmoid(scores[0])
             if probability < self.review_at:
                 return []
             by_category = self._by_category(scores[1:])
@@ -184,6 +184,11 @@ class _LinearTfidf:
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         values = (1.0 + np.log(tf)) * self._idf[features]
         return values @ self._weights[features] / np.sqrt(values @ values)
+
+
+def _sigmoid(score: float) -> float:
+    """A binary logistic regression's probability of its second class from its decision score."""
+    return 1.0 / (1.0 + math.exp(-float(score)))
 
 
 def _with_framings(examples: list[Example]) -> list[Example]:
