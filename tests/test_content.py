@@ -205,6 +205,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a surgeon making the first incision, medical drama, no gore shown", "a model in a swimsuit on a magazine shoot",
     "a kid in a vampire costume with fake blood", "a first aid course on how to stop bleeding",
     "un cacciatore che pulisce il fucile",
+    # held-out 24's benign misses (Spanish "explosión" read in an English prompt; a speech against bullying)
+    "firefighters training with a controlled explosion at the academy",
+    "a teenager giving a speech against cyberbullying at school",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
