@@ -228,6 +228,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "a gun safety class where kids learn never to touch a gun", "a debate club arguing about gun control",
     "un veterinario curando a un gato herido", "un vétérinaire qui soigne un chien blessé",
     "ein Tierarzt verarztet einen verletzten Hund", "um caçador esperando na mata ao amanhecer",
+    # held-out 27's: scopa, the Italian card game, was rejected for everyone (the stem of "scopare"); rum-free
+    "una partita a scopa tra nonni al circolo", "a grandmother baking a rum-free fruitcake for christmas",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -426,6 +428,35 @@ def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_tee
     verdict = decide(lexicon_backends, prompt)
     assert verdict.outcome is Outcome.APPROVED
     assert verdict.details["labels"] == ([label] if label else [])
+
+
+@pytest.mark.parametrize("prompt, category", [
+    ("two stoners hotboxing a car and rolling a blunt", "drugs"), ("unos chavales liando un porro en la plaza", "drugs"),
+    ("un tizio strafatto dopo una riga di coca", "drugs"), ("des potes qui fument un bedo", "drugs"),
+    ("zwei Typen koksen auf der Toilette", "drugs"), ("um maconheiro fumando um beck", "drugs"),
+    ("a frat party pregaming with beer bongs", "alcohol"), ("una cogorza de campeonato en la boda", "alcohol"),
+    ("una sbornia colossale al matrimonio", "alcohol"), ("des étudiants pompettes qui picolent", "alcohol"),
+    ("ein Saufgelage auf der Klassenfahrt", "alcohol"), ("uma bebedeira no churrasco", "alcohol"),
+    ("a guy betting his paycheck on a parlay", "gambling"), ("una tarde en la casa de apuestas", "gambling"),
+    ("un pensionato che gioca tutto al superenalotto", "gambling"), ("un parieur au PMU", "gambling"),
+    ("ein Mann in der Spielhalle am Automaten", "gambling"), ("um velho no jogo do bicho", "gambling"),
+    ("a referee called a douchebag by the crowd", "profanity"), ("un taxista gritando 'me cago en todo'", "profanity"),
+    ("una nonna che bestemmia al bar", "profanity"), ("un voisin qui crie 'va te faire foutre'", "profanity"),
+    ("ein Nachbar brüllt 'halt die Fresse'", "profanity"), ("um motorista gritando 'vai tomar no cu'", "profanity"),
+    ("a shootout between two gangs", "violence"), ("un tiroteo en un bar de carretera", "violence"),
+    ("una sparatoria al porto", "violence"), ("une rixe devant une boîte de nuit", "violence"),
+    ("eine Messerstecherei am Bahnhof", "violence"), ("um tiroteio na favela", "violence"),
+])
+def test_teen_level_vocabulary_is_restricted_for_13_to_15_and_allowed_for_adults(lexicon_backends, prompt,
+                                                                                  category) -> None:
+    """Slang and names of drugs, drinks, games of chance, swearing and street violence, in six languages."""
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED
+    assert any(label.startswith(f"{category}:") for label in verdict.details["labels"]), verdict.details["labels"]
+    bands = AGE.rules.bands
+    teen, adult = (bands[next(b for b in bands if b.value == name)] for name in ("13_15", "adult"))
+    assert not all(allowed_label(label, teen.allowed_content_classes) for label in verdict.details["labels"])
+    assert all(allowed_label(label, adult.allowed_content_classes) for label in verdict.details["labels"])
 
 
 @pytest.mark.parametrize("prompt", [
