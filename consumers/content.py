@@ -75,7 +75,7 @@ class ContentRules(BaseModel):
         "language the file is named after: en, it, es, fr, de, pt, ...)"))
     learned_examples: list[str] = Field(default_factory=lambda: ["examples/content_prompts*.jsonl"], description=(
         "Labelled prompts the learned backend is trained on: paths or glob patterns relative to the policy file"))
-    learned_review_at: float = Field(default=0.85, gt=0, le=1, description=(
+    learned_review_at: float = Field(default=0.90, gt=0, le=1, description=(
         "Least probability of harm for everyone at which the learned backend sends a text to a person"))
     categories: dict[Category, CategoryRule]
     image_classes: dict[str, MappedClass] = Field(default_factory=dict, description="NudeNet class -> meaning")

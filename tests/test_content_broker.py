@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from consumers.content import ContentRules
 from pipeline.cli import app
 from pipeline.settings import Settings
-from policies.loader import policy_path
+from policies.loader import load_policy, policy_path
 from tests import face_fixtures as photos
 from tests.conftest import policies_with, settings_env
+
+POLICY_REVIEW_AT = load_policy(policy_path("content"), ContentRules).rules.learned_review_at
 
 pytestmark = [pytest.mark.broker, pytest.mark.stages("consent", "content", "likeness", "age", "publish")]
 
@@ -68,7 +71,7 @@ def test_a_teens_explicit_request_is_rejected_and_an_adults_tricky_benign_one_pu
     assert [(p["request_id"], p["stage"], p["reasons"][0]["code"]) for p in parked] == [
         ("adult-guess", "content", "content_review_self_harm")]
     signal = parked[0]["item"]["decisions"][-1]["details"]["signals"][0]
-    assert signal["source"] == "learned" and signal["guess"] is True and signal["probability"] >= 0.85
+    assert signal["source"] == "learned" and signal["guess"] is True and signal["probability"] >= POLICY_REVIEW_AT
     assert "adult-guess" not in [p["request_id"] for p in read_topic("feed.published").settle(2)]
     cli(live, "review", "reject", "adult-guess", "--reviewer", "rita", "--note", "suicide method")
     rejected = {r["request_id"]: r for r in read_topic("gen.rejected").wait_for_count(5, timeout=60)}
