@@ -446,6 +446,7 @@ def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_tee
     ("a shootout between two gangs", "violence"), ("un tiroteo en un bar de carretera", "violence"),
     ("una sparatoria al porto", "violence"), ("une rixe devant une boîte de nuit", "violence"),
     ("eine Messerstecherei am Bahnhof", "violence"), ("um tiroteio na favela", "violence"),
+    ("a twerking contest at a strip club", "sexual"),
 ])
 def test_teen_level_vocabulary_is_restricted_for_13_to_15_and_allowed_for_adults(lexicon_backends, prompt,
                                                                                   category) -> None:
