@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from consumers.content import ContentRules  # noqa: E402
-from pipeline.content.signals import SEVERITY_ORDER, Severity  # noqa: E402
+from pipeline.content.signals import Severity  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.worker.catalog import content_backends  # noqa: E402
 from policies.loader import load_policy, policy_path  # noqa: E402
@@ -75,8 +75,8 @@ def _by_category(labels: list[str]) -> dict[str, int]:
 
 
 def _strongest(labels: list[str], category: str) -> int:
-    return max((SEVERITY_ORDER.index(Severity(label.split(":")[1])) for label in labels
-                if label.split(":")[0] == category), default=-1)
+    return max((Severity(label.split(":")[1]).rank for label in labels if label.split(":")[0] == category),
+               default=-1)
 
 
 def main() -> int:
