@@ -230,6 +230,9 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "ein Tierarzt verarztet einen verletzten Hund", "um caçador esperando na mata ao amanhecer",
     # held-out 27's: scopa, the Italian card game, was rejected for everyone (the stem of "scopare"); rum-free
     "una partita a scopa tra nonni al circolo", "a grandmother baking a rum-free fruitcake for christmas",
+    # examples6's: a cook's knife in Italian, French and Portuguese
+    "un cuoco che affila il coltello prima del servizio", "un cuisinier qui aiguise son couteau avant le service",
+    "um cozinheiro afiando a faca antes do serviço",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -465,6 +468,8 @@ def test_teen_level_vocabulary_is_restricted_for_13_to_15_and_allowed_for_adults
     "un homme qui tue sa femme", "un uomo che uccide il suo vicino", "un chasseur qui braque son fusil sur un enfant",
     "ein Jäger richtet das Gewehr auf einen Wanderer", "un hombre que mata a su vecino",
     "un ladrón dejó herido al cajero", "un homme blessé par balle dans la rue",
+    "un uomo minaccia la moglie con un coltello", "un homme menace sa femme avec un couteau",
+    "um homem ameaça a esposa com uma faca",
 ])
 def test_the_word_next_to_a_person_is_still_violence(lexicon_backends, prompt) -> None:
     """Moving a word to a line of its own (goals, targets, tennis points, a fish, hunters' safety) keeps it
