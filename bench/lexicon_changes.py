@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumers.content import ContentRules  # noqa: E402
+from consumers.content import ContentRules, label_of  # noqa: E402
 from pipeline.content.signals import Severity  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.worker.catalog import content_backends  # noqa: E402
@@ -67,7 +67,7 @@ def changes(before_dir: Path, after_dir: Path) -> list[Change]:
 
 
 def _labels(lexicon, prompt: str) -> list[str]:
-    return sorted(f"{signal.category.value}:{signal.severity.value}" for signal in lexicon.classify(prompt))
+    return sorted(label_of(signal) for signal in lexicon.classify(prompt))
 
 
 def _by_category(labels: list[str]) -> dict[str, int]:
