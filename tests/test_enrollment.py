@@ -43,6 +43,7 @@ class CountingEmbedder:
 
     def __init__(self, inner: DlibEmbedder) -> None:
         self.inner, self.name, self.dimension, self.calls = inner, inner.name, inner.dimension, 0
+        self.unscaled_min_face = inner.unscaled_min_face
 
     def faces(self, rgb, min_face_size=None, memory=None):
         self.calls += 1

@@ -10,7 +10,8 @@ import pytest
 
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
 from pipeline.audit.db import make_engine, make_sessionmaker, upgrade
-from pipeline.likeness.faces import DlibEmbedder, InsightFaceEmbedder, SameFaceMemory, upsamples_for
+from pipeline.likeness.faces import (DetectedFace, DlibEmbedder, InsightFaceEmbedder, SameFaceMemory, SmallFaceSchedule,
+                                     upsamples_for)
 from pipeline.likeness.galleries import CAMEOS, PUBLIC_FIGURES, GallerySearch, GalleryStore
 from pipeline.media.assets import LocalAssetStore
 from policies.loader import load_policy, policy_path
@@ -149,6 +150,40 @@ def test_the_policy_sets_the_smallest_face_the_check_must_find(tmp_path: Path, d
     coarse.enrol(PUBLIC_FIGURES, "Eileen Collins", photos.astronaut())
     verdict = coarse.check_photo(frame)
     assert verdict.outcome is Outcome.APPROVED and verdict.details["faces"] == []
+
+
+def test_small_faces_are_searched_every_other_sampled_frame_and_followed_once_seen() -> None:
+    schedule = SmallFaceSchedule(min_face_size=40, every=2, unscaled_min_face=80)
+    small, large = DetectedFace((0, 0, 43, 43), 1.0, np.zeros(2)), DetectedFace((0, 0, 120, 120), 1.0, np.zeros(2))
+    sizes = []
+    for shown in ([], [], [large], [], [small], [small], [], [], []):
+        sizes.append(schedule.next_size())
+        schedule.found(shown)
+    assert sizes == [40, 80, 40, 80, 40, 40, 40, 80, 40]  # after a small face: every frame until one without
+    assert [SmallFaceSchedule(40, 1, 80).next_size() for _ in range(3)] == [40, 40, 40]
+    assert SmallFaceSchedule(40, 2, None).next_size() == 40  # a backend for which size costs nothing
+    coarse = SmallFaceSchedule(80, 2, 80)
+    assert [coarse.next_size() for _ in range(2)] == [80, 80]
+
+
+def test_a_small_face_entering_a_video_is_caught_on_the_next_full_search(tmp_path: Path, dlib_embedder) -> None:
+    """The public figure ~43 px across from the second sampled frame on: the shipped policy does not double that
+    frame (every other one), finds her on the third and rejects; every frame doubled finds her on the second."""
+    frames = [np.full((480, 704, 3), 128, np.uint8)] * 8 + [photos.small_astronaut(0.5)] * 17
+    video = photos.mp4_bytes(frames)
+    assert POLICY.rules.small_face_every == 2 and POLICY.rules.frame_every == 8
+    verdicts = {}
+    for every in (2, 1):
+        (tmp_path / str(every)).mkdir()
+        world = Pipeline(tmp_path / str(every), dlib_embedder,
+                         replace(POLICY, rules=POLICY.rules.model_copy(update={"small_face_every": every})))
+        world.enrol(PUBLIC_FIGURES, "Eileen Collins", photos.astronaut())
+        verdicts[every] = world.check_output(video)
+    shipped, dense = verdicts[2], verdicts[1]
+    assert codes(shipped) == ["public_figure_face"] and codes(dense) == ["public_figure_face"]
+    assert [s["min_face_size"] for s in shipped.details["faces_searched"]] == [40, 80, 40, 40]
+    assert [f["frame"] for f in shipped.details["faces"]] == [16, 24]
+    assert [f["frame"] for f in dense.details["faces"]] == [8, 16, 24]
 
 
 def test_prompt_names_are_rejected_with_the_entry_named(pipeline: Pipeline) -> None:

@@ -92,6 +92,37 @@ class SameFaceMemory:
         return float(self._per_block(self._block_means(np.abs(first - second))).max())
 
 
+class SmallFaceSchedule:
+    """How small a face each sampled frame of one video is searched for.
+
+    Below a backend's `unscaled_min_face` (dlib: 80 px) the frame has to be upsampled, and each doubling costs
+    ~4x the detection (dlib: 0.090 instead of 0.023 s a 704x480 frame here; most of likeness-post's CPU). The
+    people of a video stay on screen over many sampled frames (a third of a second apart as shipped), so the
+    search down to `min_face_size` runs on every `every`-th sampled frame, and on the frame after any frame
+    where a face under the unscaled size was found (a small face, once seen, is followed on every frame); the
+    frames between are searched from the unscaled size. every = 1 searches every frame down to min_face_size.
+    """
+
+    def __init__(self, min_face_size: int, every: int, unscaled_min_face: int | None) -> None:
+        self.min_face_size = min_face_size
+        self.every = every
+        self._unscaled = unscaled_min_face
+        self._position = 0
+        self._small_face_seen = False
+
+    def next_size(self) -> int:
+        """The smallest face to look for on the next sampled frame (call once per frame, in order)."""
+        position, self._position = self._position, self._position + 1
+        if self._unscaled is None or self._small_face_seen or position % self.every == 0:
+            return self.min_face_size
+        return max(self.min_face_size, self._unscaled)
+
+    def found(self, faces: list[DetectedFace]) -> None:
+        """The faces the last frame showed, whatever their detection score."""
+        self._small_face_seen = self._unscaled is not None and any(
+            face.box[2] - face.box[0] < self._unscaled for face in faces)
+
+
 def _embedding(crop: np.ndarray, describe: Callable[[np.ndarray], np.ndarray],
                memory: SameFaceMemory | None) -> tuple[np.ndarray, Any]:
     return memory.embedding(crop, describe) if memory is not None else (describe(crop), None)
@@ -100,6 +131,7 @@ def _embedding(crop: np.ndarray, describe: Callable[[np.ndarray], np.ndarray],
 class FaceEmbedder(Protocol):
     name: str
     dimension: int
+    unscaled_min_face: int | None  # the smallest face found without upsampling (None: size costs nothing)
 
     def faces(self, rgb: np.ndarray, min_face_size: int | None = None,
               memory: SameFaceMemory | None = None) -> list[DetectedFace]:
@@ -109,9 +141,14 @@ class FaceEmbedder(Protocol):
         ...
 
 
+DLIB_SMALLEST_FACE = 80
+"""dlib's HOG window: the smallest face, in pixels across, it finds without upsampling the image."""
+
+
 class DlibEmbedder:
     name = "dlib"
     dimension = 128
+    unscaled_min_face = DLIB_SMALLEST_FACE
 
     def __init__(self, upsample: int = 1) -> None:
         import dlib
@@ -154,10 +191,6 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
-DLIB_SMALLEST_FACE = 80
-"""dlib's HOG window: the smallest face, in pixels across, it finds without upsampling the image."""
-
-
 def upsamples_for(min_face_size: int) -> int:
     """How often dlib must double the image to find faces of `min_face_size` pixels: each doubling finds
     faces half as small and costs about 4x the detection time (bench/RESULTS.md)."""
@@ -166,6 +199,7 @@ def upsamples_for(min_face_size: int) -> int:
 
 class InsightFaceEmbedder:
     name = "insightface"
+    unscaled_min_face = None  # SCRFD runs at one input size whatever the smallest face
 
     def __init__(self, detector_model: Path, recognizer_model: Path, detection_threshold: float = 0.5,
                  input_size: tuple[int, int] = (640, 640)) -> None:
