@@ -34,6 +34,8 @@ from consumers.generate import GenerateRules, GenerateStage  # noqa: E402
 from pipeline.generation.generator import DiffusersVideoGenerator, GeneratorConfig  # noqa: E402
 from pipeline.generation.tiny_generator import build_tiny_ltx, full_size_random_ltx  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
+from pipeline.provenance.marking import MarkPlan  # noqa: E402
+from pipeline.provenance.watermarks import InvisibleMarkStyle, VisibleMarkStyle  # noqa: E402
 from pipeline.state.consent_registry import InMemoryConsentRegistry  # noqa: E402
 from policies.loader import LoadedPolicy  # noqa: E402
 from schemas.models import GenerationRequest, Outcome, PipelineItem  # noqa: E402
@@ -58,10 +60,13 @@ class TimedGenerator:
 
 
 def run(generator: DiffusersVideoGenerator, items: list[PipelineItem], rules: GenerateRules, store,
-        keep_verdicts: bool = False) -> dict:
+        keep_verdicts: bool = False, marked: bool = True) -> dict:
     timed = TimedGenerator(generator)
     policy = LoadedPolicy(policy_id="bench", stage="generate", version="bench", path=Path("bench"), rules=rules)
-    stage = GenerateStage(policy, timed, InMemoryConsentRegistry(), store)
+    # As a worker builds it when a provenance stage follows: both marks drawn before the one encode (the styles'
+    # defaults are the shipped provenance policy's; its loader's imports are not on the GPU machine).
+    marks = MarkPlan("bench", "bench", VisibleMarkStyle(), InvisibleMarkStyle())
+    stage = GenerateStage(policy, timed, InMemoryConsentRegistry(), store, marks=lambda: marks if marked else None)
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     verdicts = []
     for start in range(0, len(items), stage.batch_size):  # what the worker hands the stage per poll
@@ -150,11 +155,12 @@ def full_ltx(args: argparse.Namespace) -> None:
     baseline = diffusers_call("diffusers' own call, same arguments", args.baseline_repeats)
     store = LocalAssetStore(Path(tempfile.mkdtemp(prefix="trustreel-bench-full-")))
     with UtilisationSampler() as sampler:
-        figures = run(generator, items, rules, store, keep_verdicts=True)
+        figures = run(generator, items, rules, store, keep_verdicts=True, marked=not args.no_marks)
     for verdict in figures["verdicts"]:
         timings = verdict.details["timings"]
         print(f"  {verdict.details['batch']['requests']}: pipeline call {timings['video_seconds']:.2f} s, "
-              f"encode + store {timings['encode_seconds']:.2f} s ({verdict.details['video']['bytes']} bytes)")
+              f"marks + encode + store {timings['encode_seconds']:.2f} s ({verdict.details['video']['bytes']} bytes, "
+              f"marked: {'marks' in verdict.details})")
     per_video = figures["wall_seconds"] / len(items)
     nvml = f", NVML utilisation {sampler.mean:.0%}" if sampler.mean is not None else ""
     print(f"generate stage: {per_video:.2f} s per video = {per_video / baseline:.2f}x diffusers' own call "
@@ -186,6 +192,8 @@ def main() -> None:
     parser.add_argument("--batches-per-poll", type=int, default=3)
     parser.add_argument("--baseline-repeats", type=int, default=3)
     parser.add_argument("--show-from-pipe-cast", action="store_true")
+    parser.add_argument("--no-marks", action="store_true",
+                        help="--full-ltx: leave the provenance marks to the provenance stage (as before)")
     args = parser.parse_args()
     defaults = ({"requests": 6, "batch_size": 1, "steps": 20, "width": 704, "height": 480} if args.full_ltx else
                 {"requests": 16, "batch_size": 8, "steps": 4, "width": 64, "height": 64})

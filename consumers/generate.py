@@ -9,7 +9,8 @@
                                    the worker hands over batches_per_poll of them at a time
       -> generator.generate(batch)  retried up to max_attempts; out of memory splits the batch;
                                     still failing -> reject with the reason (exactly one outcome)
-      -> encode MP4 (+ audio when the pipeline makes any) -> asset store -> assets["video"]
+      -> provenance marks drawn (pipeline.provenance.marking; details["marks"]) -> encode MP4 (+ audio when
+         the pipeline makes any) -> asset store -> assets["video"]
          on a small thread pool, while the next GPU batch is already generating: the GPU does not
          wait for x264 (verdicts still come back in arrival order, after every video is stored)
 
@@ -25,7 +26,7 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.generation.batching import compatible_batches
 from pipeline.generation.generator import GenerationJob, GenerationTimeout, RenderSpec, VideoGenerator
 from pipeline.media.assets import AssetIntegrityError, AssetStore
-from pipeline.media.video_files import VideoEncoding, encode_mp4
+from pipeline.media.video_files import AudioTrack, VideoEncoding, encode_mp4, encode_yuv, yuv_from_rgb
+from pipeline.provenance.marking import MarkPlan
 from pipeline.runtime.stage import Verdict
 from pipeline.state.consent_registry import ConsentRegistry
 from policies.loader import LoadedPolicy
@@ -62,6 +64,8 @@ class GenerateRules(BaseModel):
     encode_threads: int = Field(default=2, ge=1, le=64, description="Videos encoded and stored at a time")
     x264_preset: str = Field(default="veryfast", pattern="^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$")
     x264_crf: int = Field(default=23, ge=0, le=51, description="Quality of the stored video (lower is better)")
+    x264_subme: int | None = Field(default=1, ge=0, le=11, description="Sub-pixel motion refinement (None: the "
+                                                                       "preset's own)")
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout_seconds: float = Field(default=600.0, gt=0)
 
@@ -86,11 +90,14 @@ class GenerateStage:
     name = "generate"
 
     def __init__(self, policy: LoadedPolicy[GenerateRules], generator: VideoGenerator, cameos: ConsentRegistry,
-                 assets: AssetStore) -> None:
+                 assets: AssetStore, marks: Callable[[], MarkPlan | None] = lambda: None) -> None:
+        """`marks`: the provenance marks to draw before the one encode (read per video, so a changed provenance
+        policy applies to the next video; None: the provenance stage marks and encodes again)."""
         self.policy = policy
         self._generator = generator
         self._cameos = cameos
         self._assets = assets
+        self._marks = marks
         self.batch_size = policy.rules.batch_size * policy.rules.batches_per_poll  # what the worker takes
         self.batch_wait_seconds = policy.rules.batch_wait_seconds
         self._finishing = ThreadPoolExecutor(max_workers=policy.rules.encode_threads,
@@ -199,8 +206,8 @@ class GenerateStage:
         spec = plan.job.spec
         rules = self.policy.rules
         started = time.perf_counter()
-        encoded = encode_mp4(video.frames, spec.fps, video.audio,
-                             VideoEncoding(preset=rules.x264_preset, crf=rules.x264_crf))
+        encoded, marks = encode_generated(video.frames, video.audio, spec.fps, plan.job.request_id,
+                                          encoding_of(rules), self._marks())
         reference = self._assets.put(encoded, "video/mp4")
         timings = {**video.timings, "encode_seconds": round(time.perf_counter() - started, 4)}
         audio = ({"muxed": True, "seconds": round(video.audio.seconds, 3), "sample_rate": video.audio.sample_rate}
@@ -216,7 +223,25 @@ class GenerateStage:
             "attempts": attempts, "video": {"sha256": reference.sha256, "bytes": len(encoded),
                                             "frames": int(video.frames.shape[0])},
         }
+        if marks is not None:
+            details["marks"] = marks
         return Verdict(outcome=Outcome.APPROVED, details=details, assets={"video": reference})
+
+
+def encoding_of(rules: GenerateRules) -> VideoEncoding:
+    return VideoEncoding(preset=rules.x264_preset, crf=rules.x264_crf, subme=rules.x264_subme)
+
+
+def encode_generated(frames: np.ndarray, audio: AudioTrack | None, fps: int, request_id: str,
+                     encoding: VideoEncoding, plan: MarkPlan | None) -> tuple[bytes, dict[str, Any] | None]:
+    """The MP4 the generate stage stores, with the provenance marks drawn on the encoder's own planes when there
+    are any (and the frames are large enough to carry them); the marks' record for the decision."""
+    if plan is not None:
+        planes = yuv_from_rgb(frames)
+        if plan.fits(planes):
+            marks = plan.apply(planes, fps, request_id)
+            return encode_yuv(planes, fps, audio, encoding), marks
+    return encode_mp4(frames, fps, audio, encoding), None
 
 
 def seed_for(request_id: str) -> int:

@@ -1,9 +1,12 @@
 """Provenance stage: every published video says, verifiably, that it is AI-generated and by whom.
 
-    assets["video"] (hash checked) -> decode frames (as stored: 4:2:0 YUV, never converted to RGB) + audio
-      -> burn the visible mark (policy: text, corner or moving, size, opacity)
-      -> embed the invisible watermark id (derived from the request id; also a C2PA soft binding)
-      -> encode MP4 -> sign a C2PA manifest: c2pa.created by a trainedAlgorithmicMedia model,
+    assets["video"] (hash checked)
+      -> marked at generation (the generate decision's details["marks"], pipeline.provenance.marking): as it is
+         else: decode frames (as stored: 4:2:0 YUV, never converted to RGB) + audio
+               -> burn the visible mark (policy: text, corner or moving, size, opacity)
+               -> embed the invisible watermark id (derived from the request id; also a C2PA soft binding)
+               -> encode MP4 (policy: encoding)
+      -> sign a C2PA manifest: c2pa.created by a trainedAlgorithmicMedia model,
                                              moderation summary (stages, outcomes, policy versions),
                                              opted-in protected works and their holders (attribution)
       -> verify before passing on: manifest valid (trusted when anchors are configured),
@@ -14,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from importlib import metadata
 from typing import Any, Callable
@@ -26,11 +28,11 @@ from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.provenance.content_credentials import (SigningConfig, SigningUnavailable, build_manifest, load_signer,
                                           read_credentials, sign_mp4)
 from pipeline.media.frames import UnreadableMedia, frames_of
-from pipeline.media.video_files import decode_yuv, encode_yuv
+from pipeline.media.video_files import VideoEncoding, decode_yuv, encode_yuv
 from pipeline.provenance.ledger import ProvenanceLedger, ProvenanceMark
+from pipeline.provenance.marking import MarkPlan
 from pipeline.runtime.stage import Verdict
-from pipeline.provenance.watermarks import (MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, burn_visible_mark,
-                                 embed_payload, read_payload)
+from pipeline.provenance.watermarks import MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, read_payload
 from policies.loader import LoadedPolicy
 from schemas.models import Outcome, PipelineItem, Reason
 
@@ -53,12 +55,27 @@ class InvisibleMarkRules(BaseModel):
     payload_bits: int = Field(default=32, ge=8, le=64, multiple_of=8)
 
 
+class EncodingRules(BaseModel):
+    """x264 settings of the signed file: it is encoded again after the marks are drawn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x264_preset: str = Field(default="veryfast", pattern="^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$")
+    x264_crf: int = Field(default=23, ge=0, le=51, description="Quality of the published video (lower is better)")
+    x264_subme: int | None = Field(default=1, ge=0, le=11, description="Sub-pixel motion refinement (None: the "
+                                                                       "preset's own)")
+
+    def encoding(self) -> VideoEncoding:
+        return VideoEncoding(preset=self.x264_preset, crf=self.x264_crf, subme=self.x264_subme)
+
+
 class ProvenanceRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     claim_generator: str = "trustreel"
     visible: VisibleMarkRules = Field(default_factory=VisibleMarkRules)
     invisible: InvisibleMarkRules = Field(default_factory=InvisibleMarkRules)
+    encoding: EncodingRules = Field(default_factory=EncodingRules)
     include_prompt: bool = Field(default=False, description="Put the prompt in the manifest (personal data)")
     include_requester: bool = Field(default=False, description="Put the requester account in the manifest")
 
@@ -68,9 +85,11 @@ READ_BACK_EVERY = 3
 over all frames, for a third of the work."""
 
 
-def watermark_id_for(request_id: str, bits: int) -> bytes:
-    """Stable per request, so a redone signing embeds the same id."""
-    return hashlib.sha256(f"trustreel-watermark:{request_id}".encode()).digest()[: bits // 8]
+def mark_plan(policy: LoadedPolicy[ProvenanceRules]) -> MarkPlan:
+    """The marks this policy asks for, for whichever stage draws them."""
+    rules = policy.rules
+    return MarkPlan(policy.policy_id, policy.version, VisibleMarkStyle(**rules.visible.model_dump()),
+                    InvisibleMarkStyle(**rules.invisible.model_dump()))
 
 
 class ProvenanceStage:
@@ -96,29 +115,45 @@ class ProvenanceStage:
         if source is None:
             return _reject("no_generated_video", "There is no generated video to sign, so it cannot be published.")
         try:
-            video, fps, audio = decode_yuv(self._assets.get(source))
-        except (AssetIntegrityError, UnreadableMedia, ValueError, OSError) as problem:
+            data = self._assets.get(source)
+        except (AssetIntegrityError, OSError) as problem:
             return _reject("media_unreadable", f"The generated video could not be read for signing ({problem}).")
-        if video.height * video.width < MIN_INVISIBLE_PIXELS:
-            return _reject("too_small_to_watermark",
-                           f"A {video.width}x{video.height} video is too small to carry the invisible "
-                           f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels), so it cannot be published.")
+        marked_at_generation = _generation_marks(item)
+        plan = mark_plan(self.policy)
+        if marked_at_generation is not None:  # encoded once, marks included: signed as it is
+            payload, marks = bytes.fromhex(marked_at_generation["watermark_id"]), marked_at_generation
+            video_bytes = data
+        else:
+            payload = plan.payload_for(request.request_id)
+            try:
+                video, fps, audio = decode_yuv(data)
+            except (UnreadableMedia, ValueError, OSError) as problem:
+                return _reject("media_unreadable", f"The generated video could not be read for signing ({problem}).")
+            if not plan.fits(video):
+                return _reject("too_small_to_watermark",
+                               f"A {video.width}x{video.height} video is too small to carry the invisible "
+                               f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels), so it cannot be published.")
+            marks = None
         try:
             signer = load_signer(self._signing, self._clock())  # read each time: rotated files are picked up
         except SigningUnavailable as problem:
             return _reject("signing_unavailable", f"The video cannot be signed ({problem}); nothing is published "
                                                   f"unsigned.")
+        if marks is None:
+            # The decoded frames are this call's own: both marks are drawn on them, not on copies.
+            marks = {**plan.apply(video, fps, request.request_id), "marked_by": self.name}
+            video_bytes = encode_yuv(video, fps, audio, self.policy.rules.encoding.encoding())
         rules = self.policy.rules
-        payload = watermark_id_for(request.request_id, rules.invisible.payload_bits)
-        # The decoded frames are this call's own: both marks are drawn on them, not on copies.
-        burn_visible_mark(video, VisibleMarkStyle(**rules.visible.model_dump()), fps)
-        embed_payload(video, payload, self.invisible)
         manifest = build_manifest(f"{request.request_id}.mp4", _generator_details(item), self._moderation(item),
                                   payload.hex(), (rules.claim_generator, _version()), attributions_of(item))
-        signed = sign_mp4(encode_yuv(video, fps, audio), manifest, signer)
-        return self._verified(item, source.sha256, signed, payload)
+        try:
+            signed = sign_mp4(video_bytes, manifest, signer)
+        except Exception as problem:  # c2pa raises its own error types for a file it cannot parse
+            return _reject("media_unreadable", f"The generated video could not be signed ({problem}).")
+        return self._verified(item, source.sha256, signed, payload, marks)
 
-    def _verified(self, item: PipelineItem, source_sha256: str, signed: bytes, payload: bytes) -> Verdict:
+    def _verified(self, item: PipelineItem, source_sha256: str, signed: bytes, payload: bytes,
+                  marks: dict[str, Any]) -> Verdict:
         """Read the signed file back the way a viewer would; only a file that passes every check moves on."""
         report = read_credentials(signed, self._anchors)
         wanted = "Trusted" if self._anchors else "Valid"
@@ -144,7 +179,7 @@ class ProvenanceStage:
             "watermark_id": payload.hex(), "watermark_agreement": round(reading.agreement, 3),
             "manifest_label": label, "validation_state": report.state, "signer": report.signer,
             "signed_sha256": reference.sha256, "source_sha256": source_sha256,
-            "visible_mark": self.policy.rules.visible.model_dump(),
+            "visible_mark": self.policy.rules.visible.model_dump(), "marks": marks,
         }
         return Verdict(outcome=Outcome.APPROVED, details=details,
                        assets={"video": reference, "unsigned_video": item.assets["video"]})
@@ -163,6 +198,15 @@ class ProvenanceStage:
         if rules.include_requester:
             summary["requester_account"] = item.request.requester_account
         return summary
+
+
+def _generation_marks(item: PipelineItem) -> dict[str, Any] | None:
+    """What the generate stage recorded drawing into the video it stored (None: it drew nothing). Never drawn
+    twice: a video marked under an older provenance policy keeps those marks, recorded with their version."""
+    for decision in item.decisions:
+        if decision.stage == "generate" and isinstance(decision.details.get("marks"), dict):
+            return {**decision.details["marks"], "marked_by": "generate"}
+    return None
 
 
 def _generator_details(item: PipelineItem) -> dict[str, Any]:

@@ -20,7 +20,10 @@ from pipeline.media.assets import AssetIntegrityError, FsspecAssetStore, LocalAs
 from pipeline.state.consent_registry import InMemoryConsentRegistry
 from pipeline.generation.generator import (DiffusersVideoGenerator, GeneratedVideo, GenerationJob, GenerationTimeout,
                                 GeneratorConfig, RenderSpec)
+from pipeline.media.frames import frames_of
 from pipeline.media.video_files import AudioTrack, encode_mp4, probe_mp4
+from pipeline.provenance.marking import MarkPlan, watermark_id_for
+from pipeline.provenance.watermarks import InvisibleMarkStyle, VisibleMarkStyle, read_payload
 from policies.loader import LoadedPolicy
 from schemas.models import ConsentEvent, GenerationRequest, Outcome, PipelineItem
 
@@ -132,6 +135,24 @@ def test_output_is_a_playable_mp4_referenced_by_hash_with_reproduction_details(a
                                              "negative_prompt": GenerateRules().negative_prompt}
     assert verdict.details["model"]["model_id"] == "scripted"
     assert verdict.details["video"]["sha256"] == video.sha256
+
+
+def test_provenance_marks_are_drawn_before_the_one_encode(assets: LocalAssetStore) -> None:
+    """With a provenance stage after it, the stored video already carries both marks (the provenance stage then
+    signs it as it is); a video too small for the invisible mark, or a pipeline without provenance, is left
+    unmarked."""
+    plan = MarkPlan("provenance-test", "v1", VisibleMarkStyle(), InvisibleMarkStyle())
+    marked = GenerateStage(policy(), ScriptedGenerator(), InMemoryConsentRegistry(), assets, marks=lambda: plan)
+    verdict = marked.decide(item("marked", width=288, height=256, seconds=1))
+    assert verdict.details["marks"] == {"policy_id": "provenance-test", "policy_version": "v1",
+                                        "watermark_id": watermark_id_for("marked", 32).hex()}
+    frames = [rgb for _, rgb in frames_of(assets.get(verdict.assets["video"]), "video/mp4", 1, 100)]
+    assert read_payload(frames, InvisibleMarkStyle()).payload == watermark_id_for("marked", 32)
+    assert frames[0][:40].std() > 0  # solid colour from the generator; the visible mark's text is in the corner
+    small = marked.decide(item("small", width=64, height=64))
+    assert small.outcome is Outcome.APPROVED and "marks" not in small.details
+    plain = GenerateStage(policy(), ScriptedGenerator(), InMemoryConsentRegistry(), assets)
+    assert "marks" not in plain.decide(item("plain", width=288, height=256)).details
 
 
 def test_audio_from_the_pipeline_is_muxed(assets: LocalAssetStore) -> None:

@@ -49,6 +49,11 @@ def test_published_videos_are_signed_watermarked_and_verifiable_off_platform(set
     assert [(r["request_id"], r["stage"], r["reasons"][0]["code"]) for r in rejected] == [
         ("tiny", "provenance", "too_small_to_watermark")]
     assert [d["stage"] for d in published[0]["decisions"]] == list(DEFAULT_STAGES)
+    by_stage = {d["stage"]: d["details"] for d in published[0]["decisions"]}
+    # drawn before the generate stage's one encode, so the checks after it saw the pixels that are published
+    assert by_stage["generate"]["marks"]["policy_id"] == "provenance-default"
+    assert by_stage["provenance"]["marks"]["marked_by"] == "generate"
+    assert by_stage["provenance"]["source_sha256"] == by_stage["generate"]["video"]["sha256"]
 
     signed = LocalAssetStore(settings.asset_dir).get(MediaReference.model_validate(published[0]["assets"]["video"]))
     original = tmp_path / "boat.mp4"

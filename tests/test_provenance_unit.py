@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from consumers.provenance import ProvenanceRules, ProvenanceStage, watermark_id_for
+from consumers.provenance import ProvenanceRules, ProvenanceStage, mark_plan
+from pipeline.provenance.marking import watermark_id_for
 from pipeline.media.assets import LocalAssetStore
 from pipeline.provenance.content_credentials import (DIGITAL_SOURCE_TYPE, MODERATION_LABEL, SOFT_BINDING_LABEL,
                                           SigningConfig, SigningUnavailable, read_credentials)
 from pipeline.media.frames import frames_of
-from pipeline.media.video_files import AudioTrack, YuvVideo, decode_mp4, decode_yuv, encode_mp4, encode_yuv, probe_mp4
+from pipeline.media.video_files import (AudioTrack, YuvVideo, decode_mp4, decode_yuv, encode_mp4, encode_yuv, probe_mp4,
+                                        yuv_from_rgb)
 from pipeline.provenance.dev_certificates import write_dev_credentials
 from pipeline.provenance.ledger import InMemoryProvenanceLedger
 from pipeline.provenance.verification import verify_file
@@ -64,10 +66,13 @@ def assets(tmp_path: Path) -> LocalAssetStore:
     return LocalAssetStore(tmp_path / "assets")
 
 
+def stage_policy() -> LoadedPolicy[ProvenanceRules]:
+    return LoadedPolicy(policy_id="provenance-test", stage="provenance", version="p" * 64,
+                        path=Path("provenance.yaml"), rules=ProvenanceRules())
+
+
 def stage(credentials, assets, ledger=None, anchors: bytes | None = None, clock=lambda: NOW) -> ProvenanceStage:
-    policy = LoadedPolicy(policy_id="provenance-test", stage="provenance", version="p" * 64,
-                          path=Path("provenance.yaml"), rules=ProvenanceRules())
-    return ProvenanceStage(policy, SigningConfig(credentials.cert_chain, credentials.private_key),
+    return ProvenanceStage(stage_policy(), SigningConfig(credentials.cert_chain, credentials.private_key),
                            anchors if anchors is not None else credentials.trust_anchor.read_bytes(), assets,
                            ledger if ledger is not None else InMemoryProvenanceLedger(), clock)
 
@@ -223,3 +228,42 @@ def test_the_visible_mark_moves_between_corners_and_only_touches_its_box() -> No
         assert video.y[index].max() > 150  # white text at 60% opacity over dark grey
     # white and black text over grey: no colour comes into the frame
     assert np.abs(np.concatenate([video.u, video.v], axis=1).astype(int) - chroma).max() <= 1
+
+
+def generated_with_marks(assets: LocalAssetStore, request_id: str, *, marked: bool = True) -> PipelineItem:
+    """A video as the generate stage stores it when provenance's marks are drawn before its one encode."""
+    plan = mark_plan(stage_policy())
+    coarse = np.random.default_rng(2).integers(0, 255, (9, 8, 8, 3), dtype=np.uint8)
+    frames = np.stack([np.asarray(Image.fromarray(f).resize((256, 256), Image.BICUBIC)) for f in coarse])
+    planes = yuv_from_rgb(frames)
+    marks = plan.apply(planes, 8, request_id) if marked else {"policy_id": plan.policy_id,
+                                                               "policy_version": plan.policy_version,
+                                                               "watermark_id": plan.payload_for(request_id).hex()}
+    base = item(assets, encode_yuv(planes, 8), request_id)
+    decisions = [d.model_copy(update={"details": {**d.details, "marks": marks}}) if d.stage == "generate" else d
+                 for d in base.decisions]
+    return base.model_copy(update={"decisions": decisions})
+
+
+def test_a_video_marked_at_generation_is_signed_as_it_is(credentials, assets) -> None:
+    """Encoded once: the published pixels are the pixels the post-generation checks saw, and provenance neither
+    decodes nor encodes again (bench/RESULTS.md: about a core-second less per 5-second video)."""
+    source = generated_with_marks(assets, "req-3")
+    verdict = stage(credentials, assets).decide(source)
+    assert verdict.outcome is Outcome.APPROVED, verdict.reasons
+    signed = assets.get(verdict.assets["video"])
+    before, after = decode_yuv(assets.get(source.assets["video"]))[0], decode_yuv(signed)[0]
+    assert np.array_equal(before.planes, after.planes)
+    assert verdict.details["marks"]["marked_by"] == "generate"
+    assert verdict.details["marks"]["watermark_id"] == watermark_id_for("req-3", 32).hex()
+    report = read_credentials(signed, credentials.trust_anchor.read_bytes())
+    assert report.state == "Trusted"
+    assert report.assertion(SOFT_BINDING_LABEL)["blocks"][0]["value"] == watermark_id_for("req-3", 32).hex()
+    unmarked = stage(credentials, assets).decide(item(assets, smooth_video(), "req-4"))
+    assert unmarked.outcome is Outcome.APPROVED and unmarked.details["marks"]["marked_by"] == "provenance"
+
+
+def test_a_generation_record_of_marks_the_video_does_not_carry_is_rejected(credentials, assets) -> None:
+    """The record is not taken on trust: the watermark must read back from the signed file."""
+    verdict = stage(credentials, assets).decide(generated_with_marks(assets, "req-5", marked=False))
+    assert verdict.outcome is Outcome.REJECTED and verdict.reasons[0].code == "watermark_unreadable"

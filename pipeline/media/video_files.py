@@ -2,6 +2,7 @@
 
     frames uint8 [T, H, W, 3] (+ optional AudioTrack) --encode_mp4--> H.264 (+ AAC) MP4 bytes
     YuvVideo (the encoder's own 4:2:0 planes) ----------encode_yuv--> H.264 (+ AAC) MP4 bytes
+    frames uint8 [T, H, W, 3] --yuv_from_rgb--> YuvVideo (to draw on before encoding)
     MP4 bytes --probe_mp4--> VideoInfo(frames, width, height, fps, audio)
     MP4 bytes --decode_mp4 / decode_yuv--> RGB frames / YuvVideo, fps, audio
 
@@ -35,11 +36,20 @@ class AudioTrack:
 class VideoEncoding:
     """libx264 settings. `veryfast` takes half the CPU of x264's default `medium` for a slightly larger file;
     threads 0 lets x264 use every core. Output is deterministic for equal input and settings on one machine
-    (x264 output depends on its thread count)."""
+    (x264 output depends on its thread count). `subme` overrides the preset's sub-pixel motion refinement
+    (None: the preset's own; veryfast's is 2)."""
 
     preset: str = "veryfast"
     crf: int = 23
     threads: int = 0
+    subme: int | None = None
+
+    def options(self) -> dict[str, str]:
+        """PyAV's codec options for libx264."""
+        options = {"threads": str(self.threads), "preset": self.preset, "crf": str(self.crf)}
+        if self.subme is not None:
+            options["x264-params"] = f"subme={self.subme}"
+        return options
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,23 @@ def encode_yuv(video: YuvVideo, fps: int, audio: AudioTrack | None = None,
                       encoding)
 
 
+def yuv_from_rgb(frames: np.ndarray) -> YuvVideo:
+    """The 4:2:0 planes encode_mp4 would hand x264 for these RGB frames (the same libswscale conversion), for a
+    stage that draws on them before encoding (sides cropped to even)."""
+    import av
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    frames = _even_sides(frames)
+    height, width = frames.shape[1:3]
+    planes = np.empty((len(frames), height * width * 3 // 2), dtype=np.uint8)
+    converter = av.video.reformatter.VideoReformatter()  # one scaler context for all frames: set up once
+    for index, rgb in enumerate(frames):
+        converted = converter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p", threads=1)
+        planes[index] = converted.to_ndarray().reshape(-1)
+    return YuvVideo(planes, height, width)
+
+
 def _even_sides(frames: np.ndarray) -> np.ndarray:
     return frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
 
@@ -138,8 +165,7 @@ def _write_mp4(frames: Iterable, height: int, width: int, fps: int, audio: Audio
 
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        video = container.add_stream("libx264", rate=fps, options={
-            "threads": str(encoding.threads), "preset": encoding.preset, "crf": str(encoding.crf)})
+        video = container.add_stream("libx264", rate=fps, options=encoding.options())
         video.height, video.width = height, width
         video.pix_fmt = "yuv420p"
         audio_stream = None

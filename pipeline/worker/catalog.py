@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ from consumers.content import ContentBackends, ContentRules, ContentStage, learn
 from consumers.generate import GenerateRules, GenerateStage
 from consumers.known_media import KnownMediaRules, KnownMediaStage
 from consumers.likeness import LikenessRules, LikenessStage, build_name_matcher
-from consumers.provenance import ProvenanceRules, ProvenanceStage
+from consumers.provenance import ProvenanceRules, ProvenanceStage, mark_plan
 from consumers.publish import PublishRules, PublishStage, Recheck
 from pipeline.audit.store import AuditStore
 from pipeline.cases.takedowns import TakedownService
@@ -42,6 +43,7 @@ from pipeline.likeness.voices import shared_voice_embedder
 from pipeline.media.assets import AssetStore, asset_store
 from pipeline.provenance.content_credentials import SigningConfig
 from pipeline.provenance.ledger import ProvenanceLedger
+from pipeline.provenance.marking import MarkPlan
 from pipeline.runtime.stage import Clock, Stage
 from pipeline.settings import Settings
 from pipeline.state.account_registry import AccountRegistry
@@ -52,6 +54,8 @@ from pipeline.state.rights_registry import RightsNames, SqlRightsRegistry
 from pipeline.transport.feed_freshness import FeedFreshness
 from pipeline.transport.topics import TopicMap
 from policies.loader import LoadedPolicy, load_policy, policy_path, shadow_policy_path
+
+log = logging.getLogger("trustreel.catalog")
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,26 @@ def _generate(services: StageServices) -> GenerateStage:
         audio_model_id=settings.generator_audio_model, public_name=settings.generator_model_name,
         public_version=settings.generator_model_version, attention_backend=settings.generator_attention_backend,
         compile_transformer=settings.generator_compile))
-    return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets)
+    return GenerateStage(services.policy("generate"), generator, services.cameos, services.assets,
+                         marks=_provenance_marks(services))
+
+
+def _provenance_marks(services: StageServices) -> Callable[[], MarkPlan | None]:
+    """The marks provenance.yaml asks for, read for each video the generate stage encodes (a changed policy
+    applies to the next video); none when no provenance stage runs after generation, or when the file does not
+    load (the provenance stage, which keeps its last good policy, then marks and encodes again)."""
+    stages = services.settings.stages
+    if "provenance" not in stages or ("generate" in stages and stages.index("provenance") < stages.index("generate")):
+        return lambda: None
+
+    def current() -> MarkPlan | None:
+        try:
+            return mark_plan(services.policy("provenance"))
+        except Exception:  # any loader or validation error: unmarked here, marked by the provenance stage
+            log.exception("provenance policy did not load; the generate stage leaves the marks to provenance")
+            return None
+
+    return current
 
 
 def _provenance(services: StageServices) -> ProvenanceStage:
