@@ -30,7 +30,7 @@ from pipeline.provenance.content_credentials import (SigningConfig, SigningUnava
 from pipeline.media.frames import UnreadableMedia, frames_of
 from pipeline.media.video_files import VideoEncoding, decode_yuv, encode_yuv
 from pipeline.provenance.ledger import ProvenanceLedger, ProvenanceMark
-from pipeline.provenance.marking import MarkPlan
+from pipeline.provenance.marking import MarkPlan, invisible_style_of
 from pipeline.runtime.stage import Verdict
 from pipeline.provenance.watermarks import MIN_INVISIBLE_PIXELS, InvisibleMarkStyle, VisibleMarkStyle, read_payload
 from policies.loader import LoadedPolicy
@@ -56,7 +56,7 @@ class InvisibleMarkRules(BaseModel):
 
 
 class EncodingRules(BaseModel):
-    """x264 settings of the signed file: it is encoded again after the marks are drawn."""
+    """x264 settings for a video this stage marks itself (one the generate stage stored unmarked)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -164,7 +164,7 @@ class ProvenanceStage:
         try:
             stored = self._assets.get(reference)
             reading = read_payload([rgb for _, rgb in frames_of(stored, "video/mp4", READ_BACK_EVERY, 10_000)],
-                                   self.invisible)
+                                   invisible_style_of(marks, self.invisible))
         except (AssetIntegrityError, UnreadableMedia) as problem:
             return _reject("asset_integrity", f"The signed video does not match the asset store ({problem}).")
         if reading.payload != payload:

@@ -145,7 +145,8 @@ def test_provenance_marks_are_drawn_before_the_one_encode(assets: LocalAssetStor
     marked = GenerateStage(policy(), ScriptedGenerator(), InMemoryConsentRegistry(), assets, marks=lambda: plan)
     verdict = marked.decide(item("marked", width=288, height=256, seconds=1))
     assert verdict.details["marks"] == {"policy_id": "provenance-test", "policy_version": "v1",
-                                        "watermark_id": watermark_id_for("marked", 32).hex()}
+                                        "watermark_id": watermark_id_for("marked", 32).hex(),
+                                        "invisible": {"strength": 72, "block": 4, "payload_bits": 32}}
     frames = [rgb for _, rgb in frames_of(assets.get(verdict.assets["video"]), "video/mp4", 1, 100)]
     assert read_payload(frames, InvisibleMarkStyle()).payload == watermark_id_for("marked", 32)
     assert frames[0][:40].std() > 0  # solid colour from the generator; the visible mark's text is in the corner

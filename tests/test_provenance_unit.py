@@ -5,6 +5,7 @@ A test CA and signing certificate are made here (cryptography), trusted through 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -230,9 +231,13 @@ def test_the_visible_mark_moves_between_corners_and_only_touches_its_box() -> No
     assert np.abs(np.concatenate([video.u, video.v], axis=1).astype(int) - chroma).max() <= 1
 
 
-def generated_with_marks(assets: LocalAssetStore, request_id: str, *, marked: bool = True) -> PipelineItem:
-    """A video as the generate stage stores it when provenance's marks are drawn before its one encode."""
+def generated_with_marks(assets: LocalAssetStore, request_id: str, *, marked: bool = True,
+                         strength: int | None = None) -> PipelineItem:
+    """A video as the generate stage stores it when provenance's marks are drawn before its one encode
+    (`strength`: under a provenance policy whose invisible strength has changed since)."""
     plan = mark_plan(stage_policy())
+    if strength is not None:
+        plan = dataclasses.replace(plan, invisible=InvisibleMarkStyle(strength=strength))
     coarse = np.random.default_rng(2).integers(0, 255, (9, 8, 8, 3), dtype=np.uint8)
     frames = np.stack([np.asarray(Image.fromarray(f).resize((256, 256), Image.BICUBIC)) for f in coarse])
     planes = yuv_from_rgb(frames)
@@ -261,6 +266,12 @@ def test_a_video_marked_at_generation_is_signed_as_it_is(credentials, assets) ->
     assert report.assertion(SOFT_BINDING_LABEL)["blocks"][0]["value"] == watermark_id_for("req-3", 32).hex()
     unmarked = stage(credentials, assets).decide(item(assets, smooth_video(), "req-4"))
     assert unmarked.outcome is Outcome.APPROVED and unmarked.details["marks"]["marked_by"] == "provenance"
+
+
+def test_marks_made_under_an_older_policy_are_read_back_as_they_were_made(credentials, assets) -> None:
+    verdict = stage(credentials, assets).decide(generated_with_marks(assets, "req-6", strength=48))
+    assert verdict.outcome is Outcome.APPROVED, verdict.reasons
+    assert verdict.details["marks"]["invisible"]["strength"] == 48
 
 
 def test_a_generation_record_of_marks_the_video_does_not_carry_is_rejected(credentials, assets) -> None:

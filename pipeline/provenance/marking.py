@@ -48,4 +48,11 @@ class MarkPlan:
         payload = self.payload_for(request_id)
         burn_visible_mark(video, self.visible, fps)
         embed_payload(video, payload, self.invisible)
-        return {"policy_id": self.policy_id, "policy_version": self.policy_version, "watermark_id": payload.hex()}
+        return {"policy_id": self.policy_id, "policy_version": self.policy_version, "watermark_id": payload.hex(),
+                "invisible": vars(self.invisible)}
+
+
+def invisible_style_of(marks: dict[str, Any], default: InvisibleMarkStyle) -> InvisibleMarkStyle:
+    """The invisible mark's style as recorded with the marks (a policy may have changed since), else `default`."""
+    recorded = marks.get("invisible")
+    return InvisibleMarkStyle(**recorded) if isinstance(recorded, dict) else default
