@@ -105,10 +105,6 @@ class ProvenanceStage:
         self._clock = clock
         load_signer(signing)  # a missing or expired credential stops the worker at start, with the reason
 
-    @property
-    def invisible(self) -> InvisibleMarkStyle:
-        return InvisibleMarkStyle(**self.policy.rules.invisible.model_dump())
-
     def decide(self, item: PipelineItem) -> Verdict:
         request = item.request
         source = item.assets.get("video")
@@ -164,7 +160,7 @@ class ProvenanceStage:
         try:
             stored = self._assets.get(reference)
             reading = read_payload([rgb for _, rgb in frames_of(stored, "video/mp4", READ_BACK_EVERY, 10_000)],
-                                   invisible_style_of(marks, self.invisible))
+                                   invisible_style_of(marks, mark_plan(self.policy).invisible))
         except (AssetIntegrityError, UnreadableMedia) as problem:
             return _reject("asset_integrity", f"The signed video does not match the asset store ({problem}).")
         if reading.payload != payload:
