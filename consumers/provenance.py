@@ -114,13 +114,11 @@ class ProvenanceStage:
             data = self._assets.get(source)
         except (AssetIntegrityError, OSError) as problem:
             return _reject("media_unreadable", f"The generated video could not be read for signing ({problem}).")
-        marked_at_generation = _generation_marks(item)
         plan = mark_plan(self.policy)
-        if marked_at_generation is not None:  # encoded once, marks included: signed as it is
-            payload, marks = bytes.fromhex(marked_at_generation["watermark_id"]), marked_at_generation
+        marks = _generation_marks(item)
+        if marks is not None:  # encoded once, marks included: signed as it is
             video_bytes = data
         else:
-            payload = plan.payload_for(request.request_id)
             try:
                 video, fps, audio = decode_yuv(data)
             except (UnreadableMedia, ValueError, OSError) as problem:
@@ -129,7 +127,6 @@ class ProvenanceStage:
                 return _reject("too_small_to_watermark",
                                f"A {video.width}x{video.height} video is too small to carry the invisible "
                                f"watermark (at least {MIN_INVISIBLE_PIXELS} pixels), so it cannot be published.")
-            marks = None
         try:
             signer = load_signer(self._signing, self._clock())  # read each time: rotated files are picked up
         except SigningUnavailable as problem:
@@ -139,6 +136,7 @@ class ProvenanceStage:
             # The decoded frames are this call's own: both marks are drawn on them, not on copies.
             marks = {**plan.apply(video, fps, request.request_id), "marked_by": self.name}
             video_bytes = encode_yuv(video, fps, audio, self.policy.rules.encoding.encoding())
+        payload = bytes.fromhex(marks["watermark_id"])
         rules = self.policy.rules
         manifest = build_manifest(f"{request.request_id}.mp4", _generator_details(item), self._moderation(item),
                                   payload.hex(), (rules.claim_generator, _version()), attributions_of(item))
