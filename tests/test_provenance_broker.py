@@ -54,6 +54,10 @@ def test_published_videos_are_signed_watermarked_and_verifiable_off_platform(set
     assert by_stage["generate"]["marks"]["policy_id"] == "provenance-default"
     assert by_stage["provenance"]["marks"]["marked_by"] == "generate"
     assert by_stage["provenance"]["source_sha256"] == by_stage["generate"]["video"]["sha256"]
+    # no face in the generated frames: the doubled search runs on every other sampled frame (small_face_every 2)
+    searched = [frame["min_face_size"] for frame in by_stage["likeness-post"]["faces_searched"]]
+    assert by_stage["likeness-post"]["faces"] == [] and len(searched) >= 2
+    assert searched == [40 if position % 2 == 0 else 80 for position in range(len(searched))]
 
     signed = LocalAssetStore(settings.asset_dir).get(MediaReference.model_validate(published[0]["assets"]["video"]))
     original = tmp_path / "boat.mp4"
