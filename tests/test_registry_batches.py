@@ -53,6 +53,42 @@ def test_a_batch_reads_its_cameos_and_accounts_at_once_and_the_same_as_one_by_on
     assert len(statements) == 4, statements
 
 
+def test_the_owners_of_a_batchs_cameos_are_read_in_one_go_after_its_requesters(tmp_path: Path) -> None:
+    """The age checks read each request's account, then its cameos, then each cameo owner's account: the
+    owners are no requester of the batch, and read one by one they cost a query each (most of an age
+    batch's reads in bench/pipeline.py). The cameo read names them, and the first owner read loads all."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    cameos, accounts = SqlConsentRegistry(sessions), SqlAccountRegistry(sessions)
+    for number in range(3):
+        cameos.apply(ConsentEvent(event_id=f"r{number}", cameo_id=f"cam-{number}", kind="register",
+                                  owner_account=f"owner-{number}", audience="everyone"), number + 1)
+    for number, account in enumerate(["req-0", "req-1", "owner-0", "owner-1"]):  # owner-2 has no profile
+        accounts.apply(AccountEvent(event_id=f"a{number}", account_id=account, kind="profile",
+                                    birth_date=date(1990 + number, 1, 1), assurance="estimated"), number + 1)
+    requests = [("req-0", "cam-0"), ("req-1", "cam-1"), ("req-0", "cam-2"), ("req-1", "cam-missing")]
+
+    def age_reads() -> list:
+        seen = []
+        for requester, cameo_id in requests:
+            account = accounts.get(requester)
+            cameo = cameos.get(cameo_id)
+            seen.append((account, cameo, accounts.get(cameo.owner_account) if cameo else None))
+        return seen
+
+    alone = age_reads()
+    assert alone[1][2].account_id == "owner-1" and alone[2][2] is None and alone[3][1] is None
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with batch_snapshot(frozenset(r for r, _ in requests), frozenset(c for _, c in requests)):
+        assert age_reads() == alone
+    # the cameos (with their access lists and enrollments), the requesters, then every owner at once
+    assert len(statements) == 5, statements
+    assert sum("FROM accounts" in statement for statement in statements) == 2
+
+
 def sessions_on(tmp_path: Path, name: str):
     """Sessions on a fresh, migrated SQLite file of this name."""
     url = f"sqlite:///{tmp_path / f'{name}.db'}"

@@ -5,7 +5,8 @@
                  for item in batch: stage.decide(item)
                      cameos.get(x)   -> remembered(("cameo", x), load) -> on the first miss, every cameo
                                         of the batch in one set of queries (batch_cameos, remember)
-                     accounts.get(a) -> the same for every requester of the batch (batch_requesters)
+                     accounts.get(a) -> the same for every requester of the batch (batch_requesters) and
+                                        every account the batch's cameos named (expect_reads: their owners)
                      standing(a)     -> the same, strikes and sanctions of every requester
 
 Why: the consent, age and publish stages each look up the same cameos and accounts for
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Hashable, Iterator, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
 _current: ContextVar[dict[Hashable, Any] | None] = ContextVar("trustreel_batch_snapshot", default=None)
 _REQUESTERS = ("batch", "requesters")
 _CAMEOS = ("batch", "cameos")
+ACCOUNT, CAMEO = "account", "cameo"
+"""The registries' kinds of entries (the first half of a remembered key)."""
 
 
 @contextmanager
@@ -51,16 +54,25 @@ def batch_cameos() -> frozenset[str]:
     return memo[_CAMEOS] if memo is not None else frozenset()
 
 
+def expect_reads(kind: str, keys: Iterable[str]) -> None:
+    """Entries of `kind` the batch will read that its messages do not name, learned from another read (the
+    owner account of each cameo): the next miss of that kind loads them with the rest. Nothing outside a batch."""
+    memo = _current.get()
+    if memo is not None:
+        memo.setdefault(("batch", "expected", kind), set()).update(keys)
+
+
 def remembered_with_batch(kind: str, key: str, batch: frozenset[str],
                           load_many: Callable[[list[str]], dict[str, T]]) -> T | None:
-    """`(kind, key)` from the snapshot; on a miss, `load_many` reads the key with the rest of its batch at
-    once, and each is remembered (None for the ones it did not find)."""
+    """`(kind, key)` from the snapshot; on a miss, `load_many` reads the key with the rest of its batch (and
+    what expect_reads named) at once, and each is remembered (None for the ones it did not find)."""
     memo = _current.get()
     if memo is None:
         return load_many([key]).get(key)
     if (kind, key) in memo:
         return memo[(kind, key)]
-    wanted = sorted({key} | {other for other in batch if (kind, other) not in memo})
+    others = batch | memo.get(("batch", "expected", kind), set())
+    wanted = sorted({key} | {other for other in others if (kind, other) not in memo})
     loaded = load_many(wanted)
     for other in wanted:
         remember((kind, other), loaded.get(other))

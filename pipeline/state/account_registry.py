@@ -18,7 +18,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import AccountRow, in_chunks
-from pipeline.runtime.batch_snapshot import batch_requesters, remembered_with_batch
+from pipeline.runtime.batch_snapshot import ACCOUNT, batch_requesters, remembered_with_batch
 from pipeline.state.keys import SlotOffsets
 from schemas.models import AccountEvent, AccountKind, AgeAssurance
 
@@ -83,7 +83,7 @@ class SqlAccountRegistry:
 
     def get(self, account_id: str) -> AccountState | None:
         """In a batch, the first read loads every requester of the batch (one query, not one per request)."""
-        return remembered_with_batch("account", account_id, batch_requesters(), self.states)
+        return remembered_with_batch(ACCOUNT, account_id, batch_requesters(), self.states)
 
     def states(self, account_ids: list[str]) -> dict[str, AccountState]:
         """The accounts known among `account_ids`. Plain rows, not ORM objects: three stages read every

@@ -19,7 +19,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import sessionmaker
 
 from pipeline.audit.db import CameoAccessRow, CameoEnrollmentRow, CameoRow, in_chunks
-from pipeline.runtime.batch_snapshot import batch_cameos, remembered_with_batch
+from pipeline.runtime.batch_snapshot import ACCOUNT, CAMEO, batch_cameos, expect_reads, remembered_with_batch
 from pipeline.state.keys import SlotOffsets
 from schemas.models import AccessLevel, Audience, ConsentEvent, ConsentKind, MediaReference
 
@@ -99,8 +99,14 @@ class SqlConsentRegistry:
         self._sessions = sessions
 
     def get(self, cameo_id: str) -> CameoState | None:
-        """In a batch, the first read loads every cameo the batch names (three queries, not three per cameo)."""
-        return remembered_with_batch("cameo", cameo_id, batch_cameos(), self.states)
+        """In a batch, the first read loads every cameo the batch names (three queries, not three per cameo),
+        and their owners' accounts are read together when one is (the age checks read each owner)."""
+        return remembered_with_batch(CAMEO, cameo_id, batch_cameos(), self._states_and_their_owners)
+
+    def _states_and_their_owners(self, cameo_ids: list[str]) -> dict[str, CameoState]:
+        states = self.states(cameo_ids)
+        expect_reads(ACCOUNT, {state.owner_account for state in states.values() if state.owner_account})
+        return states
 
     def states(self, cameo_ids: list[str]) -> dict[str, CameoState]:
         """The registered cameos among `cameo_ids`."""
