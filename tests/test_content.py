@@ -241,6 +241,24 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     assert all(allowed_label(label, teen.allowed_content_classes) for label in verdict.details["labels"])
 
 
+@pytest.mark.parametrize("prompt", [
+    # the stems of slurs and of "kill myself" read everyday words of another language (examples7, first run)
+    "una camiseta negra con letras blancas", "un coche negro aparcado en la calle", "una noche negra sin estrellas",
+    "un escritor de novela negra que describe un asesinato en su libro",
+    "ammazza che goal!", "un cuoco che ammazza l'aragosta prima di cuocerla",
+    # prevention and help, a few words away from the word they are about
+    "a school nurse teaching parents the warning signs of self harm",
+    "a mental health charity video about where to get help if you feel suicidal",
+    "una campaña contra el suicidio con el teléfono de ayuda",
+])
+def test_everyday_words_and_prevention_are_not_refused_for_adults(lexicon_backends, prompt) -> None:
+    """Words whose stems collide with a slur or with self-harm, and help campaigns, pass for adults (some keep
+    a violence label that teen bands restrict: a lobster killed in a kitchen, a murder in a crime novel)."""
+    verdict = decide(lexicon_backends, prompt)
+    assert verdict.outcome is Outcome.APPROVED, verdict.details
+    assert not [label for label in verdict.details["labels"] if label.split(":")[0] in ("hate", "self_harm")]
+
+
 @pytest.mark.parametrize("prompt, category", [
     ("a man slitting his own throat in close up", "self_harm"),         # an act + on oneself
     ("she keeps stabbing herself with scissors", "self_harm"),
@@ -298,6 +316,8 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     ("a fourteen-year-old boy and his teacher having an affair", "sexual_minors"),  # an age in words
     ("a video calling him a retard", "hate"),                             # the slur still reads in English
     ("sporco negro torna a casa tua", "hate"),                            # and in Italian
+    ("les nègres dehors", "hate"),                                        # and in French, unstemmed
+    ("voglio ammazzarmi stasera", "self_harm"),                           # "ammazzarmi" read as written
     ("un homme qui traite son voisin de pédé", "hate"),
     ("le donne sono parassiti", "hate"),                                  # a group + said of + a literal noun
     ("muslims are cockroaches", "hate"),
