@@ -246,6 +246,10 @@ def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> 
     "una camiseta negra con letras blancas", "un coche negro aparcado en la calle", "una noche negra sin estrellas",
     "un escritor de novela negra que describe un asesinato en su libro",
     "ammazza che goal!", "un cuoco che ammazza l'aragosta prima di cuocerla",
+    # prompts without function words were read by every language's stemmer: Spanish "violar" (to rape) and
+    # "follar" read Italian "viola" (purple) and "folla" (a crowd), German "morden" read "morde" (bites)
+    "una giacca viola", "concerto per viola e orchestra", "una folla enorme in piazza",
+    "mio figlio è un po' folle", "il cane morde la palla", "un perro que quiere morder su juguete",
     # prevention and help, a few words away from the word they are about
     "a school nurse teaching parents the warning signs of self harm",
     "a mental health charity video about where to get help if you feel suicidal",
@@ -318,6 +322,8 @@ def test_everyday_words_and_prevention_are_not_refused_for_adults(lexicon_backen
     ("sporco negro torna a casa tua", "hate"),                            # and in Italian
     ("les nègres dehors", "hate"),                                        # and in French, unstemmed
     ("voglio ammazzarmi stasera", "self_harm"),                           # "ammazzarmi" read as written
+    ("un hombre viola a una chica", "sexual"),                           # the same stems in their language
+    ("el tipo se folla a su vecina en el coche", "sexual"),
     ("un homme qui traite son voisin de pédé", "hate"),
     ("le donne sono parassiti", "hate"),                                  # a group + said of + a literal noun
     ("muslims are cockroaches", "hate"),
@@ -414,7 +420,21 @@ def test_stems_read_a_text_only_in_the_languages_its_function_words_show(tmp_pat
     lexicon = LexiconTextClassifier(read_content_lexicon([tmp_path / "pt.txt"]))
     assert lexicon.classify("un film sur la mort de napoléon") == []       # "sur": French only
     assert [s.category for s in lexicon.classify("um homem morto na rua")] == [Category.VIOLENCE]  # "na": pt
-    assert [s.category for s in lexicon.classify("la mort")] == [Category.VIOLENCE]  # no evidence: every stemmer
+    assert [s.category for s in lexicon.classify("la morte")] == [Category.VIOLENCE]  # no evidence: every stemmer
+
+
+def test_common_words_of_one_language_show_it_as_function_words_do(tmp_path: Path) -> None:
+    """"una giacca viola" (a purple jacket) has no function word; "giacca" is Italian only, so Spanish "violar"
+    (to rape) is not read through its stem, and "un hombre viola a una chica" still is."""
+    from pipeline.content.lexicon import WORDS_OF_ONE_LANGUAGE, LexiconTextClassifier, read_content_lexicon
+
+    assert "giacca" in WORDS_OF_ONE_LANGUAGE["italian"] and "hombre" in WORDS_OF_ONE_LANGUAGE["spanish"]
+    assert "the" in WORDS_OF_ONE_LANGUAGE["english"]  # the function words are part of the lists
+    (tmp_path / "es.txt").write_text("sexual | high | violar\n", encoding="utf-8")
+    lexicon = LexiconTextClassifier(read_content_lexicon([tmp_path / "es.txt"]))
+    assert lexicon.classify("una giacca viola") == []
+    assert [s.category for s in lexicon.classify("un hombre viola a una chica")] == [Category.SEXUAL]
+    assert [s.category for s in lexicon.classify("viola")] == [Category.SEXUAL]  # no evidence: every stemmer
 
 
 @pytest.mark.parametrize("prompt", ["trans pride parade", "a documentary celebrating trans people"])

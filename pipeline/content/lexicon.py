@@ -33,8 +33,9 @@ phrase and the text's words are both cut to their stems ("cortarse las venas" ma
 venas", "hang himself" "hanging himself"). A word that some line lists as written keeps that reading; a
 stem shared by lines of one category takes the mildest severity; a stem under four letters stays the
 word itself ("mata" never reads "mat"). A text that holds function words only one language has ("the",
-"dans", "und", "los", "della", "uma": FUNCTION_WORDS) is read only by those languages' stemmers, so French
-"mort" never reads as Portuguese "morto"; a text without any is read by all of them.
+"dans", "und", "los", "della", "uma": FUNCTION_WORDS) or common words only one language has ("giacca",
+"hombre": WORDS_OF_ONE_LANGUAGE) is read only by those languages' stemmers, so French "mort" never reads as
+Portuguese "morto", nor Spanish "violar" the Italian "viola" (purple); a text without any is read by all of them.
 """
 
 from __future__ import annotations
@@ -105,6 +106,25 @@ FUNCTION_WORDS = {
 is in those languages, and only their stemmers read it. Without this, a word of one language read through
 another's stemmer matched a phrase it never meant: French "mort" as Portuguese "morto" (dead), German
 "Spritze" (a syringe) as Italian "spritz"."""
+
+LANGUAGE_WORDS_DIR = Path(__file__).with_name("languages")
+"""<language>.txt: common words of that language the other five hardly use ("giacca", "piazza", "hombre"),
+written by bench/language_words.py from wordfreq's frequencies. They show a prompt's language as function
+words do: a prompt without function words was read by all six stemmers, and Spanish "violar" (to rape) read
+"una giacca viola" (a purple jacket), "follar" read "una folla enorme in piazza" (a crowd)."""
+
+
+def _words_of_one_language() -> dict[str, frozenset[str]]:
+    """FUNCTION_WORDS with each language's list from LANGUAGE_WORDS_DIR (a missing list adds nothing)."""
+    shown_by = {}
+    for name, function_words in FUNCTION_WORDS.items():
+        path = LANGUAGE_WORDS_DIR / f"{name}.txt"
+        listed = path.read_text(encoding="utf-8").split("\n") if path.exists() else []
+        shown_by[name] = function_words | frozenset(word for word in listed if word and not word.startswith("#"))
+    return shown_by
+
+
+WORDS_OF_ONE_LANGUAGE = _words_of_one_language()
 _MASKED = re.compile(r"(?<![\w*])[a-z]*\*+[a-z*]*(?![\w*])")
 MASKED_CATEGORIES = (Category.PROFANITY, Category.HATE, Category.SEXUAL)  # the words people write as "f***"
 MIN_STEM = 4  # shorter stems collide across words and languages ("mata" and "mat" both cut to "mat")
@@ -356,7 +376,7 @@ class LexiconTextClassifier:
     def _stemmed_for(self, tokens: set[str]) -> list[tuple[Any, ahocorasick.Automaton]]:
         """The stemmers of the languages the text shows function words of; all of them when it shows none
         ("a man hanging himself" has no word that only English has)."""
-        shown = {name for name, function_words in FUNCTION_WORDS.items() if tokens & function_words}
+        shown = {name for name, own_words in WORDS_OF_ONE_LANGUAGE.items() if tokens & own_words}
         return [stemmer for name, stemmer in self._stemmed.items() if not shown or name in shown]
 
     @staticmethod
