@@ -243,6 +243,7 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     "ein Koch, der einen Hummer tötet, bevor er ihn kocht", "una enfermera explicando cómo actuar ante una sobredosis",
     # examples8's: a film stunt (the children's-dare rule), Portuguese "picolé" (a popsicle; French "picole": drinks)
     "a stuntman jumping from a moving car in an action movie", "uma menina que pede um picolé",
+    "a toddler lying on a road mat with toy cars",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
@@ -333,6 +334,9 @@ def test_everyday_words_and_prevention_are_not_refused_for_adults(lexicon_backen
     ("les nègres dehors", "hate"),                                        # and in French, unstemmed
     ("voglio ammazzarmi stasera", "self_harm"),                           # "ammazzarmi" read as written
     ("teens jumping from a moving car for a tiktok stunt", "dangerous_acts"),  # the same rule without a film
+    ("a kid lying on the road to scare the drivers", "dangerous_acts"),  # a minor + lying + a road or tracks
+    ("teens lying down on the train tracks", "dangerous_acts"),          # (adults: medium, restricted for teens)
+    ("bambini sdraiati sui binari", "dangerous_acts"), ("Kinder liegen auf den Gleisen", "dangerous_acts"),
     ("un hombre viola a una chica", "sexual"),                           # the same stems in their language
     ("el tipo se folla a su vecina en el coche", "sexual"),
     ("un homme qui traite son voisin de pédé", "hate"),
@@ -469,7 +473,7 @@ def test_milder_content_becomes_labels_for_the_age_stage(lexicon_backends) -> No
     ("riding a scooter off a roof for views", "dangerous_acts:medium"),      # off a height + for views
     ("kids jumping between rooftops with no safety gear", "dangerous_acts:medium"),
     ("a teen climbing the indoor climbing wall", None),
-    ("teens lying down on the train tracks", "dangerous_acts:medium"),   # lying down + a traffic way
+    ("two guys lying down on the train tracks", "dangerous_acts:medium"),   # lying down + a traffic way
     ("a dog lying on the rails gets rescued", None),
     ("teens hanging off the back of a moving truck", "dangerous_acts:medium"),  # hanging off + a moving vehicle
     ("a guy tripping on acid at a festival", "drugs:medium"),
