@@ -65,14 +65,15 @@ def one_word_phrases(path: Path):
 
 
 def listed_words(lexicons: Path) -> set[str]:
-    """Every one-word phrase of every line and group, folded: those words keep their literal reading."""
+    """Every one-word phrase of every line, group and intensifier (not their `unless:` senses, not rules),
+    folded: those words keep their literal reading."""
     listed = set()
     for path in lexicons.glob("*.txt"):
         for line in path.read_text(encoding="utf-8").splitlines():
             parts = [part.strip() for part in line.split("#", 1)[0].split("|")]
-            if len(parts) >= 3:
-                listed.update(fold(phrase.strip()) for phrase in parts[-1 if parts[0] == "rule" else 2].split(",")
-                              if phrase.strip() and " " not in phrase.strip() and not phrase.strip().endswith("*"))
+            if len(parts) >= 3 and parts[0] != "rule":
+                phrases = (phrase.strip() for phrase in parts[2].split(","))
+                listed.update(fold(phrase) for phrase in phrases if phrase and " " not in phrase and "*" not in phrase)
     return listed
 
 
