@@ -374,8 +374,8 @@ class LexiconTextClassifier:
                     found.append(span)
 
     def _stemmed_for(self, tokens: set[str]) -> list[tuple[Any, ahocorasick.Automaton]]:
-        """The stemmers of the languages the text shows function words of; all of them when it shows none
-        ("a man hanging himself" has no word that only English has)."""
+        """The stemmers of the languages the text shows words of one language of (WORDS_OF_ONE_LANGUAGE: function
+        words and common words); all of them when it shows none ("wtf kys" has no such word)."""
         shown = {name for name, own_words in WORDS_OF_ONE_LANGUAGE.items() if tokens & own_words}
         return [stemmer for name, stemmer in self._stemmed.items() if not shown or name in shown]
 
