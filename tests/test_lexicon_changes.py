@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from pipeline.content.lexicon import fold
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("lexicon_changes", ROOT / "bench" / "lexicon_changes.py")
 tool = importlib.util.module_from_spec(_spec)
@@ -42,4 +44,4 @@ def test_a_removed_line_shows_the_harmful_prompts_it_now_misses(tmp_path: Path) 
     balconing = found["jóvenes haciendo balconing desde un hotel"]
     assert balconing.expect == "block" and balconing.lost
     assert "dangerous_acts:high" in balconing.before and "dangerous_acts:high" not in balconing.after
-    assert all("balconing" in prompt.lower() for prompt in found)
+    assert all("balcon" in fold(prompt) for prompt in found)  # balconing, or Spanish "de un balcón a otro"
