@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.content.lexicon import MIN_STEM, STEMMER_OF_FILE, fold  # noqa: E402  (the lexicon's own folding)
+from pipeline.content.lexicon import MIN_STEM, STEMMER_OF_FILE, fold, read_content_lexicon  # noqa: E402
 LANGUAGES = ("en", "it", "es", "fr", "de", "pt")
 CHECKED = {("hate", "high"), ("sexual", "high"), ("sexual", "medium"), ("self_harm", "high"),
            ("violence_graphic", "high"), ("illicit_instructions", "high"), ("extremism", "high"),
@@ -41,15 +41,11 @@ GROUPS = {"minor", "protected_group", "dehumanizing", "insult"}
 """Groups whose words decide a rule on their own with any other word of the rule ("sexy" + a minor)."""
 
 
-def everyday_words(top: int = 30000) -> dict[str, dict[str, float]]:
-    from wordfreq import top_n_list, zipf_frequency
+def everyday_words() -> dict[str, dict[str, float]]:
+    """Per language: folded word -> Zipf frequency (the sibling tool bench/language_words.py reads wordfreq)."""
+    from language_words import folded_frequencies
 
-    words: dict[str, dict[str, float]] = {}
-    for language in LANGUAGES:
-        found = words.setdefault(language, {})
-        for word in top_n_list(language, top):
-            found.setdefault(fold(word), zipf_frequency(word, language))
-    return words
+    return {language: folded_frequencies(language) for language in LANGUAGES}
 
 
 def one_word_phrases(path: Path):
@@ -65,16 +61,12 @@ def one_word_phrases(path: Path):
 
 
 def listed_words(lexicons: Path) -> set[str]:
-    """Every one-word phrase of every line, group and intensifier (not their `unless:` senses, not rules),
-    folded: those words keep their literal reading."""
-    listed = set()
-    for path in lexicons.glob("*.txt"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            parts = [part.strip() for part in line.split("#", 1)[0].split("|")]
-            if len(parts) >= 3 and parts[0] != "rule":
-                phrases = (phrase.strip() for phrase in parts[2].split(","))
-                listed.update(fold(phrase) for phrase in phrases if phrase and " " not in phrase and "*" not in phrase)
-    return listed
+    """Every one-word phrase of every line, group and intensifier (not their `unless:` senses), folded: those
+    words keep their literal reading."""
+    rules = read_content_lexicon(sorted(lexicons.glob("*.txt")))
+    phrases = [phrase for _, _, listed, _ in rules.lines for phrase in listed]
+    phrases += [phrase for listed in [*rules.groups.values(), *rules.intensify.values()] for phrase in listed]
+    return {fold(phrase) for phrase in phrases if " " not in phrase and "*" not in phrase}
 
 
 def stem_collisions(lexicons: Path, words: dict[str, dict[str, float]], min_zipf: float) -> None:
