@@ -244,6 +244,8 @@ def test_obfuscations_are_folded_away(lexicon_backends, prompt, category) -> Non
     # examples8's: a film stunt (the children's-dare rule), Portuguese "picolé" (a popsicle; French "picole": drinks)
     "a stuntman jumping from a moving car in an action movie", "uma menina que pede um picolé",
     "a toddler lying on a road mat with toy cars",
+    # held-out 31's: German "Rehen" (deer) is Spanish "rehén" (a hostage) without its accent
+    "ein Jäger erklärt im Wald, wie man Spuren von Rehen liest",
 ])
 def test_benign_senses_pass_even_for_a_13_year_old(lexicon_backends, prompt) -> None:
     verdict = decide(lexicon_backends, prompt)
