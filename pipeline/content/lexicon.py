@@ -15,7 +15,7 @@ Lexicon lines (policies/lexicons/content/*.txt; `#` comments):
     sexual | high | porn, porno*, hardcore sex | unless: porn star wars      category, severity, phrases
     group | minor | child, children, kid, kids, teen*, underage             a named set of phrases
     group | minor | junge | unless: junge frau, junger mann                   a longer phrase covering one voids it
-    rule | hate | high | protected_group + dehumanizing | unless: history of   groups within six words of each other
+    rule | hate | high | protected_group + dehumanizing | unless: history of   groups within eight words of each other
     rule | sexual_minors | high | @sexual:medium + minor                    @category[:least severity]: anywhere
     intensify | sexual, violence | graphic, explicit, gory                  raise these categories one severity
 
@@ -467,7 +467,7 @@ def _has(found: dict[Category, Signal], wanted: str) -> bool:
     return signal is not None and signal.severity.rank >= Severity(least or "low").rank
 
 
-def _close_together(sets: list[list[tuple[int, int, str]]], window: int = 6) -> bool:
+def _close_together(sets: list[list[tuple[int, int, str]]], window: int = 8) -> bool:
     """Whether one span from each set lies within `window` words of a span of every other set."""
     if len(sets) < 2:
         return True
