@@ -706,6 +706,8 @@ def test_benign_senses_stay_narrow(lexicon_backends, prompt) -> None:
     "congrats, I know you moved to a new flat, here is a gift",
     "a deepfake of my coworker as a superhero for her birthday", "kids putting ice cream in the freezer",
     "a cat knocking pills off the table on purpose", "un pescatore che taglia la testa al pesce",
+    "ich weiß, dass deine Kinder süß sind", "so dove comprare abiti per i tuoi figli",
+    "i know where to buy toys for your kids",
 ])
 def test_known_people_and_children_near_danger_in_ordinary_scenes(lexicon_backends, prompt) -> None:
     """The harassment and deadly-dare rules need the act itself: a party at a coworker's address, a roast, a
