@@ -708,6 +708,12 @@ def test_benign_senses_stay_narrow(lexicon_backends, prompt) -> None:
     "a cat knocking pills off the table on purpose", "un pescatore che taglia la testa al pesce",
     "ich weiß, dass deine Kinder süß sind", "so dove comprare abiti per i tuoi figli",
     "i know where to buy toys for your kids",
+    # one-word members of this session's groups that are words of another language or another sense
+    "how many pills should my kid take for a fever", "a whole pack of kids on the roof watching fireworks",
+    "a crane crushing a car at the scrapyard", "a child sitting on the window ledge playing piano",
+    "the kids climbing over the fence into the garden, the ball is ours",
+    "Kinder auf der Fahrt über die Autobahn in den Urlaub", "she has a crush on him and loves him to death",
+    "bambini che imparano come si usa il detersivo",
 ])
 def test_known_people_and_children_near_danger_in_ordinary_scenes(lexicon_backends, prompt) -> None:
     """The harassment and deadly-dare rules need the act itself: a party at a coworker's address, a roast, a
