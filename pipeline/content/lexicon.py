@@ -83,6 +83,8 @@ _UNDER_18 = re.compile(
     .replace("{n}", _UNDER_18_N).replace("{teen}", _PERSON_OF_N))
 """An age under 18, in digits or words, read on the text with accents stripped."""
 CONTEXT_WINDOW = 4
+RULE_WINDOW = 8
+"""A rule's groups must lie within this many words of the first group's span."""
 STEMMER_OF_FILE = {"en": "english", "it": "italian", "es": "spanish", "fr": "french", "de": "german",
                    "pt": "portuguese", "nl": "dutch", "ca": "catalan", "ro": "romanian", "pl": "polish",
                    "sv": "swedish", "da": "danish", "no": "norwegian", "fi": "finnish", "tr": "turkish",
@@ -467,7 +469,7 @@ def _has(found: dict[Category, Signal], wanted: str) -> bool:
     return signal is not None and signal.severity.rank >= Severity(least or "low").rank
 
 
-def _close_together(sets: list[list[tuple[int, int, str]]], window: int = 8) -> bool:
+def _close_together(sets: list[list[tuple[int, int, str]]], window: int = RULE_WINDOW) -> bool:
     """Whether one span from each set lies within `window` words of a span of every other set."""
     if len(sets) < 2:
         return True
