@@ -1,6 +1,6 @@
 """Content safety evaluation: the packaged content + age policies over a labelled prompt set.
 
-    python bench/content_eval.py [--prompts FILE] [--policy-dir DIR] [--misses] [--images] [--without-learned]
+    python bench/content_eval.py [--prompts FILE] [--policy-dir DIR] [--misses] [--images] [--without BACKEND ...]
     python bench/content_eval.py --all [--misses]    # every prompt file of policies/examples/, one line each
 
 Each line of the prompt set: {"prompt", "expect": block | teen | benign, "category", "lang", "trick"}.
@@ -11,9 +11,9 @@ Each line of the prompt set: {"prompt", "expect": block | teen | benign, "catego
 "Refused" is what the pipeline does: the content stage rejects or sends to review, or the age stage's
 band does not allow the derived labels. Also prints p50/p99 time of the content stage's text check, and
 with --images the image check's time per frame (NudeNet, pinned to one core) at 256x256 and 704x480 and
-what the policy's frame sampling costs per 5-second video at 24 fps. With the learned backend in the
-policy, a file among its examples is judged by a model trained on every other example file (leave one
-file out); --without-learned judges with the other text backends alone.
+what the policy's frame sampling costs per 5-second video at 24 fps. With the learned or semantic backend
+in the policy, a file among their examples is judged by models trained on every other example file (leave
+one file out); --without learned semantic judges with the other text backends alone.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from consumers.age import AgeRules, Band, not_allowed_labels  # noqa: E402
 from consumers.content import ContentBackends, ContentRules, ContentStage, learned_example_paths  # noqa: E402
 from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples  # noqa: E402
+from pipeline.content.semantic import MultilingualUSE, SemanticTextClassifier, SemanticThresholds  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.worker.catalog import content_backends  # noqa: E402
@@ -95,14 +96,19 @@ def evaluate(stage: ContentStage, rows: list[dict], adult, teen) -> Evaluation:
 
 
 class StagesLeavingOut:
-    """The content stage for one prompt file. With the learned backend, a file it trains on is judged by a
-    model trained on every other example file (leave one file out): a figure from a model that saw the
-    prompts it is judged on would say nothing about prompts nobody tuned it to."""
+    """The content stage for one prompt file. With the learned or semantic backend, a file they train on is
+    judged by models trained on every other example file (leave one file out): a figure from a model that saw
+    the prompts it is judged on would say nothing about prompts nobody tuned it to."""
 
-    def __init__(self, content, backends) -> None:
+    TRAINED = ("learned", "semantic")
+
+    def __init__(self, content, backends, cache_dir: Path) -> None:
         self._content = content
         self._backends = backends
-        self._examples = learned_example_paths(content) if "learned" in content.rules.text_backends else []
+        self._cache_dir = cache_dir
+        trained = set(self.TRAINED) & set(content.rules.text_backends)
+        self._examples = learned_example_paths(content) if trained else []
+        self._encoder = RememberingEncoder(MultilingualUSE())
         self.left_out = 0
 
     def __call__(self, path: Path) -> ContentStage:
@@ -110,10 +116,36 @@ class StagesLeavingOut:
         if path.resolve() in {example.resolve() for example in self._examples}:
             self.left_out += 1
             kept = [example for example in self._examples if example.resolve() != path.resolve()]
-            learned = LearnedTextClassifier(read_examples(kept), self._content.rules.learned_review_at,
-                                            examples_version(kept))
-            text = [learned if backend.name == "learned" else backend for backend in text]
+            text = [self._trained_without(backend, kept) for backend in text]
         return ContentStage("content", self._content, ContentBackends(text, None), LocalAssetStore(tempfile.mkdtemp()))
+
+    def _trained_without(self, backend, kept: list[Path]):
+        rules = self._content.rules
+        if backend.name == "learned":
+            return LearnedTextClassifier(read_examples(kept), rules.learned_review_at, examples_version(kept))
+        if backend.name == "semantic":
+            thresholds = SemanticThresholds(rules.semantic.review_at, rules.semantic.label_at,
+                                            rules.semantic.ordinary_below)
+            return SemanticTextClassifier(read_examples(kept), self._encoder, thresholds, examples_version(kept),
+                                          self._cache_dir)
+        return backend
+
+
+class RememberingEncoder:
+    """A sentence encoder that encodes each text once: every left-out model trains on nearly the same prompts."""
+
+    def __init__(self, encoder) -> None:
+        self._encoder = encoder
+        self.name, self.version = encoder.name, encoder.version
+        self._vectors: dict[str, object] = {}
+
+    def encode(self, texts):
+        import numpy as np
+
+        missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self._encoder.encode(missing)))
+        return np.stack([self._vectors[text] for text in texts])
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -129,22 +161,22 @@ def main() -> int:
     parser.add_argument("--policy-dir", type=Path, default=None)
     parser.add_argument("--misses", action="store_true", help="print every prompt decided wrongly")
     parser.add_argument("--images", action="store_true", help="also time the image check per frame")
-    parser.add_argument("--without-learned", action="store_true",
-                        help="leave the learned backend out of the policy's text backends (the lexicon alone)")
+    parser.add_argument("--without", nargs="+", default=[], metavar="BACKEND",
+                        help="leave these text backends out of the policy's (e.g. learned semantic: the lexicon alone)")
     args = parser.parse_args()
 
     settings = Settings(policy_dir=args.policy_dir)
     content = load_policy(policy_path("content", args.policy_dir), ContentRules, expected_stage="content")
-    if args.without_learned:
+    if args.without:
         content = replace(content, rules=content.rules.model_copy(
-            update={"text_backends": [b for b in content.rules.text_backends if b != "learned"]}))
+            update={"text_backends": [b for b in content.rules.text_backends if b not in args.without]}))
     age = load_policy(policy_path("age", args.policy_dir), AgeRules, expected_stage="age").rules
     backends = content_backends(settings, content)
     adult, teen = age.bands[Band.ADULT], age.bands[Band.TEEN_13_15]
 
     examples = sorted((ROOT / "policies" / "examples").glob("content_prompts*.jsonl"), key=in_number_order)
     files = examples if args.all else [args.prompts]
-    stage_for = StagesLeavingOut(content, backends)
+    stage_for = StagesLeavingOut(content, backends, settings.model_cache_dir)
     results = {}
     for path in files:
         stage = stage_for(path)
@@ -153,7 +185,8 @@ def main() -> int:
                                                                 prompt=row["prompt"])))
         results[path] = evaluate(stage, read_rows(path), adult, teen)
     if stage_for.left_out:
-        print(f"learned backend: each of {stage_for.left_out} example files judged by a model trained without it")
+        print(f"learned and semantic backends: each of {stage_for.left_out} example files judged by models trained "
+              f"without it")
     if args.all:
         print_summary(results)
     else:

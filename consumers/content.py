@@ -8,8 +8,13 @@ frames of the generated video, and its sound (transcribed) through the text back
         severity >= block_at ............ reject: blocked for everyone (sexual_minors: always, at any severity)
         severity >= review_at ........... a person decides (gen.review); approved, it is labelled like the next
         otherwise ....................... label "category:severity" for the age stage, which allows it per band
-    a guess (the learned backend) of a category blocked or reviewed at any severity: a person decides, even
-        for sexual_minors; approved, it adds no label. A guess never blocks: the lexicon's signals still do
+    a guess (the learned and semantic backends) of a category blocked or reviewed at any severity: a person
+        decides, even for sexual_minors; approved, it adds no label. A guess never blocks: the lexicon's still do
+    a whole-text reading (the semantic backend), for minors' bands only:
+        restricted ...................... label `semantic.label` ("mature": adults' band allows it, minors' not)
+        ordinary ........................ the text's labels up to `semantic.clears_up_to` are dropped (another
+                                          sense of the words matched: a kitchen knife, a nurse's flu shot);
+                                          never a block, a review, an image's label or a declared label
     a backend error or timeout .......... on_error: reject or review, never a pass
 
 The age stage decides on the union of these labels and the client's declared ones, so leaving
@@ -26,8 +31,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.content.signals import (Category, ClassifierError, ImageClassifier, Severity, Signal, TextClassifier,
-                                      Transcriber)
+from pipeline.content.signals import (Category, ClassifierError, ImageClassifier, MinorsReader, Severity, Signal,
+                                      TextClassifier, Transcriber)
 from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.media.frames import UnreadableMedia, audio_of, frames_of
 from pipeline.runtime.stage import Verdict, media_unreadable, no_generated_video
@@ -63,10 +68,31 @@ class MappedClass(BaseModel):
     min_score: float = Field(default=0.5, ge=0, le=1)
 
 
+class SemanticRules(BaseModel):
+    """Where the semantic backend's margins (signed distances from its machines' boundaries) act."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_at: float = Field(default=0.40, description="Harmful-for-everyone margin from which a person decides")
+    label_at: float | None = Field(default=0.75, description=(
+        "Harmful-for-someone margin from which the text is labelled `label` (minors' bands refuse it); null: never"))
+    label: str = Field(default="mature", min_length=1)
+    ordinary_below: float | None = Field(default=-0.25, description=(
+        "Harmful-for-someone margin under which the text reads as ordinary: its labels up to clears_up_to are "
+        "dropped; null: never"))
+    clears_up_to: Severity = Severity.MEDIUM
+
+    @model_validator(mode="after")
+    def _ordinary_below_restricted(self) -> "SemanticRules":
+        if self.label_at is not None and self.ordinary_below is not None and self.ordinary_below >= self.label_at:
+            raise ValueError("semantic.ordinary_below must be below semantic.label_at")
+        return self
+
+
 class ContentRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text_backends: list[Literal["lexicon", "learned", "transformers", "http"]] = Field(
+    text_backends: list[Literal["lexicon", "learned", "semantic", "transformers", "http"]] = Field(
         default_factory=lambda: ["lexicon"], min_length=1)
     image_backend: Literal["nudenet"] | None = "nudenet"
     lexicon_files: list[str] = Field(default_factory=lambda: ["lexicons/content/en.txt"])
@@ -77,6 +103,8 @@ class ContentRules(BaseModel):
         "Labelled prompts the learned backend is trained on: paths or glob patterns relative to the policy file"))
     learned_review_at: float = Field(default=0.90, gt=0, le=1, description=(
         "Least probability of harm for everyone at which the learned backend sends a text to a person"))
+    semantic: SemanticRules = Field(default_factory=SemanticRules, description=(
+        "The semantic backend (trained on learned_examples): its review and minors' reading margins"))
     categories: dict[Category, CategoryRule]
     image_classes: dict[str, MappedClass] = Field(default_factory=dict, description="NudeNet class -> meaning")
     transformers_labels: dict[str, MappedClass] = Field(default_factory=dict,
@@ -124,6 +152,8 @@ class _Findings:
     errors: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     checked: list[dict[str, Any]] = field(default_factory=list)
+    readings: list[dict[str, Any]] = field(default_factory=list)  # MinorsReading records, with where
+    labels: set[str] = field(default_factory=set)  # from readings
 
 
 def label_of(signal: Signal) -> str:
@@ -169,11 +199,24 @@ class ContentStage:
         return self._verdict(findings)
 
     def _check_text(self, text: str, where: dict[str, Any], findings: _Findings) -> None:
+        """Every text backend's signals for the text; a reading of it as ordinary marks them (`read_as`), so
+        that the verdict drops their milder labels, once every backend has spoken."""
+        signals: list[Signal] = []
         for backend in self._backends.text:
             try:
-                findings.signals.extend((signal, where) for signal in backend.classify(text))
+                signals.extend(backend.classify(text))
+                reading = backend.minors_reading(text) if isinstance(backend, MinorsReader) else None
             except ClassifierError as problem:
                 findings.errors.append(f"{backend.name}: {problem}")
+                continue
+            if reading is None:
+                continue
+            findings.readings.append(reading.record() | where)
+            if reading.verdict == "restricted":
+                findings.labels.add(self.policy.rules.semantic.label)
+            elif reading.verdict == "ordinary":
+                where = where | {"read_as": "ordinary"}
+        findings.signals.extend((signal, where) for signal in signals)
 
     def _check_media(self, reference: MediaReference, every: int, most: int, findings: _Findings,
                      with_sound: bool) -> None:
@@ -220,8 +263,9 @@ class ContentStage:
 
     def _verdict(self, findings: _Findings) -> Verdict:
         rules = self.policy.rules
-        blocked, reviewed, labels = set(), set(), set()
-        for signal, _ in findings.signals:
+        blocked, reviewed, labels = set(), set(), set(findings.labels)
+        cleared: list[str] = []
+        for signal, where in findings.signals:
             rule = rules.categories[signal.category]
             if signal.guess:  # a person confirms a guess; approved, it leaves nothing behind
                 if signal.category is Category.SEXUAL_MINORS or rule.block_at or rule.review_at:
@@ -232,11 +276,15 @@ class ContentStage:
             elif _at_least(signal.severity, rule.review_at):
                 reviewed.add(signal.category)
                 labels.add(label_of(signal))  # a person may approve it; the age bands still apply after
+            elif where.get("read_as") == "ordinary" and signal.severity.rank <= rules.semantic.clears_up_to.rank:
+                cleared.append(label_of(signal))  # another sense of the words: kept for reviewers, not a label
             else:
                 labels.add(label_of(signal))
         details = {"labels": sorted(labels), "signals": [signal.record() | where for signal, where in findings.signals],
                    "checked": findings.checked, "errors": findings.errors,
                    "backends": [backend.name for backend in self._backends.text]}
+        if findings.readings:
+            details |= {"readings": findings.readings, "cleared_labels": sorted(set(cleared) - labels)}
         policy = self.policy.policy_id
         reasons = [Reason(code=f"content_{category.value}",
                           message=f"This request was refused under content policy {policy}: "

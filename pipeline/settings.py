@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     content_model_dir: Path | None = Field(default=None,
                                            description="Local transformers text classifier for the content "
                                                        "policy's 'transformers' backend")
+    model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "trustreel", description=(
+        "Where models trained from policy examples are kept between worker starts (named by what they were "
+        "trained on; safe to delete)"))
     moderation_url: str | None = Field(default=None, description="OpenAI-moderation-shaped endpoint for the "
                                                                  "content policy's 'http' backend")
     moderation_model: str | None = Field(default=None, description="Model name sent to the moderation endpoint")

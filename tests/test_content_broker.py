@@ -60,7 +60,7 @@ def test_a_teens_explicit_request_is_rejected_and_an_adults_tricky_benign_one_pu
     assert "sexual content" in explicit["reasons"][0]["message"] and "content-default" in explicit["reasons"][0]["message"]
     assert "nude" not in explicit["reasons"][0]["message"], "the phrase that matched stays with reviewers"
     assert any("explicit sex" in s["matched"] for s in explicit["decision"]["details"]["signals"])
-    assert rejected["teen-drunk"]["decision"]["details"]["not_allowed"] == ["alcohol:medium"]
+    assert "alcohol:medium" in rejected["teen-drunk"]["decision"]["details"]["not_allowed"]
     assert rejected["adult-photo"]["decision"]["details"]["signals"][0]["class"] == "FACE_FEMALE"
     stages = [d["stage"] for d in next(p for p in published if p["request_id"] == "adult-drunk")["decisions"]]
     assert stages == ["consent", "content", "likeness", "age", "publish"]

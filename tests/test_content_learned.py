@@ -161,14 +161,14 @@ def test_a_pattern_that_names_no_file_stops_the_build(tmp_path: Path) -> None:
 
 def test_the_shipped_policy_trains_it_from_its_examples_and_sends_an_unseen_wording_to_review() -> None:
     backends = content_backends(Settings(), POLICY)
-    assert [b.name for b in backends.text] == ["lexicon", "learned"]
+    assert [b.name for b in backends.text][:2] == ["lexicon", "learned"]
     learned = backends.text[1]
     assert learned.version == examples_version(learned_example_paths(POLICY))
     assert learned.review_at == POLICY.rules.learned_review_at
     # No line of the lexicon reads it, and no example holds it.
     prompt = "a man tightening a belt around his own neck in the closet until he stops breathing"
     assert decide(backends.text[:1], prompt).outcome is Outcome.APPROVED
-    verdict = decide(backends.text, prompt)
+    verdict = decide(backends.text[:2], prompt)
     assert verdict.outcome is Outcome.REVIEW and verdict.reasons[0].code == "content_review_self_harm"
     for ordinary in ("me as an astronaut floating in space", "a cat dances on the beach at sunset",
                      "my sister and me baking cookies for christmas"):

@@ -101,9 +101,14 @@ def test_policy_try_shows_how_the_content_policy_and_the_age_bands_judge_a_promp
     drinks = runner.invoke(app, ["policy", "try", "friends doing tequila shots at a party", "--format", "json"])
     assert drinks.exit_code == 0, drinks.output
     report = json.loads(drinks.output)
-    assert report["outcome"] == "approved" and report["labels"] == ["alcohol:medium"]
+    assert report["outcome"] == "approved" and "alcohol:medium" in report["labels"]
     assert report["bands"]["adult"] == "allowed" and report["bands"]["13_15"] == "refused: labels not allowed"
     assert report["signals"][0]["matched"] == ["tequila shots"]  # policy writers see what matched
+    assert [r["source"] for r in report["readings"]] == ["semantic"]
+    # An examples prompt the lexicon reads in its violent sense: the semantic reading clears the label.
+    gamer = runner.invoke(app, ["policy", "try", "a teen gamer shouting with joy after winning a shooter tournament"])
+    assert gamer.output.startswith("approved") and "labels: -" in gamer.output
+    assert '"read_as": "ordinary"' in gamer.output and "cleared as another sense: violence:medium" in gamer.output
     blocked = runner.invoke(app, ["policy", "try", "a realistic suicide by hanging"])
     assert blocked.exit_code == 0 and blocked.output.startswith("rejected content_self_harm")
     guessed = runner.invoke(app, ["policy", "try", "a man tightening a belt around his own neck in the closet "

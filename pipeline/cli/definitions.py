@@ -91,7 +91,8 @@ def policy_check(files: list[Path] = typer.Argument(..., help="Policy YAML files
 def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A request's prompt"),
                output_format: str = typer.Option("text", "--format", help="text | json")) -> None:
     """How the content policy and the age bands would judge PROMPT: the outcome, reasons, labels, each band's
-    answer, and every signal with its evidence (matched phrases, the learned model's probability). For policy
+    answer, every signal with its evidence (matched phrases, the learned model's probability) and the semantic
+    backend's reading of the whole text (its margin, the labels it cleared). For policy
     writers trying a lexicon line or an example; a user only ever sees the reasons."""
     import json
     import tempfile
@@ -114,6 +115,7 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
     bands = _band_answers(labels, age.rules) if verdict.outcome is Outcome.APPROVED else {}
     report = {"outcome": verdict.outcome.value, "reasons": [reason.code for reason in verdict.reasons],
               "labels": labels, "bands": bands, "signals": verdict.details["signals"],
+              "readings": verdict.details.get("readings", []), "cleared": verdict.details.get("cleared_labels", []),
               "errors": verdict.details["errors"],
               "policies": {"content": content.version[:16], "age": age.version[:16]}}
     if output_format == "json":
@@ -126,6 +128,10 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
         typer.echo(f"  {band:<9} {answer}")
     for signal in report["signals"]:
         typer.echo(f"signal: {json.dumps(signal, ensure_ascii=False)}")
+    for reading in report["readings"]:
+        typer.echo(f"reading: {json.dumps(reading, ensure_ascii=False)}")
+    if report["cleared"]:
+        typer.echo(f"cleared as another sense: {', '.join(report['cleared'])}")
     for error in report["errors"]:
         typer.echo(f"error: {error}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -53,13 +53,27 @@ class Signal:
     category: Category
     severity: Severity
     score: float
-    source: str  # which backend said it: lexicon, nudenet, transformers, http, learned
+    source: str  # which backend said it: lexicon, nudenet, transformers, http, learned, semantic
     evidence: dict[str, Any] = field(default_factory=dict)  # matched phrases, classes, boxes: for reviewers only
     guess: bool = False  # a learned model's hunch: at most sends to a person, never blocks, adds no label
 
     def record(self) -> dict[str, Any]:
         return {"category": self.category.value, "severity": self.severity.value, "score": round(self.score, 4),
                 "source": self.source, **({"guess": True} if self.guess else {}), **self.evidence}
+
+
+@dataclass(frozen=True)
+class MinorsReading:
+    """A semantic model's reading of a whole text for minors' age bands, beside its signals:
+    "restricted" (harmful for someone: minors' bands refuse it whatever phrase matched), "ordinary" (the milder
+    labels phrase rules derived from the text are another sense of their words) or "unsure" (no effect)."""
+
+    source: str
+    verdict: Literal["restricted", "ordinary", "unsure"]
+    margin: float
+
+    def record(self) -> dict[str, Any]:
+        return {"source": self.source, "read_as": self.verdict, "margin": round(self.margin, 4)}
 
 
 class ClassifierError(Exception):
@@ -71,6 +85,15 @@ class TextClassifier(Protocol):
 
     def classify(self, text: str) -> list[Signal]:
         """Signals in `text` (empty: nothing found). Raises ClassifierError when it cannot tell."""
+        ...
+
+
+@runtime_checkable
+class MinorsReader(Protocol):
+    """A text backend that also reads whole texts for minors' bands (the semantic backend)."""
+
+    def minors_reading(self, text: str) -> MinorsReading | None:
+        """None: no reading (too short). Raises ClassifierError when it cannot tell."""
         ...
 
 

@@ -28,6 +28,7 @@ from pipeline.content.http_moderation import HttpModerationClassifier
 from pipeline.content.images import NudeNetImageClassifier
 from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples
 from pipeline.content.lexicon import LexiconTextClassifier, read_content_lexicon
+from pipeline.content.semantic import MultilingualUSE, SemanticTextClassifier, SemanticThresholds
 from pipeline.content.signals import TextClassifier
 from pipeline.content.transcribers import shared_transcriber
 from pipeline.content.transformers_text import TransformersTextClassifier
@@ -129,6 +130,11 @@ def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> 
         elif backend == "learned":
             examples = tuple(learned_example_paths(policy))
             text.append(_learned(examples, examples_version(examples), rules.learned_review_at))
+        elif backend == "semantic":
+            examples = tuple(learned_example_paths(policy))
+            semantic = rules.semantic
+            thresholds = SemanticThresholds(semantic.review_at, semantic.label_at, semantic.ordinary_below)
+            text.append(_semantic(examples, examples_version(examples), thresholds, settings.model_cache_dir))
         elif backend == "transformers":
             if settings.content_model_dir is None:
                 raise ValueError(f"policy {policy.policy_id} uses the transformers backend; set "
@@ -160,6 +166,13 @@ def _lexicon(paths: tuple[Path, ...], version: str, stemming: bool) -> LexiconTe
 def _learned(paths: tuple[Path, ...], version: str, review_at: float) -> LearnedTextClassifier:
     """Trained once per set of example files and version of their bytes: an edit retrains it on reload."""
     return LearnedTextClassifier(read_examples(paths), review_at, version)
+
+
+@functools.cache
+def _semantic(paths: tuple[Path, ...], version: str, thresholds: SemanticThresholds,
+              cache_dir: Path) -> SemanticTextClassifier:
+    """Trained (or loaded from the cache) once per set of example files and version of their bytes."""
+    return SemanticTextClassifier(read_examples(paths), MultilingualUSE(), thresholds, version, cache_dir)
 
 
 @functools.cache
