@@ -73,7 +73,7 @@ class SemanticRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    review_at: float = Field(default=0.40, description="Harmful-for-everyone margin from which a person decides")
+    review_at: float = Field(default=0.25, description="Harmful-for-everyone margin from which a person decides")
     label_at: float | None = Field(default=0.75, description=(
         "Harmful-for-someone margin from which the text is labelled `label` (minors' bands refuse it); null: never"))
     label: str = Field(default="mature", min_length=1)
