@@ -141,12 +141,7 @@ class LearnedTextClassifier:
         return self._by_category(self._scores(text)[1:])
 
     def _by_category(self, scores: np.ndarray) -> dict[str, float]:
-        names = [str(name) for name in self._category.classes_]
-        if len(names) == 2:  # sklearn keeps one column for two classes: P(second) is its sigmoid
-            second = _sigmoid(scores[0])
-            return {names[0]: 1.0 - second, names[1]: second}
-        exp = np.exp(scores - scores.max())  # more classes: a softmax over one column each
-        return dict(zip(names, (exp / exp.sum()).tolist()))
+        return category_probabilities([str(name) for name in self._category.classes_], scores)
 
     def classify(self, text: str) -> list[Signal]:
         if len(words(text)) < self.min_words:
@@ -184,6 +179,15 @@ class _LinearTfidf:
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         values = (1.0 + np.log(tf)) * self._idf[features]
         return values @ self._weights[features] / np.sqrt(values @ values)
+
+
+def category_probabilities(names: list[str], scores: np.ndarray) -> dict[str, float]:
+    """A multinomial logistic regression's predict_proba from its decision scores (one column per class)."""
+    if len(names) == 2:  # sklearn keeps one column for two classes: P(second) is its sigmoid
+        second = _sigmoid(scores[0])
+        return {names[0]: 1.0 - second, names[1]: second}
+    exp = np.exp(scores - scores.max())  # more classes: a softmax over one column each
+    return dict(zip(names, (exp / exp.sum()).tolist()))
 
 
 def _sigmoid(score: float) -> float:

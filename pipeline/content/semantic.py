@@ -33,13 +33,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.content.learned import Example
+from pipeline.content.learned import Example, category_probabilities
 from pipeline.content.lexicon import words
 from pipeline.content.signals import Category, ClassifierError, MinorsReading, Severity, Signal
 
 log = logging.getLogger(__name__)
 
-TRAINING = "svc-rbf-c10-balanced/v1"
+TRAINING = "svc-rbf-c10-balanced/v2"
 """Names how the machines are trained: part of the cache key, so a change here never loads an old model."""
 
 
@@ -96,9 +96,10 @@ class _KernelMachine:
     def fit(cls, vectors: np.ndarray, positive: np.ndarray) -> "_KernelMachine":
         from sklearn.svm import SVC
 
-        machine = SVC(C=10.0, kernel="rbf", gamma="scale", class_weight="balanced").fit(vectors, positive)
+        gamma = 1.0 / (vectors.shape[1] * vectors.var())  # sklearn's gamma="scale", kept to compute with
+        machine = SVC(C=10.0, kernel="rbf", gamma=gamma, class_weight="balanced").fit(vectors, positive)
         assert list(machine.classes_) == [False, True]
-        return cls(machine.support_vectors_, machine.dual_coef_[0], machine.intercept_[0], machine._gamma)
+        return cls(machine.support_vectors_, machine.dual_coef_[0], machine.intercept_[0], gamma)
 
     def margin(self, vector: np.ndarray) -> float:
         distances = self._norms + vector @ vector - 2.0 * (self.vectors @ vector)
@@ -175,9 +176,11 @@ class SemanticTextClassifier:
 
     def _vector(self, text: str) -> np.ndarray:
         """The text's sentence vector; classify and minors_reading of one text encode it once."""
-        if self._last is None or self._last[0] != text:
-            self._last = (text, self._encoder.encode([text])[0])
-        return self._last[1]
+        last = self._last  # one read and one write of a tuple: two threads never mix a text with another's vector
+        if last is None or last[0] != text:
+            last = (text, self._encoder.encode([text])[0])
+            self._last = last
+        return last[1]
 
     def harmful_margin(self, text: str) -> float:
         return self._harmful.margin(self._vector(text))
@@ -186,12 +189,9 @@ class SemanticTextClassifier:
         return self._restricted.margin(self._vector(text))
 
     def category_probabilities(self, text: str) -> dict[str, float]:
-        scores = self._category_weights @ self._vector(text) + self._category_intercepts
-        if len(self._categories) == 2:  # sklearn keeps one column for two classes
-            second = 1.0 / (1.0 + np.exp(-scores[0]))
-            return {self._categories[0]: float(1.0 - second), self._categories[1]: float(second)}
-        exp = np.exp(scores - scores.max())
-        return dict(zip(self._categories, (exp / exp.sum()).tolist()))
+        """P(category | harmful for everyone): the category regression's predict_proba."""
+        return category_probabilities(self._categories,
+                                      self._category_weights @ self._vector(text) + self._category_intercepts)
 
     def classify(self, text: str) -> list[Signal]:
         if len(words(text)) < self.min_words:
