@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from consumers.age import AgeRules, Band, not_allowed_labels  # noqa: E402
 from consumers.content import ContentBackends, ContentRules, ContentStage, learned_example_paths  # noqa: E402
 from pipeline.content.learned import LearnedTextClassifier, examples_version, read_examples  # noqa: E402
-from pipeline.content.semantic import MultilingualUSE, SemanticTextClassifier, SemanticThresholds  # noqa: E402
+from pipeline.content.semantic import MultilingualUSE, SemanticTextClassifier  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.worker.catalog import content_backends  # noqa: E402
@@ -124,10 +124,8 @@ class StagesLeavingOut:
         if backend.name == "learned":
             return LearnedTextClassifier(read_examples(kept), rules.learned_review_at, examples_version(kept))
         if backend.name == "semantic":
-            thresholds = SemanticThresholds(rules.semantic.review_at, rules.semantic.label_at,
-                                            rules.semantic.ordinary_below)
-            return SemanticTextClassifier(read_examples(kept), self._encoder, thresholds, examples_version(kept),
-                                          self._cache_dir)
+            return SemanticTextClassifier(read_examples(kept), self._encoder, rules.semantic.thresholds(),
+                                          examples_version(kept), self._cache_dir)
         return backend
 
 

@@ -31,6 +31,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.content.semantic import SemanticThresholds
 from pipeline.content.signals import (Category, ClassifierError, ImageClassifier, MinorsReader, Severity, Signal,
                                       TextClassifier, Transcriber)
 from pipeline.media.assets import AssetIntegrityError, AssetStore
@@ -81,6 +82,10 @@ class SemanticRules(BaseModel):
         "Harmful-for-someone margin under which the text reads as ordinary: its labels up to clears_up_to are "
         "dropped; null: never"))
     clears_up_to: Severity = Severity.MEDIUM
+
+    def thresholds(self) -> SemanticThresholds:
+        """The margins the semantic backend itself applies (the label and clears_up_to act in this stage)."""
+        return SemanticThresholds(self.review_at, self.label_at, self.ordinary_below)
 
     @model_validator(mode="after")
     def _ordinary_below_restricted(self) -> "SemanticRules":

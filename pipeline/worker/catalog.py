@@ -132,9 +132,8 @@ def content_backends(settings: Settings, policy: LoadedPolicy[ContentRules]) -> 
             text.append(_learned(examples, examples_version(examples), rules.learned_review_at))
         elif backend == "semantic":
             examples = tuple(learned_example_paths(policy))
-            semantic = rules.semantic
-            thresholds = SemanticThresholds(semantic.review_at, semantic.label_at, semantic.ordinary_below)
-            text.append(_semantic(examples, examples_version(examples), thresholds, settings.model_cache_dir))
+            text.append(_semantic(examples, examples_version(examples), rules.semantic.thresholds(),
+                                  settings.model_cache_dir))
         elif backend == "transformers":
             if settings.content_model_dir is None:
                 raise ValueError(f"policy {policy.policy_id} uses the transformers backend; set "
