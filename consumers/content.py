@@ -78,20 +78,46 @@ class SemanticRules(BaseModel):
     label_at: float | None = Field(default=0.75, description=(
         "Harmful-for-someone margin from which the text is labelled `label` (minors' bands refuse it); null: never"))
     label: str = Field(default="mature", min_length=1)
+    leaning_from: float | None = Field(default=0.0, description=(
+        "Harmful-for-someone margin from which a text that a phrase rule found anything in (even a label minors' "
+        "bands allow) is labelled `label` too: two weak findings that agree; null: never"))
     ordinary_below: float | None = Field(default=-0.25, description=(
         "Harmful-for-someone margin under which the text reads as ordinary: its labels up to clears_up_to are "
-        "dropped; null: never"))
+        "dropped and other backends' guesses in it overruled (see overrules_guesses); null: never"))
     clears_up_to: Severity = Severity.MEDIUM
+    clearly_ordinary_below: float | None = Field(default=-0.5, description=(
+        "Harmful-for-someone margin under which the text's labels of every severity are dropped; null: never"))
+    never_cleared: list[Category] = Field(default_factory=lambda: [Category.PROFANITY], description=(
+        "Categories whose labels no ordinary reading drops: a swear word has no innocent sense"))
+    overrules_guesses: bool = Field(default=True, description=(
+        "An ordinary reading drops the guesses other backends (the learned one) made in that text, but never one "
+        "of sexual_minors: two models disagree, and the one that reads whole sentences decides"))
 
     def thresholds(self) -> SemanticThresholds:
-        """The margins the semantic backend itself applies (the label and clears_up_to act in this stage)."""
-        return SemanticThresholds(self.review_at, self.label_at, self.ordinary_below)
+        """The margins the semantic backend itself applies (what each reading does acts in this stage)."""
+        return SemanticThresholds(self.review_at, self.label_at, self.ordinary_below, self.leaning_from,
+                                  self.clearly_ordinary_below)
 
     @model_validator(mode="after")
-    def _ordinary_below_restricted(self) -> "SemanticRules":
-        if self.label_at is not None and self.ordinary_below is not None and self.ordinary_below >= self.label_at:
-            raise ValueError("semantic.ordinary_below must be below semantic.label_at")
+    def _margins_in_order(self) -> "SemanticRules":
+        ordered = [(name, getattr(self, name)) for name in ("label_at", "leaning_from", "ordinary_below",
+                                                             "clearly_ordinary_below")]
+        given = [(name, margin) for name, margin in ordered if margin is not None]
+        for (higher, high), (lower, low) in zip(given, given[1:]):
+            if low >= high:
+                raise ValueError(f"semantic.{lower} must be below semantic.{higher}")
         return self
+
+    def clears(self, signal: Signal, read_as: str | None) -> bool:
+        """Whether a reading of the signal's text as ordinary drops its label (another sense of the words)."""
+        if read_as not in ("ordinary", "clearly_ordinary") or signal.category in self.never_cleared:
+            return False
+        return read_as == "clearly_ordinary" or signal.severity.rank <= self.clears_up_to.rank
+
+    def overrules(self, guess: Signal, where: dict[str, Any]) -> bool:
+        """Whether a reading of the guess's text as ordinary, by another backend, drops the guess."""
+        return (self.overrules_guesses and where.get("read_as") in ("ordinary", "clearly_ordinary")
+                and where.get("read_by") != guess.source and guess.category is not Category.SEXUAL_MINORS)
 
 
 class ContentRules(BaseModel):
@@ -204,9 +230,12 @@ class ContentStage:
         return self._verdict(findings)
 
     def _check_text(self, text: str, where: dict[str, Any], findings: _Findings) -> None:
-        """Every text backend's signals for the text; a reading of it as ordinary marks them (`read_as`), so
-        that the verdict drops their milder labels, once every backend has spoken."""
+        """Every text backend's signals for the text, and what readings of the whole text make of them: a
+        restricted reading, or a leaning one beside a phrase finding, labels the text; an ordinary reading marks
+        the signals (`read_as`), so that the verdict drops their milder labels and other backends' guesses, once
+        every backend has spoken."""
         signals: list[Signal] = []
+        leaning = False
         for backend in self._backends.text:
             try:
                 signals.extend(backend.classify(text))
@@ -219,8 +248,12 @@ class ContentStage:
             findings.readings.append(reading.record() | where)
             if reading.verdict == "restricted":
                 findings.labels.add(self.policy.rules.semantic.label)
-            elif reading.verdict == "ordinary":
-                where = where | {"read_as": "ordinary"}
+            elif reading.verdict == "leaning":
+                leaning = True
+            elif reading.verdict in ("ordinary", "clearly_ordinary"):
+                where = where | {"read_as": reading.verdict, "read_by": reading.source}
+        if leaning and any(not signal.guess for signal in signals):
+            findings.labels.add(self.policy.rules.semantic.label)
         findings.signals.extend((signal, where) for signal in signals)
 
     def _check_media(self, reference: MediaReference, every: int, most: int, findings: _Findings,
@@ -270,8 +303,12 @@ class ContentStage:
         rules = self.policy.rules
         blocked, reviewed, labels = set(), set(), set(findings.labels)
         cleared: list[str] = []
+        overruled: list[str] = []
         for signal, where in findings.signals:
             rule = rules.categories[signal.category]
+            if signal.guess and rules.semantic.overrules(signal, where):
+                overruled.append(f"{signal.source}:{signal.category.value}")  # kept for reviewers, as signals
+                continue
             if signal.guess:  # a person confirms a guess; approved, it leaves nothing behind
                 if signal.category is Category.SEXUAL_MINORS or rule.block_at or rule.review_at:
                     reviewed.add(signal.category)
@@ -281,7 +318,7 @@ class ContentStage:
             elif _at_least(signal.severity, rule.review_at):
                 reviewed.add(signal.category)
                 labels.add(label_of(signal))  # a person may approve it; the age bands still apply after
-            elif where.get("read_as") == "ordinary" and signal.severity.rank <= rules.semantic.clears_up_to.rank:
+            elif rules.semantic.clears(signal, where.get("read_as")):
                 cleared.append(label_of(signal))  # another sense of the words: kept for reviewers, not a label
             else:
                 labels.add(label_of(signal))
@@ -289,7 +326,8 @@ class ContentStage:
                    "checked": findings.checked, "errors": findings.errors,
                    "backends": [backend.name for backend in self._backends.text]}
         if findings.readings:
-            details |= {"readings": findings.readings, "cleared_labels": sorted(set(cleared) - labels)}
+            details |= {"readings": findings.readings, "cleared_labels": sorted(set(cleared) - labels),
+                        "overruled_guesses": sorted(set(overruled))}
         policy = self.policy.policy_id
         reasons = [Reason(code=f"content_{category.value}",
                           message=f"This request was refused under content policy {policy}: "

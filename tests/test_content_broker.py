@@ -58,7 +58,7 @@ def test_a_teens_explicit_request_is_rejected_and_an_adults_tricky_benign_one_pu
     gamer = next(p for p in published if p["request_id"] == "teen-gamer")["decisions"][1]
     assert gamer["stage"] == "content" and gamer["details"]["labels"] == []
     assert gamer["details"]["cleared_labels"] == ["violence:medium"]
-    assert [r["read_as"] for r in gamer["details"]["readings"]] == ["ordinary"]
+    assert [r["read_as"] for r in gamer["details"]["readings"]] == ["clearly_ordinary"]
     assert {rid: (r["stage"], r["reasons"][0]["code"]) for rid, r in rejected.items()} == {
         "teen-explicit": ("content", "content_sexual"), "teen-drunk": ("age", "content_class_not_allowed"),
         "adult-bomb": ("content", "content_illicit_instructions"), "adult-photo": ("content", "content_gambling")}

@@ -1,6 +1,7 @@
 """The semantic text backend: a sentence encoder shipped in its package and kernel machines trained from example
-files. Its guesses go to a person and never block; its reading of a whole text restricts minors' bands or clears
-the milder labels phrase rules gave another sense of a word; it fails closed; its trained machines are cached."""
+files. Its guesses go to a person and never block; its reading of a whole text restricts minors' bands (alone,
+or leaning beside a phrase finding) or clears the labels phrase rules gave another sense of a word and overrules
+other backends' guesses; it fails closed; its trained machines are cached."""
 
 from __future__ import annotations
 
@@ -94,6 +95,19 @@ def test_the_whole_text_reads_restricted_ordinary_or_unsure(semantic) -> None:
     assert between.minors_reading("teenagers doing vodka shots until they are drunk").verdict == "unsure"
 
 
+def test_each_reading_is_where_the_margin_falls_from_most_to_least_harmful(semantic, monkeypatch) -> None:
+    text = "two boys fighting in the schoolyard"
+    margin = semantic.restricted_margin(text)
+    ladder = {"restricted": (margin - 0.1, None, None, None), "leaning": (margin + 0.1, margin - 0.1, None, None),
+              "unsure": (margin + 0.2, margin + 0.1, margin - 0.1, margin - 0.2),
+              "ordinary": (margin + 0.2, margin + 0.1, margin + 0.05, margin - 0.1),
+              "clearly_ordinary": (margin + 0.2, margin + 0.1, margin + 0.05, margin + 0.01)}
+    for verdict, (label_at, leaning_from, ordinary_below, clearly_below) in ladder.items():
+        monkeypatch.setattr(semantic, "thresholds", SemanticThresholds(0.0, label_at, ordinary_below, leaning_from,
+                                                                       clearly_below))
+        assert semantic.minors_reading(text) == MinorsReading("semantic", verdict, margin)
+
+
 def test_texts_under_three_words_get_no_guess_and_no_reading(semantic) -> None:
     assert semantic.harmful_margin("pipe bomb") >= THRESHOLDS.review_at  # the machine alone would guess
     assert semantic.classify("pipe bomb") == [] and semantic.minors_reading("pipe bomb") is None
@@ -167,6 +181,51 @@ def test_an_ordinary_reading_clears_only_the_milder_labels_of_that_text() -> Non
     assert decide([unsure], "a chef slicing onions with a big knife").details["labels"] == ["violence:medium"]
 
 
+def test_a_leaning_reading_refuses_minors_only_beside_a_phrase_finding() -> None:
+    duel = _Fixed([Signal(Category.VIOLENCE, Severity.LOW, 1.0, "lexicon", {"matched": ["duel"]})], "leaning")
+    verdict = decide([duel], "a samurai duel ending with one man cut down")
+    assert verdict.outcome is Outcome.APPROVED
+    assert verdict.details["labels"] == [POLICY.rules.semantic.label, "violence:low"]
+    assert not_allowed_labels(["general", *verdict.details["labels"]], AGE.bands[Band.TEEN_13_15])
+    assert not not_allowed_labels(["general", "violence:low"], AGE.bands[Band.TEEN_13_15])  # alone, teens may
+    # Leaning alone, or beside a guess only, is not enough: one weak finding.
+    assert decide([_Fixed([], "leaning")], "two friends arguing at lunch").details["labels"] == []
+    learned = _Fixed([Signal(Category.VIOLENCE, Severity.HIGH, 0.95, "learned", guess=True)], None, "learned")
+    assert POLICY.rules.semantic.label not in decide([learned, _Fixed([], "leaning")], "x y z").details["labels"]
+
+
+def test_a_clearly_ordinary_reading_clears_labels_of_every_severity_but_never_a_swear_word() -> None:
+    overdose = _Fixed([Signal(Category.DRUGS, Severity.HIGH, 1.0, "lexicon", {"matched": ["overdose"]})], "ordinary")
+    prompt = "a doctor explaining the signs of an overdose to parents"
+    assert decide([overdose], prompt).details["labels"] == ["drugs:high"]  # ordinary: up to medium only
+    clearly = _Fixed([Signal(Category.DRUGS, Severity.HIGH, 1.0, "lexicon")], "clearly_ordinary")
+    verdict = decide([clearly], prompt)
+    assert verdict.details["labels"] == [] and verdict.details["cleared_labels"] == ["drugs:high"]
+    for reading in ("ordinary", "clearly_ordinary"):
+        swearing = _Fixed([Signal(Category.PROFANITY, Severity.MEDIUM, 1.0, "lexicon")], reading)
+        assert decide([swearing], "a football fan yelling at the referee").details["labels"] == ["profanity:medium"]
+    # Blocked stays blocked, whatever the reading.
+    graphic = _Fixed([Signal(Category.VIOLENCE_GRAPHIC, Severity.HIGH, 1.0, "lexicon")], "clearly_ordinary")
+    assert decide([graphic], "anything said here").outcome is Outcome.REJECTED
+
+
+def test_an_ordinary_reading_overrules_another_backends_guess_but_never_one_of_sexual_minors() -> None:
+    def learned(category: Category) -> _Fixed:
+        return _Fixed([Signal(category, Severity.HIGH, 0.99, "learned", guess=True)], None, "learned")
+
+    prompt = "a teenage girl studying for her maths exam"
+    verdict = decide([learned(Category.SELF_HARM), _Fixed([], "ordinary")], prompt)
+    assert verdict.outcome is Outcome.APPROVED and verdict.details["overruled_guesses"] == ["learned:self_harm"]
+    assert verdict.details["signals"][0]["source"] == "learned"  # kept for reviewers
+    assert decide([learned(Category.SEXUAL_MINORS), _Fixed([], "clearly_ordinary")], prompt).outcome is Outcome.REVIEW
+    assert decide([learned(Category.SELF_HARM), _Fixed([], "unsure")], prompt).outcome is Outcome.REVIEW
+    own = _Fixed([Signal(Category.SELF_HARM, Severity.HIGH, 0.3, "semantic", guess=True)], "ordinary")
+    assert decide([own], prompt).outcome is Outcome.REVIEW  # a reader never overrules its own guess
+    keep = POLICY.rules.model_copy(update={"semantic": POLICY.rules.semantic.model_copy(
+        update={"overrules_guesses": False})})
+    assert decide([learned(Category.SELF_HARM), _Fixed([], "ordinary")], prompt, keep).outcome is Outcome.REVIEW
+
+
 def test_an_ordinary_reading_clears_what_every_backend_found_in_that_text() -> None:
     lexicon = _Fixed([Signal(Category.ALCOHOL, Severity.MEDIUM, 1.0, "lexicon")], None)
     reader = _Fixed([], "ordinary")
@@ -186,10 +245,16 @@ def test_a_reader_that_cannot_answer_fails_closed(semantic, monkeypatch) -> None
     assert verdict.outcome is Outcome.REJECTED and [r.code for r in verdict.reasons] == ["content_check_failed"]
 
 
-def test_ordinary_below_must_be_under_label_at() -> None:
-    with pytest.raises(ValidationError, match="ordinary_below must be below"):
-        SemanticRules(label_at=0.2, ordinary_below=0.3)
-    assert SemanticRules(label_at=None, ordinary_below=0.3).ordinary_below == 0.3
+def test_the_reading_margins_must_run_from_most_to_least_harmful() -> None:
+    with pytest.raises(ValidationError, match="ordinary_below must be below semantic.label_at"):
+        SemanticRules(label_at=0.2, leaning_from=None, ordinary_below=0.3)
+    with pytest.raises(ValidationError, match="leaning_from must be below semantic.label_at"):
+        SemanticRules(label_at=0.2, leaning_from=0.2)
+    with pytest.raises(ValidationError, match="ordinary_below must be below semantic.leaning_from"):
+        SemanticRules(leaning_from=0.0, ordinary_below=0.1)
+    with pytest.raises(ValidationError, match="clearly_ordinary_below must be below semantic.ordinary_below"):
+        SemanticRules(ordinary_below=-0.25, clearly_ordinary_below=-0.1)
+    assert SemanticRules(label_at=None, leaning_from=None, ordinary_below=0.3).ordinary_below == 0.3
 
 
 def test_examples_that_cannot_train_the_machines_stop_the_build(encoder) -> None:
@@ -218,14 +283,13 @@ def test_the_shipped_policy_trains_it_from_its_examples_and_reads_a_fresh_wordin
 class _Fixed:
     """A text backend with fixed signals and a fixed whole-text reading: the stage's handling of readings, alone."""
 
-    name = "semantic"
-
-    def __init__(self, signals: list[Signal], reading: str | None) -> None:
+    def __init__(self, signals: list[Signal], reading: str | None, name: str = "semantic") -> None:
         self._signals = signals
         self._reading = reading
+        self.name = name
 
     def classify(self, text: str) -> list[Signal]:
         return list(self._signals)
 
     def minors_reading(self, text: str) -> MinorsReading | None:
-        return None if self._reading is None else MinorsReading("semantic", self._reading, 0.0)
+        return None if self._reading is None else MinorsReading(self.name, self._reading, 0.0)

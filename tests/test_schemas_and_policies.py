@@ -108,7 +108,8 @@ def test_policy_try_shows_how_the_content_policy_and_the_age_bands_judge_a_promp
     # An examples prompt the lexicon reads in its violent sense: the semantic reading clears the label.
     gamer = runner.invoke(app, ["policy", "try", "a teen gamer shouting with joy after winning a shooter tournament"])
     assert gamer.output.startswith("approved") and "labels: -" in gamer.output
-    assert '"read_as": "ordinary"' in gamer.output and "cleared as another sense: violence:medium" in gamer.output
+    assert '"read_as": "clearly_ordinary"' in gamer.output
+    assert "cleared as another sense: violence:medium" in gamer.output
     blocked = runner.invoke(app, ["policy", "try", "a realistic suicide by hanging"])
     assert blocked.exit_code == 0 and blocked.output.startswith("rejected content_self_harm")
     guessed = runner.invoke(app, ["policy", "try", "a man tightening a belt around his own neck in the closet "

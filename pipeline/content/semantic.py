@@ -8,8 +8,11 @@ support-vector machines trained on the labelled example prompts trust & safety c
          category:   a logistic regression over the harmful-for-everyone examples' categories
     text -> its vector -> classify():       harmful margin >= review_at: one guess Signal (a person decides)
                        -> minors_reading(): restricted margin >= label_at: "restricted" (minors' bands refuse)
-                                            restricted margin <  ordinary_below: "ordinary" (milder phrase
-                                            labels of the text are the wrong sense: a kitchen knife, a flu shot)
+                                            >= leaning_from: "leaning" (refused too if a phrase rule found
+                                            anything: "a samurai duel ending with one man cut down")
+                                            <  ordinary_below: "ordinary" (milder phrase labels of the text are
+                                            the wrong sense: a kitchen knife, a flu shot; other guesses overruled)
+                                            <  clearly_ordinary_below: "clearly_ordinary" (labels of any severity)
 
 Why: the lexicon and the n-gram model read words; on prompts written after they were tuned they blocked about
 83% of the harmful ones and refused about 11% of ordinary prompts for teens (bench/RESULTS.md), both short of
@@ -35,7 +38,7 @@ import numpy as np
 
 from pipeline.content.learned import Example, category_probabilities
 from pipeline.content.lexicon import words
-from pipeline.content.signals import Category, ClassifierError, MinorsReading, Severity, Signal
+from pipeline.content.signals import Category, ClassifierError, MinorsReading, ReadingVerdict, Severity, Signal
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +79,13 @@ class MultilingualUSE:
 
 @dataclass(frozen=True)
 class SemanticThresholds:
+    """Margins of the minors' reading, from most to least harmful; None: that reading is never given."""
+
     review_at: float  # harmful margin from which a person decides
-    label_at: float | None  # restricted margin from which minors' bands refuse; None: never
-    ordinary_below: float | None  # restricted margin under which milder phrase labels are cleared; None: never
+    label_at: float | None  # restricted margin from which minors' bands refuse
+    ordinary_below: float | None  # restricted margin under which milder phrase labels are cleared
+    leaning_from: float | None = None  # restricted margin from which a text with a phrase finding is refused too
+    clearly_ordinary_below: float | None = None  # restricted margin under which labels of any severity are cleared
 
 
 class _KernelMachine:
@@ -215,12 +222,19 @@ class SemanticTextClassifier:
             margin = self.restricted_margin(text)
         except Exception as exc:
             raise ClassifierError(f"semantic classifier failed: {type(exc).__name__}: {exc}") from exc
-        label_at, ordinary_below = self.thresholds.label_at, self.thresholds.ordinary_below
-        if label_at is not None and margin >= label_at:
-            return MinorsReading(self.name, "restricted", margin)
-        if ordinary_below is not None and margin < ordinary_below:
-            return MinorsReading(self.name, "ordinary", margin)
-        return MinorsReading(self.name, "unsure", margin)
+        return MinorsReading(self.name, self._verdict(margin), margin)
+
+    def _verdict(self, margin: float) -> ReadingVerdict:
+        limits = self.thresholds
+        if limits.label_at is not None and margin >= limits.label_at:
+            return "restricted"
+        if limits.leaning_from is not None and margin >= limits.leaning_from:
+            return "leaning"
+        if limits.clearly_ordinary_below is not None and margin < limits.clearly_ordinary_below:
+            return "clearly_ordinary"
+        if limits.ordinary_below is not None and margin < limits.ordinary_below:
+            return "ordinary"
+        return "unsure"
 
 
 def _examples_digest(examples: list[Example]) -> str:

@@ -62,14 +62,19 @@ class Signal:
                 "source": self.source, **({"guess": True} if self.guess else {}), **self.evidence}
 
 
+ReadingVerdict = Literal["restricted", "leaning", "unsure", "ordinary", "clearly_ordinary"]
+
+
 @dataclass(frozen=True)
 class MinorsReading:
-    """A semantic model's reading of a whole text for minors' age bands, beside its signals:
-    "restricted" (harmful for someone: minors' bands refuse it whatever phrase matched), "ordinary" (the milder
-    labels phrase rules derived from the text are another sense of their words) or "unsure" (no effect)."""
+    """A semantic model's reading of a whole text for minors' age bands, beside its signals, from most to least
+    harmful: "restricted" (harmful for someone: minors' bands refuse it whatever phrase matched), "leaning" (the
+    same once a phrase rule found anything in the text: two weak findings that agree), "unsure" (no effect),
+    "ordinary" (the milder labels phrase rules derived from the text are another sense of their words, and other
+    backends' guesses in it are overruled) and "clearly_ordinary" (the same for labels of every severity)."""
 
     source: str
-    verdict: Literal["restricted", "ordinary", "unsure"]
+    verdict: ReadingVerdict
     margin: float
 
     def record(self) -> dict[str, Any]:
