@@ -79,8 +79,8 @@ class SemanticRules(BaseModel):
         "Harmful-for-someone margin from which the text is labelled `label` (minors' bands refuse it); null: never"))
     label: str = Field(default="mature", min_length=1)
     leaning_from: float | None = Field(default=0.0, description=(
-        "Harmful-for-someone margin from which a text that a phrase rule found anything in (even a label minors' "
-        "bands allow) is labelled `label` too: two weak findings that agree; null: never"))
+        "Harmful-for-someone margin from which the text's low phrase labels count as medium (13-15 refuses them; "
+        "each band's own list decides): a mild phrase and a whole text leaning harmful agree; null: never"))
     ordinary_below: float | None = Field(default=-0.25, description=(
         "Harmful-for-someone margin under which the text reads as ordinary: its labels up to clears_up_to are "
         "dropped and other backends' guesses in it overruled (see overrules_guesses); null: never"))
@@ -231,11 +231,10 @@ class ContentStage:
 
     def _check_text(self, text: str, where: dict[str, Any], findings: _Findings) -> None:
         """Every text backend's signals for the text, and what readings of the whole text make of them: a
-        restricted reading, or a leaning one beside a phrase finding, labels the text; an ordinary reading marks
-        the signals (`read_as`), so that the verdict drops their milder labels and other backends' guesses, once
-        every backend has spoken."""
+        restricted reading labels the text; a leaning or ordinary one marks the signals (`read_as`), so that the
+        verdict lifts their low labels, or drops their milder labels and other backends' guesses, once every
+        backend has spoken."""
         signals: list[Signal] = []
-        leaning = False
         for backend in self._backends.text:
             try:
                 signals.extend(backend.classify(text))
@@ -248,12 +247,8 @@ class ContentStage:
             findings.readings.append(reading.record() | where)
             if reading.verdict == "restricted":
                 findings.labels.add(self.policy.rules.semantic.label)
-            elif reading.verdict == "leaning":
-                leaning = True
-            elif reading.verdict in ("ordinary", "clearly_ordinary"):
+            elif reading.verdict != "unsure":
                 where = where | {"read_as": reading.verdict, "read_by": reading.source}
-        if leaning and any(not signal.guess for signal in signals):
-            findings.labels.add(self.policy.rules.semantic.label)
         findings.signals.extend((signal, where) for signal in signals)
 
     def _check_media(self, reference: MediaReference, every: int, most: int, findings: _Findings,
@@ -303,6 +298,7 @@ class ContentStage:
         rules = self.policy.rules
         blocked, reviewed, labels = set(), set(), set(findings.labels)
         cleared: list[str] = []
+        lifted: list[str] = []
         overruled: list[str] = []
         for signal, where in findings.signals:
             rule = rules.categories[signal.category]
@@ -320,6 +316,9 @@ class ContentStage:
                 labels.add(label_of(signal))  # a person may approve it; the age bands still apply after
             elif rules.semantic.clears(signal, where.get("read_as")):
                 cleared.append(label_of(signal))  # another sense of the words: kept for reviewers, not a label
+            elif where.get("read_as") == "leaning" and signal.severity is Severity.LOW:
+                lifted.append(label_of(signal))
+                labels.add(f"{signal.category.value}:{Severity.MEDIUM.value}")
             else:
                 labels.add(label_of(signal))
         details = {"labels": sorted(labels), "signals": [signal.record() | where for signal, where in findings.signals],
@@ -327,7 +326,7 @@ class ContentStage:
                    "backends": [backend.name for backend in self._backends.text]}
         if findings.readings:
             details |= {"readings": findings.readings, "cleared_labels": sorted(set(cleared) - labels),
-                        "overruled_guesses": sorted(set(overruled))}
+                        "lifted_labels": sorted(set(lifted)), "overruled_guesses": sorted(set(overruled))}
         policy = self.policy.policy_id
         reasons = [Reason(code=f"content_{category.value}",
                           message=f"This request was refused under content policy {policy}: "

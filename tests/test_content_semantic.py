@@ -1,7 +1,7 @@
 """The semantic text backend: a sentence encoder shipped in its package and kernel machines trained from example
-files. Its guesses go to a person and never block; its reading of a whole text restricts minors' bands (alone,
-or leaning beside a phrase finding) or clears the labels phrase rules gave another sense of a word and overrules
-other backends' guesses; it fails closed; its trained machines are cached."""
+files. Its guesses go to a person and never block; its reading of a whole text restricts minors' bands, lifts
+the low labels of a text leaning harmful, or clears the labels phrase rules gave another sense of a word and
+overrules other backends' guesses; it fails closed; its trained machines are cached."""
 
 from __future__ import annotations
 
@@ -181,17 +181,22 @@ def test_an_ordinary_reading_clears_only_the_milder_labels_of_that_text() -> Non
     assert decide([unsure], "a chef slicing onions with a big knife").details["labels"] == ["violence:medium"]
 
 
-def test_a_leaning_reading_refuses_minors_only_beside_a_phrase_finding() -> None:
+def test_a_leaning_reading_lifts_the_low_labels_of_that_text_to_medium() -> None:
     duel = _Fixed([Signal(Category.VIOLENCE, Severity.LOW, 1.0, "lexicon", {"matched": ["duel"]})], "leaning")
     verdict = decide([duel], "a samurai duel ending with one man cut down")
-    assert verdict.outcome is Outcome.APPROVED
-    assert verdict.details["labels"] == [POLICY.rules.semantic.label, "violence:low"]
-    assert not_allowed_labels(["general", *verdict.details["labels"]], AGE.bands[Band.TEEN_13_15])
-    assert not not_allowed_labels(["general", "violence:low"], AGE.bands[Band.TEEN_13_15])  # alone, teens may
-    # Leaning alone, or beside a guess only, is not enough: one weak finding.
+    assert verdict.outcome is Outcome.APPROVED and verdict.details["labels"] == ["violence:medium"]
+    assert verdict.details["lifted_labels"] == ["violence:low"]
+    labels = ["general", *verdict.details["labels"]]
+    assert not_allowed_labels(labels, AGE.bands[Band.TEEN_13_15])  # alone, violence:low is allowed at 13-15
+    assert not not_allowed_labels(labels, AGE.bands[Band.TEEN_16_17])  # each band's own list decides
+    # A leaning reading alone adds nothing; medium or higher labels, reviews and blocks stay what they were.
     assert decide([_Fixed([], "leaning")], "two friends arguing at lunch").details["labels"] == []
-    learned = _Fixed([Signal(Category.VIOLENCE, Severity.HIGH, 0.95, "learned", guess=True)], None, "learned")
-    assert POLICY.rules.semantic.label not in decide([learned, _Fixed([], "leaning")], "x y z").details["labels"]
+    alcohol = _Fixed([Signal(Category.ALCOHOL, Severity.MEDIUM, 1.0, "lexicon")], "leaning")
+    assert decide([alcohol], "friends doing tequila shots").details["labels"] == ["alcohol:medium"]
+    self_harm = _Fixed([Signal(Category.SELF_HARM, Severity.LOW, 1.0, "lexicon")], "leaning")
+    assert decide([self_harm], "a sad girl alone in her room").outcome is Outcome.APPROVED  # review_at is medium
+    # Unsure: nothing lifted.
+    assert decide([_Fixed(duel._signals, "unsure")], "a samurai duel").details["labels"] == ["violence:low"]
 
 
 def test_a_clearly_ordinary_reading_clears_labels_of_every_severity_but_never_a_swear_word() -> None:

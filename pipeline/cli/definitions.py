@@ -92,7 +92,7 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
                output_format: str = typer.Option("text", "--format", help="text | json")) -> None:
     """How the content policy and the age bands would judge PROMPT: the outcome, reasons, labels, each band's
     answer, every signal with its evidence (matched phrases, the learned model's probability) and the semantic
-    backend's reading of the whole text (its margin, the labels it cleared, the guesses it overruled). For
+    backend's reading of the whole text (its margin, the labels it cleared or lifted, the guesses it overruled). For
     policy writers trying a lexicon line or an example; a user only ever sees the reasons."""
     import json
     import tempfile
@@ -116,6 +116,7 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
     report = {"outcome": verdict.outcome.value, "reasons": [reason.code for reason in verdict.reasons],
               "labels": labels, "bands": bands, "signals": verdict.details["signals"],
               "readings": verdict.details.get("readings", []), "cleared": verdict.details.get("cleared_labels", []),
+              "lifted": verdict.details.get("lifted_labels", []),
               "overruled": verdict.details.get("overruled_guesses", []),
               "errors": verdict.details["errors"],
               "policies": {"content": content.version[:16], "age": age.version[:16]}}
@@ -133,6 +134,8 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
         typer.echo(f"reading: {json.dumps(reading, ensure_ascii=False)}")
     if report["cleared"]:
         typer.echo(f"cleared as another sense: {', '.join(report['cleared'])}")
+    if report["lifted"]:
+        typer.echo(f"lifted to medium by a reading leaning harmful: {', '.join(report['lifted'])}")
     if report["overruled"]:
         typer.echo(f"guesses overruled by an ordinary reading: {', '.join(report['overruled'])}")
     for error in report["errors"]:

@@ -8,8 +8,8 @@ support-vector machines trained on the labelled example prompts trust & safety c
          category:   a logistic regression over the harmful-for-everyone examples' categories
     text -> its vector -> classify():       harmful margin >= review_at: one guess Signal (a person decides)
                        -> minors_reading(): restricted margin >= label_at: "restricted" (minors' bands refuse)
-                                            >= leaning_from: "leaning" (refused too if a phrase rule found
-                                            anything: "a samurai duel ending with one man cut down")
+                                            >= leaning_from: "leaning" (low phrase labels of the text count as
+                                            medium: "a samurai duel ending with one man cut down")
                                             <  ordinary_below: "ordinary" (milder phrase labels of the text are
                                             the wrong sense: a kitchen knife, a flu shot; other guesses overruled)
                                             <  clearly_ordinary_below: "clearly_ordinary" (labels of any severity)
@@ -84,7 +84,7 @@ class SemanticThresholds:
     review_at: float  # harmful margin from which a person decides
     label_at: float | None  # restricted margin from which minors' bands refuse
     ordinary_below: float | None  # restricted margin under which milder phrase labels are cleared
-    leaning_from: float | None = None  # restricted margin from which a text with a phrase finding is refused too
+    leaning_from: float | None = None  # restricted margin from which low phrase labels count as medium
     clearly_ordinary_below: float | None = None  # restricted margin under which labels of any severity are cleared
 
 

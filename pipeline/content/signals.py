@@ -69,7 +69,7 @@ ReadingVerdict = Literal["restricted", "leaning", "unsure", "ordinary", "clearly
 class MinorsReading:
     """A semantic model's reading of a whole text for minors' age bands, beside its signals, from most to least
     harmful: "restricted" (harmful for someone: minors' bands refuse it whatever phrase matched), "leaning" (the
-    same once a phrase rule found anything in the text: two weak findings that agree), "unsure" (no effect),
+    low labels phrase rules derived from the text count as medium: two weak findings that agree), "unsure",
     "ordinary" (the milder labels phrase rules derived from the text are another sense of their words, and other
     backends' guesses in it are overruled) and "clearly_ordinary" (the same for labels of every severity)."""
 
