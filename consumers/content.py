@@ -83,15 +83,16 @@ class SemanticRules(BaseModel):
         "each band's own list decides): a mild phrase and a whole text leaning harmful agree; null: never"))
     ordinary_below: float | None = Field(default=-0.25, description=(
         "Harmful-for-someone margin under which the text reads as ordinary: its labels up to clears_up_to are "
-        "dropped and other backends' guesses in it overruled (see overrules_guesses); null: never"))
+        "dropped; null: never"))
     clears_up_to: Severity = Severity.MEDIUM
     clearly_ordinary_below: float | None = Field(default=-0.5, description=(
         "Harmful-for-someone margin under which the text's labels of every severity are dropped; null: never"))
     never_cleared: list[Category] = Field(default_factory=lambda: [Category.PROFANITY], description=(
         "Categories whose labels no ordinary reading drops: a swear word has no innocent sense"))
     overrules_guesses: bool = Field(default=True, description=(
-        "An ordinary reading drops the guesses other backends (the learned one) made in that text, but never one "
-        "of sexual_minors: two models disagree, and the one that reads whole sentences decides"))
+        "A reading that does not even lean harmful (under leaning_from) drops the guesses other backends (the "
+        "learned one) made in that text, but never one of sexual_minors: a guess sends a text to a person only "
+        "when the model that reads whole sentences does not read it as ordinary"))
 
     def thresholds(self) -> SemanticThresholds:
         """The margins the semantic backend itself applies (what each reading does acts in this stage)."""
@@ -115,8 +116,8 @@ class SemanticRules(BaseModel):
         return read_as == "clearly_ordinary" or signal.severity.rank <= self.clears_up_to.rank
 
     def overrules(self, guess: Signal, where: dict[str, Any]) -> bool:
-        """Whether a reading of the guess's text as ordinary, by another backend, drops the guess."""
-        return (self.overrules_guesses and where.get("read_as") in ("ordinary", "clearly_ordinary")
+        """Whether another backend's reading of the guess's text, not leaning harmful, drops the guess."""
+        return (self.overrules_guesses and where.get("read_as") in ("unsure", "ordinary", "clearly_ordinary")
                 and where.get("read_by") != guess.source and guess.category is not Category.SEXUAL_MINORS)
 
 
@@ -231,9 +232,9 @@ class ContentStage:
 
     def _check_text(self, text: str, where: dict[str, Any], findings: _Findings) -> None:
         """Every text backend's signals for the text, and what readings of the whole text make of them: a
-        restricted reading labels the text; a leaning or ordinary one marks the signals (`read_as`), so that the
-        verdict lifts their low labels, or drops their milder labels and other backends' guesses, once every
-        backend has spoken."""
+        restricted reading labels the text; every reading marks the signals (`read_as`), so that the verdict
+        lifts their low labels (leaning), drops their milder labels (ordinary) or other backends' guesses (not
+        leaning), once every backend has spoken."""
         signals: list[Signal] = []
         for backend in self._backends.text:
             try:
@@ -247,7 +248,7 @@ class ContentStage:
             findings.readings.append(reading.record() | where)
             if reading.verdict == "restricted":
                 findings.labels.add(self.policy.rules.semantic.label)
-            elif reading.verdict != "unsure":
+            else:
                 where = where | {"read_as": reading.verdict, "read_by": reading.source}
         findings.signals.extend((signal, where) for signal in signals)
 

@@ -214,16 +214,19 @@ def test_a_clearly_ordinary_reading_clears_labels_of_every_severity_but_never_a_
     assert decide([graphic], "anything said here").outcome is Outcome.REJECTED
 
 
-def test_an_ordinary_reading_overrules_another_backends_guess_but_never_one_of_sexual_minors() -> None:
+def test_a_reading_not_leaning_harmful_overrules_another_backends_guess_but_never_one_of_sexual_minors() -> None:
     def learned(category: Category) -> _Fixed:
         return _Fixed([Signal(category, Severity.HIGH, 0.99, "learned", guess=True)], None, "learned")
 
     prompt = "a teenage girl studying for her maths exam"
-    verdict = decide([learned(Category.SELF_HARM), _Fixed([], "ordinary")], prompt)
-    assert verdict.outcome is Outcome.APPROVED and verdict.details["overruled_guesses"] == ["learned:self_harm"]
-    assert verdict.details["signals"][0]["source"] == "learned"  # kept for reviewers
+    for reading in ("unsure", "ordinary", "clearly_ordinary"):
+        verdict = decide([learned(Category.SELF_HARM), _Fixed([], reading)], prompt)
+        assert verdict.outcome is Outcome.APPROVED and verdict.details["overruled_guesses"] == ["learned:self_harm"]
+        assert verdict.details["signals"][0]["source"] == "learned"  # kept for reviewers
+    for reading in ("leaning", "restricted"):
+        assert decide([learned(Category.SELF_HARM), _Fixed([], reading)], prompt).outcome is Outcome.REVIEW
+    assert decide([learned(Category.SELF_HARM)], prompt).outcome is Outcome.REVIEW  # no reading, no overruling
     assert decide([learned(Category.SEXUAL_MINORS), _Fixed([], "clearly_ordinary")], prompt).outcome is Outcome.REVIEW
-    assert decide([learned(Category.SELF_HARM), _Fixed([], "unsure")], prompt).outcome is Outcome.REVIEW
     own = _Fixed([Signal(Category.SELF_HARM, Severity.HIGH, 0.3, "semantic", guess=True)], "ordinary")
     assert decide([own], prompt).outcome is Outcome.REVIEW  # a reader never overrules its own guess
     keep = POLICY.rules.model_copy(update={"semantic": POLICY.rules.semantic.model_copy(

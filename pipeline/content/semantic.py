@@ -11,7 +11,7 @@ support-vector machines trained on the labelled example prompts trust & safety c
                                             >= leaning_from: "leaning" (low phrase labels of the text count as
                                             medium: "a samurai duel ending with one man cut down")
                                             <  ordinary_below: "ordinary" (milder phrase labels of the text are
-                                            the wrong sense: a kitchen knife, a flu shot; other guesses overruled)
+                                            the wrong sense: a kitchen knife, a flu shot)
                                             <  clearly_ordinary_below: "clearly_ordinary" (labels of any severity)
 
 Why: the lexicon and the n-gram model read words; on prompts written after they were tuned they blocked about

@@ -70,8 +70,9 @@ class MinorsReading:
     """A semantic model's reading of a whole text for minors' age bands, beside its signals, from most to least
     harmful: "restricted" (harmful for someone: minors' bands refuse it whatever phrase matched), "leaning" (the
     low labels phrase rules derived from the text count as medium: two weak findings that agree), "unsure",
-    "ordinary" (the milder labels phrase rules derived from the text are another sense of their words, and other
-    backends' guesses in it are overruled) and "clearly_ordinary" (the same for labels of every severity)."""
+    "ordinary" (the milder labels phrase rules derived from the text are another sense of their words) and
+    "clearly_ordinary" (the same for labels of every severity). From "unsure" down, other backends' guesses in
+    the text are overruled."""
 
     source: str
     verdict: ReadingVerdict
