@@ -9,7 +9,8 @@ Each line of the prompt set: {"prompt", "expect": block | teen | benign, "catego
           are refused for adults too: by policy, e.g. a deadly challenge, or over-blocking to look at)
   benign: must pass for an adult and for a 13-15 account            -> false-positive rate
 "Refused" is what the pipeline does: the content stage rejects or sends to review, or the age stage's
-band does not allow the derived labels. Also prints p50/p99 time of the content stage's text check, and
+band does not allow the derived labels. Also prints p50/p99 time of the content stage's text check (the
+shipped models, each prompt alone and in batches of 16 as a worker decides a Kafka batch), and
 with --images the image check's time per frame (NudeNet, pinned to one core) at 256x256 and 704x480 and
 what the policy's frame sampling costs per 5-second video at 24 fps. With the learned or semantic backend
 in the policy, a file among their examples is judged by models trained on every other example file (leave
@@ -50,13 +51,12 @@ def refused_for(verdict, band_rules) -> bool:
 
 @dataclass
 class Evaluation:
-    """One prompt file's outcome: refusals per (expect, category), benign refusals per band, timings."""
+    """One prompt file's outcome: refusals per (expect, category), benign refusals per band."""
 
     rows: list[dict]
     hits: dict = field(default_factory=lambda: defaultdict(int))
     totals: dict = field(default_factory=lambda: defaultdict(int))
     misses: list = field(default_factory=list)
-    timings: list[float] = field(default_factory=list)
     benign_adult: int = 0
     benign_teen: int = 0
     benign_total: int = 0
@@ -72,9 +72,7 @@ def evaluate(stage: ContentStage, rows: list[dict], adult, teen) -> Evaluation:
     for number, row in enumerate(rows):
         item = PipelineItem(request=GenerationRequest(request_id=f"e{number}", requester_account="a",
                                                       prompt=row["prompt"]))
-        start = time.perf_counter()
         verdict = stage.decide(item)
-        result.timings.append((time.perf_counter() - start) * 1000)
         expect = row["expect"]
         if expect == "benign":
             result.benign_total += 1
@@ -189,6 +187,9 @@ def main() -> int:
         print_summary(results)
     else:
         print_report(results[args.prompts])
+    shipped = ContentStage("content", content, ContentBackends(backends.text, None),
+                           LocalAssetStore(tempfile.mkdtemp()))
+    print_timings(shipped, [row["prompt"] for path in files for row in read_rows(path)])
     if args.images:
         image_timings(backends, content.rules)
     if args.misses:
@@ -228,9 +229,6 @@ def print_report(result: Evaluation) -> None:
     if result.benign_total:
         print(f"\nbenign refused: adult {share(result.benign_adult, result.benign_total)}, "
               f"13-15 {share(result.benign_teen, result.benign_total)}")
-    ordered = sorted(result.timings)
-    print(f"text check per prompt: p50 {statistics.median(ordered):.2f} ms, "
-          f"p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} ms, max {ordered[-1]:.2f} ms")
 
 
 def print_summary(results: dict[Path, Evaluation]) -> None:
@@ -240,9 +238,34 @@ def print_summary(results: dict[Path, Evaluation]) -> None:
         print(f"{path.name:<34} {share(*result.recall('block')):>22} {share(*result.recall('teen')):>20} "
               f"{share(result.teen_level_adult, result.recall('teen')[1]):>18} "
               f"{share(result.benign_adult, result.benign_total):>22} {share(result.benign_teen, result.benign_total):>22}")
-    timings = sorted(t for result in results.values() for t in result.timings)
-    print(f"text check per prompt over {len(timings)} prompts: p50 {statistics.median(timings):.2f} ms, "
-          f"p99 {timings[min(len(timings) - 1, int(0.99 * len(timings)))]:.2f} ms")
+
+
+BATCH = 16
+"""Prompts decided together in the timing of batches: a worker decides a Kafka batch with decide_many."""
+
+
+def print_timings(stage: ContentStage, prompts: list[str]) -> None:
+    """The shipped text check's time per prompt, alone and in batches (whose time is shared by its prompts, as
+    the worker's metrics share it), on models that never saw these prompts' vectors before."""
+    def request(number: int, prompt: str) -> PipelineItem:
+        return PipelineItem(request=GenerationRequest(request_id=f"t{number}", requester_account="a", prompt=prompt))
+
+    for number, prompt in enumerate(prompts[:20]):  # warm up
+        stage.decide(request(number, prompt))
+    alone, together = [], []
+    for number, prompt in enumerate(prompts):
+        start = time.perf_counter()
+        stage.decide(request(number, prompt))
+        alone.append((time.perf_counter() - start) * 1000)
+    for first in range(0, len(prompts), BATCH):
+        batch = [request(first + n, prompt) for n, prompt in enumerate(prompts[first:first + BATCH])]
+        start = time.perf_counter()
+        stage.decide_many(batch)
+        together += [(time.perf_counter() - start) * 1000 / len(batch)] * len(batch)
+    for title, timings in (("alone", alone), (f"in batches of {BATCH}", together)):
+        ordered = sorted(timings)
+        print(f"text check per prompt over {len(ordered)} prompts, {title}: p50 {statistics.median(ordered):.2f} "
+              f"ms, p99 {ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]:.2f} ms, max {ordered[-1]:.2f} ms")
 
 
 def image_timings(backends, rules, repeats: int = 30) -> None:

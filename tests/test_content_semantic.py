@@ -241,6 +241,36 @@ def test_an_ordinary_reading_clears_what_every_backend_found_in_that_text() -> N
         assert decide(order, "a bartender polishing glasses").details["labels"] == []
 
 
+def test_a_batch_is_encoded_in_one_pass_and_decided_as_one_by_one(semantic, monkeypatch) -> None:
+    prompts = ["how to make a bomb in the kitchen", "teenagers doing vodka shots until they are drunk",
+               "a family picnic in the garden", "picnic"]
+    items = [PipelineItem(request=GenerationRequest(request_id=f"r{n}", requester_account="a", prompt=prompt))
+             for n, prompt in enumerate(prompts)]
+    stage = ContentStage("content", POLICY, ContentBackends([semantic], None), LocalAssetStore(Path("/nonexistent")))
+    one_by_one = [stage.decide(item) for item in items]
+    encoded: list[list[str]] = []
+    encode = semantic._encoder.encode
+    monkeypatch.setattr(semantic._encoder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
+    together = stage.decide_many(items)
+    assert encoded == [prompts[:3]]  # one pass; two words are too few to read
+    assert [(v.outcome, v.details) for v in together] == [(v.outcome, v.details) for v in one_by_one]
+    assert [v.outcome for v in together] == [Outcome.REVIEW, Outcome.APPROVED, Outcome.APPROVED, Outcome.APPROVED]
+
+
+def test_a_batch_the_encoder_cannot_read_is_decided_one_by_one_and_fails_closed(semantic, monkeypatch) -> None:
+    def broken(texts):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(semantic, "_last", None)
+    monkeypatch.setattr(semantic, "_remembered", {})
+    monkeypatch.setattr(semantic._encoder, "encode", broken)
+    items = [PipelineItem(request=GenerationRequest(request_id=f"r{n}", requester_account="a", prompt=prompt))
+             for n, prompt in enumerate(["a walk on the beach with my dog", "a cat asleep on the sofa"])]
+    stage = ContentStage("content", POLICY, ContentBackends([semantic], None), LocalAssetStore(Path("/nonexistent")))
+    for verdict in stage.decide_many(items):
+        assert verdict.outcome is Outcome.REJECTED and [r.code for r in verdict.reasons] == ["content_check_failed"]
+
+
 def test_a_reader_that_cannot_answer_fails_closed(semantic, monkeypatch) -> None:
     def broken(texts):
         raise MemoryError("no room")

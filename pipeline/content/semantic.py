@@ -131,6 +131,7 @@ class SemanticTextClassifier:
         self.min_words = min_words
         self._encoder = encoder
         self._last: tuple[str, np.ndarray] | None = None
+        self._remembered: dict[str, np.ndarray] = {}
         key = hashlib.sha256("\n".join([TRAINING, encoder.version, _examples_digest(examples)]).encode()).hexdigest()
         cached = cache_dir / f"semantic-{key[:32]}.npz" if cache_dir is not None else None
         if cached is not None and cached.exists():
@@ -181,8 +182,25 @@ class SemanticTextClassifier:
                 _KernelMachine(stored[f"{name}_vectors"], stored[f"{name}_coefficients"],
                                *stored[f"{name}_scalars"]) for name in ("harmful", "restricted"))
 
+    def remember(self, texts: Sequence[str]) -> None:
+        """Encodes a batch's texts in one pass, for classify and minors_reading of each to look up: the encoder
+        streams its weights once per ~20 texts instead of once per text (about a third of the time a text).
+        The batch replaces the one before. Raises ClassifierError when the encoder fails."""
+        readable = [text for text in dict.fromkeys(texts) if len(words(text)) >= self.min_words]
+        if not readable:
+            return
+        try:
+            vectors = self._encoder.encode(readable)
+        except Exception as exc:
+            raise ClassifierError(f"semantic classifier failed: {type(exc).__name__}: {exc}") from exc
+        self._remembered = dict(zip(readable, vectors))  # one write: a reader sees the old batch or the new
+
     def _vector(self, text: str) -> np.ndarray:
-        """The text's sentence vector; classify and minors_reading of one text encode it once."""
+        """The text's sentence vector: remembered with its batch, or encoded once for classify and
+        minors_reading of one text."""
+        remembered = self._remembered.get(text)
+        if remembered is not None:
+            return remembered
         last = self._last  # one read and one write of a tuple: two threads never mix a text with another's vector
         if last is None or last[0] != text:
             last = (text, self._encoder.encode([text])[0])

@@ -9,6 +9,7 @@ or an age-restricted label. A backend that cannot answer raises ClassifierError:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -100,6 +101,15 @@ class MinorsReader(Protocol):
 
     def minors_reading(self, text: str) -> MinorsReading | None:
         """None: no reading (too short). Raises ClassifierError when it cannot tell."""
+        ...
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """A text backend that reads a batch's texts faster together (the semantic backend's encoder)."""
+
+    def remember(self, texts: Sequence[str]) -> None:
+        """Prepares the texts, which `classify` and `minors_reading` then answer from. Raises ClassifierError."""
         ...
 
 
