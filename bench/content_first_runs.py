@@ -73,8 +73,8 @@ def first_run(number: int, adult, teen) -> list[dict]:
             verdict = stage.decide(PipelineItem(request=GenerationRequest(
                 request_id=f"h{number}-{index}", requester_account="a", prompt=row["prompt"])))
             decided.append(row | {"set": number, "commit": commit[:7], "outcome": verdict.outcome.value,
-                                  "refused_adult": refused_for(verdict, adult), "refused_teen": refused_for(verdict, teen),
-                                  "details": verdict.details})
+                                  "refused_adult": refused_for(verdict, adult),
+                                  "refused_teen": refused_for(verdict, teen), "details": verdict.details})
     return decided
 
 
