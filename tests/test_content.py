@@ -620,6 +620,9 @@ def test_heights_without_protection_and_fireworks_in_hand_are_restricted_for_tee
     ("una sparatoria al porto", "violence"), ("une rixe devant une boîte de nuit", "violence"),
     ("eine Messerstecherei am Bahnhof", "violence"), ("um tiroteio na favela", "violence"),
     ("a twerking contest at a strip club", "sexual"),
+    ("un boxeador con la nariz ensangrentada", "violence"), ("um lutador com o rosto ensanguentado", "violence"),
+    ("un pugile con il volto insanguinato", "violence"), ("un boxeur au visage ensanglanté", "violence"),
+    ("a slasher movie marathon", "violence"), ("zwei Studenten betrinken sich im Park", "alcohol"),
 ])
 def test_teen_level_vocabulary_is_restricted_for_13_to_15_and_allowed_for_adults(lexicon_backends, prompt,
                                                                                   category) -> None:
