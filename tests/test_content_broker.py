@@ -82,3 +82,32 @@ def test_a_teens_explicit_request_is_rejected_and_an_adults_tricky_benign_one_pu
     cli(live, "review", "reject", "adult-guess", "--reviewer", "rita", "--note", "suicide method")
     rejected = {r["request_id"]: r for r in read_topic("gen.rejected").wait_for_count(5, timeout=60)}
     assert rejected["adult-guess"]["stage"] == "review-content"
+
+
+def test_a_leaning_reading_refuses_a_mild_phrase_for_13_15_only_and_a_lower_one_overrules_a_guess(
+        settings, start_worker, read_topic, tmp_path) -> None:
+    """Margins set so each reading is certain: the duel reads as leaning harmful (margin ~1, label_at far above
+    any margin), the shark film under leaning_from (margin ~-1), and the learned backend guesses from a
+    probability of 0.05 (the film ~0.1, the duel ~0.03)."""
+    semantic = load_policy(policy_path("content"), ContentRules).rules.semantic.model_dump(mode="json")
+    live = settings.model_copy(update={"policy_dir": policies_with(
+        tmp_path / "policies", "content", learned_review_at=0.05, semantic=semantic | {"label_at": 5.0})})
+    cli(live, "account", "profile", "teen", "--birth-date", "2012-03-01", "--assurance", "estimated")
+    cli(live, "account", "profile", "older-teen", "--birth-date", "2009-06-01", "--assurance", "estimated")
+    cli(live, "account", "profile", "adult", "--birth-date", "1990-03-01")
+    start_worker(settings_override=live)
+    duel = "a samurai duel ending with one man cut down"  # the lexicon: violence:low, which 13-15 allows alone
+    for request_id, requester, prompt in (("duel-13", "teen", duel), ("duel-16", "older-teen", duel),
+                                          ("shark-film", "adult", "a shark attack in a movie")):
+        cli(live, "submit", "--requester", requester, "--prompt", prompt, "--request-id", request_id)
+    rejected = read_topic("gen.rejected").wait_for_count(1, timeout=120)
+    published = {p["request_id"]: p for p in read_topic("feed.published").wait_for_count(2, timeout=60)}
+    assert [(r["request_id"], r["stage"], r["reasons"][0]["code"]) for r in rejected] == [
+        ("duel-13", "age", "content_class_not_allowed")]
+    assert rejected[0]["decision"]["details"]["not_allowed"] == ["violence:medium"]
+    assert sorted(published) == ["duel-16", "shark-film"]  # 16-17 allows violence:medium: its own list decides
+    lifted = published["duel-16"]["decisions"][1]["details"]
+    assert lifted["labels"] == ["violence:medium"] and lifted["lifted_labels"] == ["violence:low"]
+    film = published["shark-film"]["decisions"][1]["details"]
+    assert film["overruled_guesses"] and all(guess.startswith("learned:") for guess in film["overruled_guesses"])
+    assert "shark-film" not in [p["request_id"] for p in read_topic("gen.review").settle(2)]
