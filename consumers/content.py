@@ -33,8 +33,8 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.content.semantic import SemanticThresholds
-from pipeline.content.signals import (BatchReader, Category, ClassifierError, ImageClassifier, MinorsReader, Severity,
-                                      Signal, TextClassifier, Transcriber)
+from pipeline.content.signals import (ORDINARY_READINGS, READINGS_UNDER_LEANING, BatchReader, Category, ClassifierError,
+                                      ImageClassifier, MinorsReader, Severity, Signal, TextClassifier, Transcriber)
 from pipeline.media.assets import AssetIntegrityError, AssetStore
 from pipeline.media.frames import UnreadableMedia, audio_of, frames_of
 from pipeline.observability.logs import decision_context
@@ -115,13 +115,13 @@ class SemanticRules(BaseModel):
 
     def clears(self, signal: Signal, read_as: str | None) -> bool:
         """Whether a reading of the signal's text as ordinary drops its label (another sense of the words)."""
-        if read_as not in ("ordinary", "clearly_ordinary") or signal.category in self.never_cleared:
+        if read_as not in ORDINARY_READINGS or signal.category in self.never_cleared:
             return False
         return read_as == "clearly_ordinary" or signal.severity.rank <= self.clears_up_to.rank
 
     def overrules(self, guess: Signal, where: dict[str, Any]) -> bool:
         """Whether another backend's reading of the guess's text, not leaning harmful, drops the guess."""
-        return (self.overrules_guesses and where.get("read_as") in ("unsure", "ordinary", "clearly_ordinary")
+        return (self.overrules_guesses and where.get("read_as") in READINGS_UNDER_LEANING
                 and where.get("read_by") != guess.source and guess.category is not Category.SEXUAL_MINORS)
 
 

@@ -137,7 +137,7 @@ def policy_try(ctx: typer.Context, prompt: str = typer.Argument(..., help="A req
     if report["lifted"]:
         typer.echo(f"lifted to medium by a reading leaning harmful: {', '.join(report['lifted'])}")
     if report["overruled"]:
-        typer.echo(f"guesses overruled by an ordinary reading: {', '.join(report['overruled'])}")
+        typer.echo(f"guesses overruled by a reading not leaning harmful: {', '.join(report['overruled'])}")
     for error in report["errors"]:
         typer.echo(f"error: {error}")
 

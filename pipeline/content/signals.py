@@ -64,6 +64,8 @@ class Signal:
 
 
 ReadingVerdict = Literal["restricted", "leaning", "unsure", "ordinary", "clearly_ordinary"]
+ORDINARY_READINGS: tuple[ReadingVerdict, ...] = ("ordinary", "clearly_ordinary")
+READINGS_UNDER_LEANING: tuple[ReadingVerdict, ...] = ("unsure", *ORDINARY_READINGS)
 
 
 @dataclass(frozen=True)
