@@ -246,7 +246,7 @@ BATCH = 16
 
 def print_timings(stage: ContentStage, prompts: list[str]) -> None:
     """The shipped text check's time per prompt, alone and in batches (whose time is shared by its prompts, as
-    the worker's metrics share it), on models that never saw these prompts' vectors before."""
+    the worker's metrics share it); each prompt's sentence vector is computed while it is timed."""
     def request(number: int, prompt: str) -> PipelineItem:
         return PipelineItem(request=GenerationRequest(request_id=f"t{number}", requester_account="a", prompt=prompt))
 
