@@ -189,7 +189,7 @@ def main() -> int:
         print_report(results[args.prompts])
     shipped = ContentStage("content", content, ContentBackends(backends.text, None),
                            LocalAssetStore(tempfile.mkdtemp()))
-    print_timings(shipped, [row["prompt"] for path in files for row in read_rows(path)])
+    print_timings(shipped, [row["prompt"] for result in results.values() for row in result.rows])
     if args.images:
         image_timings(backends, content.rules)
     if args.misses:

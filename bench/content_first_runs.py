@@ -1,6 +1,6 @@
 """First runs of the held-out prompt sets, recomputed: today's content stage on prompts nobody tuned it to.
 
-    python bench/content_first_runs.py [N ...] [--misses] [--dump FILE]    # default: held-outs 24 and later
+    python bench/content_first_runs.py [N ...] [--misses]    # default: held-outs 24 and later
 
 Each held-out set is judged as on the day it was committed: with the lexicons and example files of the commit
 before it (so no phrase rule was written for it and the learned and semantic models never trained on it), and
@@ -26,14 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from content_eval import in_number_order, refused_for, share  # noqa: E402
+from content_eval import Evaluation, evaluate, in_number_order, share  # noqa: E402
 from consumers.age import AgeRules, Band  # noqa: E402
 from consumers.content import ContentBackends, ContentRules, ContentStage  # noqa: E402
 from pipeline.media.assets import LocalAssetStore  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.worker.catalog import content_backends  # noqa: E402
 from policies.loader import load_policy, policy_path  # noqa: E402
-from schemas.models import GenerationRequest, PipelineItem  # noqa: E402
 
 FIRST_WITH_EXAMPLES = 24
 """The first held-out set written after the example files the learned and semantic backends train on."""
@@ -59,7 +58,8 @@ def policies_before(commit: str, into: Path) -> Path:
     return policies
 
 
-def first_run(number: int, adult, teen) -> list[dict]:
+def first_run(number: int, adult, teen) -> tuple[str, Evaluation]:
+    """The set's commit, and how today's stage judged it with that commit's lexicons and examples."""
     path = f"policies/examples/content_prompts_heldout{number}.jsonl"
     commit = committed_in(path)
     rows = [json.loads(line) for line in git("show", f"{commit}:{path}").decode().splitlines() if line.strip()]
@@ -68,54 +68,50 @@ def first_run(number: int, adult, teen) -> list[dict]:
         content = load_policy(policy_path("content", policies), ContentRules, expected_stage="content")
         text = content_backends(Settings(policy_dir=policies), content).text
         stage = ContentStage("content", content, ContentBackends(text, None), LocalAssetStore(Path(folder)))
-        decided = []
-        for index, row in enumerate(rows):
-            verdict = stage.decide(PipelineItem(request=GenerationRequest(
-                request_id=f"h{number}-{index}", requester_account="a", prompt=row["prompt"])))
-            decided.append(row | {"set": number, "commit": commit[:7], "outcome": verdict.outcome.value,
-                                  "refused_adult": refused_for(verdict, adult),
-                                  "refused_teen": refused_for(verdict, teen), "details": verdict.details})
-    return decided
+        return commit, evaluate(stage, rows, adult, teen)
 
 
-def wrong(row: dict) -> bool:
-    if row["expect"] == "benign":
-        return row["refused_adult"] or row["refused_teen"]
-    return not (row["refused_adult"] if row["expect"] == "block" else row["refused_teen"])
+def together(results: list[Evaluation]) -> Evaluation:
+    total = Evaluation([row for result in results for row in result.rows])
+    for result in results:
+        for key in result.totals:
+            total.totals[key] += result.totals[key]
+            total.hits[key] += result.hits[key]
+        total.misses += result.misses
+        total.benign_adult += result.benign_adult
+        total.benign_teen += result.benign_teen
+        total.benign_total += result.benign_total
+        total.teen_level_adult += result.teen_level_adult
+    return total
 
 
-def summary(rows: list[dict]) -> str:
-    block = [r for r in rows if r["expect"] == "block"]
-    teen = [r for r in rows if r["expect"] == "teen"]
-    benign = [r for r in rows if r["expect"] == "benign"]
-    return (f"blocked for everyone {share(sum(r['refused_adult'] for r in block), len(block)):>18}   "
-            f"refused for 13-15 {share(sum(r['refused_teen'] for r in teen), len(teen)):>16}   "
-            f"benign refused adult {share(sum(r['refused_adult'] for r in benign), len(benign)):>16}, "
-            f"13-15 {share(sum(r['refused_teen'] for r in benign), len(benign))}")
+def summary(result: Evaluation) -> str:
+    return (f"blocked for everyone {share(*result.recall('block')):>18}   "
+            f"refused for 13-15 {share(*result.recall('teen')):>16}   "
+            f"benign refused adult {share(result.benign_adult, result.benign_total):>16}, "
+            f"13-15 {share(result.benign_teen, result.benign_total)}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", type=int, help="held-out numbers (default: 24 and later)")
     parser.add_argument("--misses", action="store_true", help="print every prompt decided wrongly")
-    parser.add_argument("--dump", type=Path, help="write every prompt's decision details here (JSON lines)")
     args = parser.parse_args()
     age = load_policy(policy_path("age"), AgeRules, expected_stage="age").rules
     adult, teen = age.bands[Band.ADULT], age.bands[Band.TEEN_13_15]
     found = sorted((ROOT / "policies" / "examples").glob("content_prompts_heldout*.jsonl"), key=in_number_order)
     numbers = args.sets or [n for n in (in_number_order(path)[1] for path in found) if n >= FIRST_WITH_EXAMPLES]
-    everything = []
+    results = []
     for number in numbers:
-        rows = first_run(number, adult, teen)
-        everything += rows
-        print(f"held-out {number:<3} {rows[0]['commit']}  {summary(rows)}", flush=True)
-    print(f"all {len(numbers)} sets, {len(everything)} prompts: {summary(everything)}")
+        commit, result = first_run(number, adult, teen)
+        results.append(result)
+        print(f"held-out {number:<3} {commit[:7]}  {summary(result)}", flush=True)
+    total = together(results)
+    print(f"all {len(numbers)} sets, {len(total.rows)} prompts: {summary(total)}")
     if args.misses:
-        for row in filter(wrong, everything):
-            print(f"MISS {row['set']:<3} {row['expect']:<6} {row.get('category', '-'):<20} {row['prompt']!r} -> "
-                  f"{row['outcome']} {row['details']['labels']}")
-    if args.dump:
-        args.dump.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in everything))
+        for row, verdict in total.misses:
+            print(f"MISS {row['expect']:<6} {row.get('category', '-'):<20} {row['prompt']!r} -> "
+                  f"{verdict.outcome.value} {verdict.details['labels']}")
     return 0
 
 

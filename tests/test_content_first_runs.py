@@ -36,8 +36,14 @@ def test_a_held_out_never_meets_its_own_prompts_or_the_rules_written_after_it(tm
     assert (policies / "content.yaml").read_bytes() == (ROOT / "policies" / "content.yaml").read_bytes()
 
 
-def test_a_wrong_answer_is_a_refused_benign_prompt_or_a_passed_harmful_one() -> None:
-    row = {"refused_adult": False, "refused_teen": True}
-    assert tool.wrong(row | {"expect": "benign"}) and not tool.wrong(row | {"expect": "teen"})
-    assert tool.wrong(row | {"expect": "block"})
-    assert "refused for 13-15     1/1 = 100.0%" in tool.summary([row | {"expect": "teen"}])
+def test_the_sets_add_up_to_one_figure() -> None:
+    teen, block = tool.Evaluation([{"prompt": "t"}, {"prompt": "b1"}]), tool.Evaluation([{"prompt": "b2"}])
+    teen.totals[("teen", "drugs")] = teen.hits[("teen", "drugs")] = 1
+    teen.benign_total, teen.benign_teen = 1, 1
+    block.totals[("block", "hate")], block.misses = 1, [({"prompt": "b2"}, None)]
+    total = tool.together([teen, block])
+    assert total.recall("teen") == (1, 1) and total.recall("block") == (0, 1) and len(total.rows) == 3
+    assert (total.benign_total, total.benign_teen, total.benign_adult, len(total.misses)) == (1, 1, 0, 1)
+    line = " ".join(tool.summary(total).split())
+    assert line == ("blocked for everyone 0/1 = 0.0% refused for 13-15 1/1 = 100.0% "
+                    "benign refused adult 0/1 = 0.0%, 13-15 1/1 = 100.0%")
