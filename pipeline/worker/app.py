@@ -91,6 +91,49 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
             log.info("%s registry caught up (%d records applied)", feed.name, feed.replay(settings))
     else:
         _wait_for_the_registries(feeds_freshness)
+    app, sender = stage_app(settings, connection)
+    config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
+                           max_message_bytes=settings.max_message_bytes,
+                           stage_error_retries=settings.stage_error_retries)
+    app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
+    enforcement = latest_enforcement(settings.policy_dir)
+    services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
+                                           accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
+                                           clock=system_clock,
+                                           assets=asset_store(settings.asset_dir, settings.asset_url),
+                                           galleries=GalleryStore(sessions),
+                                           provenance=SqlProvenanceLedger(sessions),
+                                           banks=BankStore(sessions), rights=rights_registry(settings, sessions),
+                                           read_only_caps=ReadOnlyCapLedger(sessions),
+                                           feeds=feeds_freshness,
+                                           standing=SqlStandingBook(sessions, enforcement))
+    for name in stage_names:
+        stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
+        runner = StageRunner(stage, topics, audit, sender, config, system_clock)
+        app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(stage_agent(runner, settings))
+    inputs = [topics.input_of(name) for name in stage_names]
+    consumed = inputs + ([feed.topic for feed in feeds] + [topics.reports] if apply_state_feeds else [])
+    _observe(app, settings, group, inputs, feeds, connection, consumed)
+    takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1],
+                                banker=stage_catalog.takedown_banker(services))
+    for feed in feeds if apply_state_feeds else []:
+        reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
+        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
+            _feed_agent(feed, sender, audit, topics.deadletter, settings, reactions))
+    if apply_state_feeds:
+        reports = StateFeed("reports", topics.reports, UserReport,
+                            ReportDesk(sessions, enforcement, publish_stage=settings.stages[-1]))
+        app.agent(app.topic(reports.topic), name="reports-intake")(
+            _feed_agent(reports, sender, audit, topics.deadletter, settings))
+    duties = stage_names + (["state feeds", "reports"] if apply_state_feeds else [])
+    log.info("worker for %s joining group %s as %s", ", ".join(duties), group, connection.principal)
+    return app
+
+
+def stage_app(settings: Settings, connection: KafkaConnection) -> tuple[StageApp, TransactionalSender]:
+    """The faust app of the worker's consumer group and the sender whose transactions carry each batch's
+    outputs with its input offsets: what every stage runs on (bench/runtime_floor.py measures it bare)."""
+    group = settings.consumer_group
     app = StageApp(
         group,
         broker=connection.faust_broker_urls(),
@@ -118,42 +161,8 @@ def build_worker(settings: Settings, stage_names: list[str], apply_state_feeds: 
     @app.on_partitions_revoked.connect
     async def _forget_revoked(_app: faust.App, revoked: set, **_: object) -> None:
         await sender.forget({(tp.topic, tp.partition) for tp in revoked})
-    config = RuntimeConfig(worker_id=f"{socket.gethostname()}:{os.getpid()}",
-                           max_message_bytes=settings.max_message_bytes,
-                           stage_error_retries=settings.stage_error_retries)
-    app.on_stop_callbacks.append(lambda: asyncio.to_thread(feeds_freshness.close))
-    enforcement = latest_enforcement(settings.policy_dir)
-    services = stage_catalog.StageServices(settings=settings, audit=audit, cameos=SqlConsentRegistry(sessions),
-                                           accounts=SqlAccountRegistry(sessions), caps=SqlCapLedger(sessions),
-                                           clock=system_clock,
-                                           assets=asset_store(settings.asset_dir, settings.asset_url),
-                                           galleries=GalleryStore(sessions),
-                                           provenance=SqlProvenanceLedger(sessions),
-                                           banks=BankStore(sessions), rights=rights_registry(settings, sessions),
-                                           read_only_caps=ReadOnlyCapLedger(sessions),
-                                           feeds=feeds_freshness,
-                                           standing=SqlStandingBook(sessions, enforcement))
-    for name in stage_names:
-        stage = stage_catalog.build_reloading_stage(name, services, settings.policy_check_seconds)
-        runner = StageRunner(stage, topics, audit, sender, config, system_clock)
-        app.agent(app.topic(topics.input_of(name)), name=f"stage-{name}")(_stage_agent(runner, settings))
-    inputs = [topics.input_of(name) for name in stage_names]
-    consumed = inputs + ([feed.topic for feed in feeds] + [topics.reports] if apply_state_feeds else [])
-    _observe(app, settings, group, inputs, feeds, connection, consumed)
-    takedowns = TakedownService(sessions, topics.takedowns, publish_stage=settings.stages[-1],
-                                banker=stage_catalog.takedown_banker(services))
-    for feed in feeds if apply_state_feeds else []:
-        reactions = _takedowns_for(takedowns) if feed.name == "consents" else None
-        app.agent(app.topic(feed.topic), name=f"{feed.name}-registry")(
-            _feed_agent(feed, sender, audit, topics.deadletter, settings, reactions))
-    if apply_state_feeds:
-        reports = StateFeed("reports", topics.reports, UserReport,
-                            ReportDesk(sessions, enforcement, publish_stage=settings.stages[-1]))
-        app.agent(app.topic(reports.topic), name="reports-intake")(
-            _feed_agent(reports, sender, audit, topics.deadletter, settings))
-    duties = stage_names + (["state feeds", "reports"] if apply_state_feeds else [])
-    log.info("worker for %s joining group %s as %s", ", ".join(duties), group, connection.principal)
-    return app
+
+    return app, sender
 
 
 def _wait_for_the_registries(freshness: KafkaFeedFreshness, attempts: int = 30, quiet_attempts: int = 6) -> None:
@@ -224,7 +233,7 @@ def _assigned(app: StageApp, topic: str, partition: int) -> bool:
     return any(tp.topic == topic and tp.partition == partition for tp in app.consumer.assignment())
 
 
-def _stage_agent(runner: StageRunner, settings: Settings):
+def stage_agent(runner: StageRunner, settings: Settings):
     """Hand the stage up to a batch of messages at once, waiting at most the batch wait to fill it.
 
     Moderation stages batch to share one database write and one transaction per partition;
