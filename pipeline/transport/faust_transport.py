@@ -36,11 +36,13 @@ class _TransactionCommittedConsumer(faust_aiokafka.Consumer):
 
     def ack(self, message: Any) -> bool:
         """With acks off faust only marks the message acked; also drop it from the messages a rebalance
-        waits for, and wake a waiting rebalance, as faust does for a topic with acks on."""
-        acked = super().ack(message)
+        waits for, wake a waiting rebalance, and say whether this was its first ack (faust's monitor counts
+        the message out then), as faust does for a topic with acks on."""
+        first = not message.acked
+        super().ack(message)
         self._unacked_messages.discard(message)
         notify(self._waiting_for_ack)
-        return acked
+        return first
 
 
 class _Transport(faust_aiokafka.Transport):
