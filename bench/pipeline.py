@@ -59,11 +59,7 @@ def run_pipeline(settings: Settings, count: int,
                  workers: int) -> tuple[float, dict[str, list[float]], dict[str, list[float]], list[dict], dict]:
     """Seconds until every request was published or rejected; per stage: time added per published request,
     and time spent deciding it; per worker process its CPU seconds and peak memory; rejections by reason."""
-    env = os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap, "TRUSTREEL_DB_URL": settings.db_url,
-                        "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix, "TRUSTREEL_STAGES": ",".join(STAGES),
-                        "TRUSTREEL_ASSET_DIR": str(settings.asset_dir),
-                        "TRUSTREEL_STAGE_BATCH_SIZE": str(settings.stage_batch_size),
-                        "TRUSTREEL_PARTITIONS": str(settings.partitions)}
+    env = worker_environment(settings)
     accounts = [f"bench-user-{n:04d}" for n in range(max(1, count // 50))]  # stay under the daily cap
     cameos = [f"bench-cam-{n:04d}" for n in range(max(1, len(accounts) // 2))]  # one per two accounts
     with PipelineProducer(settings) as producer:
@@ -118,6 +114,15 @@ def run_pipeline(settings: Settings, count: int,
             for log in logs:
                 log.close()
             engine.dispose()
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with the benchmark's settings, for a worker process it starts."""
+    return os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap, "TRUSTREEL_DB_URL": settings.db_url,
+                         "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix, "TRUSTREEL_STAGES": ",".join(STAGES),
+                         "TRUSTREEL_ASSET_DIR": str(settings.asset_dir),
+                         "TRUSTREEL_STAGE_BATCH_SIZE": str(settings.stage_batch_size),
+                         "TRUSTREEL_PARTITIONS": str(settings.partitions)}
 
 
 def terminal_count(sessions, prefix: str) -> int:

@@ -128,12 +128,9 @@ async def published(settings: Settings, wanted: dict[str, int], timeout: float =
 
 def run_floor(floor: str, settings: Settings, count: int, workdir: Path) -> tuple[float, float]:
     """Seconds until `count` requests are on the published topic, and the worker's CPU seconds meanwhile."""
-    env = os.environ | {"TRUSTREEL_BOOTSTRAP": settings.bootstrap, "TRUSTREEL_TOPIC_PREFIX": settings.topic_prefix,
-                        "TRUSTREEL_STAGES": ",".join(STAGES), "TRUSTREEL_PARTITIONS": str(settings.partitions),
-                        "TRUSTREEL_STAGE_BATCH_SIZE": str(settings.stage_batch_size),
-                        "TRUSTREEL_DB_URL": settings.db_url}
     with open(workdir / f"{floor}.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, __file__, "--serve", floor], env=env, stdout=log,
+        worker = subprocess.Popen([sys.executable, __file__, "--serve", floor],
+                                  env=pipeline_bench.worker_environment(settings), stdout=log,
                                   stderr=subprocess.STDOUT)
         try:
             with PipelineProducer(settings) as producer:
